@@ -79,8 +79,8 @@ identity(
 slip(
     seed="001",
     place="Eq. (19), first line",
-    says=r"\|\mathbf{w}^{(k+1)}\|^2 = \|\mathbf{w}^{(k)} + \alpha\nabla\mathcal{J}\|^2",
-    truth=r"the SGD step subtracts the gradient: \|\mathbf{w}^{(k)} - \alpha\nabla\mathcal{J}\|^2;"
+    says=r"$\|\mathbf{w}^{(k+1)}\|^2 = \|\mathbf{w}^{(k)} + \alpha\nabla\mathcal{J}\|^2$",
+    truth=r"the SGD step subtracts the gradient: $\|\mathbf{w}^{(k)} - \alpha\nabla\mathcal{J}\|^2$;"
     r" the result is the same because the cross term vanishes either way",
     identity="norm_growth_pythagoras",
 )
@@ -230,8 +230,8 @@ identity(
 slip(
     seed="000",
     place="weight decay slides, Mechanism I (line 412)",
-    says=r"the effective learning rate asymptotes to \alpha\lambda",
-    truth=r"\hat\alpha_\infty = \sqrt{\alpha\lambda(2-\alpha\lambda)} \approx \sqrt{2\alpha\lambda}"
+    says=r"the effective learning rate asymptotes to $\alpha\lambda$",
+    truth=r"$\hat\alpha_\infty = \sqrt{\alpha\lambda(2-\alpha\lambda)} \approx \sqrt{2\alpha\lambda}$"
     r" (unit gradient norm), as the notes' Eq. (25) states",
     identity="wd_effective_lr",
 )
@@ -239,10 +239,10 @@ slip(
 slip(
     seed="001",
     place="Eq. (24)-(25)",
-    says=r"\|\mathbf{w}_\infty\|^2 \approx \sqrt{\alpha/2\lambda},\ \hat\alpha_\infty \approx \sqrt{2\alpha\lambda}",
-    truth=r"with gradient norm g at unit weight norm: \|\mathbf{w}_\infty\|^2 \approx g\sqrt{\alpha/2\lambda}"
-    r" and \hat\alpha_\infty \approx \sqrt{2\alpha\lambda}/g; the notes' values are the case g = 1"
-    r" they assume, and both are leading order in \alpha\lambda (exact: \alpha g/\sqrt{\alpha\lambda(2-\alpha\lambda)})",
+    says=r"$\|\mathbf{w}_\infty\|^2 \approx \sqrt{\alpha/2\lambda}$, $\hat\alpha_\infty \approx \sqrt{2\alpha\lambda}$",
+    truth=r"with gradient norm $g$ at unit weight norm: $\|\mathbf{w}_\infty\|^2 \approx g\sqrt{\alpha/2\lambda}$"
+    r" and $\hat\alpha_\infty \approx \sqrt{2\alpha\lambda}/g$; the notes' values are the case $g = 1$"
+    r" they assume, and both are leading order in $\alpha\lambda$ (exact: $\alpha g/\sqrt{\alpha\lambda(2-\alpha\lambda)}$)",
     identity="wd_fixed_point_exact",
 )
 

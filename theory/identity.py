@@ -123,7 +123,9 @@ class Identity:
 
 @dataclass(frozen=True)
 class Slip:
-    """A slip in a seed document: where, what it says, what is true, and the identity proving it."""
+    """A slip in a seed document: where, what it says, what is true, and the identity proving it.
+
+    ``says`` and ``truth`` are Markdown with inline maths in ``$...$``."""
 
     seed: str
     place: str

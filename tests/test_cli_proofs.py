@@ -1,0 +1,47 @@
+"""The ``scalewise proofs`` and ``scalewise docs`` commands, and the committed catalogue page."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from scalewise_cli import main
+from theory.catalogue import catalogue_markdown, results_table
+from theory.identity import CheckResult
+
+CATALOGUE = Path(__file__).resolve().parents[1] / "docs" / "identities.md"
+
+
+def test_committed_catalogue_is_current() -> None:
+    assert CATALOGUE.read_text() == catalogue_markdown(), (
+        "docs/identities.md is stale: run `scalewise docs`"
+    )
+
+
+@pytest.mark.parametrize("fmt", ["table", "markdown", "latex"])
+def test_proofs_prints_a_table(fmt: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["proofs", "--only", "wd_effective_lr", "--format", fmt]) == 0
+    out = capsys.readouterr().out
+    assert "wd" in out and "001 Eq. (25)" in out
+
+
+def test_proofs_rejects_an_unknown_name(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["proofs", "--only", "no_such_identity"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown identity no_such_identity" in err and "wd_effective_lr" in err
+
+
+def test_failed_result_is_shown_as_failed() -> None:
+    failed = CheckResult("broken", "001 Eq. (1)", holds=False, control_rejected=True, seconds=0.0)
+    assert "NO" in results_table([failed], "markdown")
+    with pytest.raises(ValueError, match="fmt must be one of"):
+        results_table([failed], "html")
+
+
+def test_docs_check_detects_a_stale_page(tmp_path: Path) -> None:
+    page = tmp_path / "identities.md"
+    assert main(["docs", "--out", str(page)]) == 0
+    assert main(["docs", "--out", str(page), "--check"]) == 0
+    page.write_text(page.read_text() + "edited by hand\n")
+    assert main(["docs", "--out", str(page), "--check"]) == 1

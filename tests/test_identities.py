@@ -1,0 +1,69 @@
+"""Every registered identity holds exactly, and its negative control is rejected.
+
+The control is what makes each check meaningful: a comparison that accepted anything would
+accept the deliberately wrong statement too.
+"""
+
+from __future__ import annotations
+
+import pytest
+import sympy as sp
+
+import theory
+from theory.identity import Identity, Registry, exactly_equal
+
+NAMES = list(theory.IDENTITIES)
+
+
+@pytest.mark.parametrize("name", NAMES, ids=NAMES)
+def test_identity_holds_and_rejects_its_control(name: str) -> None:
+    result = theory.IDENTITIES[name].check()
+    assert result.holds, f"{name} ({result.source}) does not hold"
+    assert result.control_rejected, f"{name}: the negative control was accepted"
+
+
+@pytest.mark.parametrize("name", NAMES, ids=NAMES)
+def test_identity_is_documented(name: str) -> None:
+    item = theory.IDENTITIES[name]
+    assert item.source[:3] in {"000", "001", "002", "003", "004"}, item.source
+    assert item.statement.strip() and item.topic
+
+
+def test_every_slip_points_at_a_registered_identity() -> None:
+    for slip in theory.SLIPS:
+        assert slip.identity in theory.IDENTITIES, slip
+
+
+x, y = sp.symbols("x y", positive=True)
+
+
+@pytest.mark.parametrize(
+    ("claim", "expected", "equal"),
+    [
+        (sp.sin(x) ** 2 + sp.cos(x) ** 2, sp.Integer(1), True),
+        (sp.sqrt(x**2), x, True),
+        (x + y, y + x + sp.Rational(1, 10**30), False),
+        (sp.Matrix([[x, y]]), sp.Matrix([[x], [y]]), False),
+        ((x, y), (x,), False),
+        ((x, sp.Matrix([y])), (x, sp.Matrix([y])), True),
+    ],
+    ids=["trig", "sqrt-positive", "tiny-offset", "shape", "length", "nested"],
+)
+def test_exact_comparison(claim, expected, equal) -> None:
+    assert exactly_equal(claim, expected) is equal
+
+
+def test_registry_rejects_duplicates_and_names_unknown_identities() -> None:
+    registry = Registry()
+    item = Identity("a", "001 Eq. (1)", "a", lambda: x, lambda: x, lambda: y, topic="t")
+    registry.add(item)
+    with pytest.raises(ValueError, match="already registered"):
+        registry.add(item)
+    with pytest.raises(KeyError, match="known identities: a"):
+        registry["b"]
+
+
+def test_check_all_reports_each_identity() -> None:
+    results = theory.check_all(["wd_effective_lr", "norm_growth_recurrence"])
+    assert [r.name for r in results] == ["wd_effective_lr", "norm_growth_recurrence"]
+    assert all(r.ok and r.seconds >= 0 for r in results)

@@ -1,0 +1,122 @@
+"""Render the identity registry: result tables (text, Markdown, LaTeX) and the catalogue page.
+
+``docs/identities.md`` is :func:`catalogue_markdown` written to disk; a test compares the two, so
+the page cannot drift from the registry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from theory.identity import IDENTITIES, SLIPS, CheckResult, Identity
+
+FORMATS = ("table", "markdown", "latex")
+
+_SEEDS = {
+    "000": "lecture slides, 2022 (000_f2bdbb76a8cc4a30.txt)",
+    "001": "lecture notes, Ch. 5 (001_ec38f84fe8478afc.txt)",
+    "002": "lecture slides, 2021 (002_cd849d122e313ad8.txt)",
+    "003": "second-order optimization slides (003_06a84c88748080a6.txt)",
+    "004": "Three Mechanisms of Weight Decay Regularization (004_da010b54934a848f.txt)",
+}
+
+
+def _verdict(ok: bool) -> str:
+    return "yes" if ok else "NO"
+
+
+def _rows(results: Sequence[CheckResult]) -> list[tuple[str, str, str, str, str]]:
+    return [
+        (r.name, r.source, _verdict(r.holds), _verdict(r.control_rejected), f"{r.seconds:.3f}")
+        for r in results
+    ]
+
+
+_HEADER = ("name", "source", "holds", "control rejected", "seconds")
+
+
+def _text_table(rows: list[tuple[str, ...]]) -> str:
+    widths = [max(len(row[i]) for row in [_HEADER, *rows]) for i in range(len(_HEADER))]
+
+    def line(row: tuple[str, ...]) -> str:
+        return "  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip()
+
+    return "\n".join([line(_HEADER), line(tuple("-" * w for w in widths)), *map(line, rows)])
+
+
+def _markdown_table(rows: list[tuple[str, ...]]) -> str:
+    lines = ["| " + " | ".join(_HEADER) + " |", "|" + "---|" * len(_HEADER)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _latex_escape(text: str) -> str:
+    return text.replace("_", r"\_").replace("&", r"\&").replace("%", r"\%").replace("#", r"\#")
+
+
+def _latex_table(rows: list[tuple[str, ...]]) -> str:
+    body = [" & ".join(_latex_escape(cell) for cell in row) + r" \\" for row in rows]
+    return "\n".join(
+        [
+            r"\begin{tabular}{llccr}",
+            r"\hline",
+            " & ".join(_HEADER) + r" \\",
+            r"\hline",
+            *body,
+            r"\hline",
+            r"\end{tabular}",
+        ]
+    )
+
+
+def results_table(results: Sequence[CheckResult], fmt: str = "table") -> str:
+    """The results of :func:`theory.check_all` as a text, Markdown or LaTeX table."""
+    renderers = {"table": _text_table, "markdown": _markdown_table, "latex": _latex_table}
+    if fmt not in renderers:
+        raise ValueError(f"fmt must be one of {', '.join(FORMATS)}; got {fmt!r}")
+    return renderers[fmt](_rows(results))
+
+
+def _identity_section(item: Identity) -> list[str]:
+    lines = [f"### `{item.name}`", "", f"Source: {item.source}.", "", f"$${item.statement}$$", ""]
+    if item.sizes:
+        lines += [f"Checked for sizes {item.sizes_text}.", ""]
+    if item.note:
+        lines += [item.note, ""]
+    return lines
+
+
+def _topics(items: Iterable[Identity]) -> dict[str, list[Identity]]:
+    grouped: dict[str, list[Identity]] = {}
+    for item in items:
+        grouped.setdefault(item.topic, []).append(item)
+    return grouped
+
+
+def catalogue_markdown() -> str:
+    """The Markdown page listing every identity, its source and statement, and every slip."""
+    lines = [
+        "# Identities proved by scalewise",
+        "",
+        "Generated from `theory.IDENTITIES` by `scalewise docs`; do not edit by hand.",
+        "Each identity is checked exactly in SymPy (`scalewise proofs`), and each has a negative",
+        "control, a deliberately wrong variant that the same check must reject.",
+        "",
+        "Seeds (in `shared/seeds/`):",
+        "",
+        *[f"- {key}: {title}" for key, title in _SEEDS.items()],
+        "",
+        f"{len(IDENTITIES)} identities in {len(_topics(IDENTITIES.values()))} topics; "
+        f"{len(SLIPS)} slips found in the seeds.",
+        "",
+    ]
+    for topic, items in _topics(IDENTITIES.values()).items():
+        lines += [f"## {topic}", ""]
+        for item in items:
+            lines += _identity_section(item)
+    lines += ["## Slips in the seeds", "", "| seed | place | says | what is true | proved by |"]
+    lines += ["|---|---|---|---|---|"]
+    for s in SLIPS:
+        cells = [s.seed, s.place, s.says, s.truth, f"`{s.identity}`"]
+        lines.append("| " + " | ".join(c.replace("|", r"\|") for c in cells) + " |")
+    return "\n".join(lines) + "\n"
