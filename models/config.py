@@ -1,16 +1,36 @@
 """Typed, frozen configuration of a training run: model, data, optimizer, probes, schedule.
 
 A run is reproducible from its :class:`TrainConfig` alone (stored as JSON with the run). Every
-choice is a ``str`` enum so that configs round-trip through JSON and the CLI unchanged.
+choice is a ``str`` enum so that configs round-trip through JSON and the CLI unchanged; plain
+strings are accepted and converted (``OptimizerConfig(name="adam")``).
+
+Every config validates itself on construction: a bad value raises ``ValueError`` naming the field
+by its dotted path in :class:`TrainConfig` (``optimizer.lr``) and what is allowed, so a bad run
+fails before anything is built. The one check left to loading is whether the files of a dataset
+on disk exist (:func:`models.data.load_dataset`), so that a config can be read on a machine that
+lacks the data.
+
+>>> TrainConfig(optimizer=OptimizerConfig(name="adamw", lr=1e-3)).optimizer.name
+<OptimizerName.ADAMW: 'adamw'>
+>>> OptimizerConfig(lr=-1.0)
+Traceback (most recent call last):
+...
+ValueError: optimizer.lr = -1.0 is invalid; allowed: a finite number > 0
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
+import math
+import os
+import re
+import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
+from typing import Any, ClassVar
 
 
 class Arch(str, Enum):
@@ -76,34 +96,131 @@ class Schedule(str, Enum):
     WARMUP_COSINE = "warmup-cosine"
 
 
+IMAGE_DATASETS = frozenset({Dataset.DIGITS, Dataset.CIFAR10, Dataset.MNIST})
+DISK_DATASETS = frozenset({Dataset.CIFAR10, Dataset.MNIST})
+KFAC_NORMS = frozenset({Norm.NONE, Norm.BATCH, Norm.LAYER})
+"""Norms K-FAC supports: it preconditions the ``weight`` of Linear and Conv2d layers, which
+weight norm replaces by a direction and a gain."""
+
+_MAX_LOG_FACTOR = 700.0  # |log| of the largest and smallest schedule factors, within float64
+_DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+
+
+# ------------------------------------------------------------------------------ validation
+
+def _fail(name: str, value: Any, allowed: str) -> typing.NoReturn:
+    raise ValueError(f"{name} = {value!r} is invalid; allowed: {allowed}")
+
+
+def _coerce_enum(config: Any, name: str, kind: type[Enum]) -> None:
+    """Replace the string in field ``name`` of a frozen ``config`` by its ``kind`` member."""
+    value = getattr(config, name)
+    allowed = {m.value: m for m in kind}
+    if not isinstance(value, str) or value not in allowed:
+        _fail(config.path(name), value, "one of " + ", ".join(allowed))
+    object.__setattr__(config, name, allowed[value])
+
+
+def _check_int(config: Any, name: str, minimum: int, *, optional: bool = False) -> None:
+    value = getattr(config, name)
+    if optional and value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        allowed = f"an integer >= {minimum}" + (" or None" if optional else "")
+        _fail(config.path(name), value, allowed)
+
+
+def _check_float(config: Any, name: str, low: float, high: float = math.inf, *,
+                 low_open: bool = False, high_open: bool = True) -> None:
+    """``value`` must be a finite number in the interval from ``low`` to ``high``."""
+    value = getattr(config, name)
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    ok = ok and (value > low if low_open else value >= low)
+    ok = ok and (value < high if high_open else value <= high)
+    if not ok:
+        _fail(config.path(name), value, _interval(low, high, low_open, high_open))
+
+
+def _interval(low: float, high: float, low_open: bool, high_open: bool) -> str:
+    if high == math.inf:
+        return f"a finite number {'>' if low_open else '>='} {low:g}"
+    left, right = "(" if low_open else "[", ")" if high_open else "]"
+    return f"a finite number in {left}{low:g}, {high:g}{right}"
+
+
+class _Validated:
+    """Mixin giving each config its dotted path inside :class:`TrainConfig` for messages."""
+
+    PREFIX: ClassVar[str] = ""
+
+    def path(self, name: str) -> str:
+        return f"{self.PREFIX}{name}"
+
+
+# ------------------------------------------------------------------------------ configs
+
 @dataclass(frozen=True)
-class ModelConfig:
+class ModelConfig(_Validated):
+    PREFIX: ClassVar[str] = "model."
+
     arch: Arch = Arch.MLP
     norm: Norm = Norm.BATCH
     width: int = 64
     depth: int = 2
 
+    def __post_init__(self) -> None:
+        _coerce_enum(self, "arch", Arch)
+        _coerce_enum(self, "norm", Norm)
+        _check_int(self, "width", 1)
+        _check_int(self, "depth", 1)
+
 
 @dataclass(frozen=True)
-class DataConfig:
+class DataConfig(_Validated):
+    PREFIX: ClassVar[str] = "data."
+
     name: Dataset = Dataset.DIGITS
     root: str | None = None  # folder holding CIFAR-10 / MNIST files; unused otherwise
     batch_size: int = 128
     train_size: int | None = None  # None: the whole training split
     test_size: int | None = None
 
+    def __post_init__(self) -> None:
+        _coerce_enum(self, "name", Dataset)
+        if isinstance(self.root, os.PathLike):
+            object.__setattr__(self, "root", os.fspath(self.root))
+        if self.name in DISK_DATASETS and not self.root:
+            _fail(self.path("root"), self.root,
+                  f"the folder holding the {self.name.value} files (nothing is downloaded)")
+        if self.root is not None and not isinstance(self.root, str):
+            _fail(self.path("root"), self.root, "a folder path (str) or None")
+        _check_int(self, "batch_size", 1)
+        _check_int(self, "train_size", 1, optional=True)
+        _check_int(self, "test_size", 1, optional=True)
+
 
 @dataclass(frozen=True)
-class KFACConfig:
+class KFACConfig(_Validated):
+    PREFIX: ClassVar[str] = "optimizer.kfac."
+
     curvature: Curvature = Curvature.GAUSS_NEWTON
     damping: float = 1e-3
     factor_decay: float = 0.95
     factor_interval: int = 1
     inverse_interval: int = 20
 
+    def __post_init__(self) -> None:
+        _coerce_enum(self, "curvature", Curvature)
+        _check_float(self, "damping", 0.0)
+        _check_float(self, "factor_decay", 0.0, 1.0)
+        _check_int(self, "factor_interval", 1)
+        _check_int(self, "inverse_interval", 1)
+
 
 @dataclass(frozen=True)
-class OptimizerConfig:
+class OptimizerConfig(_Validated):
+    PREFIX: ClassVar[str] = "optimizer."
+
     name: OptimizerName = OptimizerName.SGD
     lr: float = 0.1
     momentum: float = 0.9  # used by sgdm, rmsprop and kfac
@@ -119,20 +236,103 @@ class OptimizerConfig:
     gamma: float = 0.1  # step decay factor, or per-step factor of the exponential schedule
     warmup_steps: int = 0
 
+    def __post_init__(self) -> None:
+        _coerce_enum(self, "name", OptimizerName)
+        _coerce_enum(self, "wd_mode", WeightDecayMode)
+        _coerce_enum(self, "wd_placement", WeightDecayPlacement)
+        _coerce_enum(self, "schedule", Schedule)
+        _check_float(self, "lr", 0.0, low_open=True)
+        _check_float(self, "momentum", 0.0, 1.0)
+        _check_float(self, "eps", 0.0, low_open=True)
+        _check_float(self, "weight_decay", 0.0)
+        _check_float(self, "gamma", 0.0, low_open=True)
+        _check_int(self, "warmup_steps", 0)
+        self._check_betas()
+        self._check_milestones()
+        self._check_weight_decay()
+        if not isinstance(self.renormalize, bool):
+            _fail(self.path("renormalize"), self.renormalize, "True or False")
+
+    def _check_betas(self) -> None:
+        betas = tuple(self.betas)
+        if len(betas) != 2 or not all(isinstance(b, (int, float)) and 0 <= b < 1 for b in betas):
+            _fail(self.path("betas"), self.betas, "two numbers in [0, 1)")
+        object.__setattr__(self, "betas", betas)
+
+    def _check_milestones(self) -> None:
+        steps = tuple(self.milestones)
+        ints = all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in steps)
+        if not ints or list(steps) != sorted(set(steps)):
+            _fail(self.path("milestones"), self.milestones, "strictly increasing integers >= 1")
+        object.__setattr__(self, "milestones", steps)
+
+    def _check_weight_decay(self) -> None:
+        """A decay needs a mode, and where it shrinks the weights by ``1 - alpha*lambda``
+        (decoupled; l2 with SGD or K-FAC) that factor must stay in (0, 1] (001 Eq. 22)."""
+        if self.weight_decay > 0 and self.wd_mode is WeightDecayMode.NONE:
+            _fail(self.path("wd_mode"), self.wd_mode.value,
+                  "l2 or decoupled when optimizer.weight_decay > 0")
+        if self.name is OptimizerName.ADAMW and self.wd_mode is WeightDecayMode.L2:
+            _fail(self.path("wd_mode"), self.wd_mode.value,
+                  "decoupled or none with adamw (its decay is decoupled; use adam for l2)")
+        shrinks = self.wd_mode is WeightDecayMode.DECOUPLED or (
+            self.wd_mode is WeightDecayMode.L2
+            and self.name in (OptimizerName.SGD, OptimizerName.SGDM, OptimizerName.KFAC))
+        if shrinks and self.lr * self.weight_decay >= 1:
+            _fail(self.path("weight_decay"), self.weight_decay,
+                  f"lr * weight_decay < 1 (lr = {self.lr:g}), so that 1 - lr*weight_decay > 0")
+
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(_Validated):
+    """Everything a run depends on; :meth:`run_id` hashes it, so equal configs name one run.
+    The ``*_every`` intervals count optimizer steps (see :mod:`models.training`)."""
+
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     steps: int = 500
     seed: int = 0
     device: str = "auto"  # "auto": CUDA when present, else CPU
-    probe_every: int = 1  # cheap per-layer probes
-    costly_probe_every: int = 100  # Jacobian / Gauss-Newton / trace probes
-    eval_every: int = 100
-    checkpoint_every: int = 100
+    probe_every: int = 1  # cheap per-layer probes; 0: never
+    costly_probe_every: int = 100  # Jacobian / Gauss-Newton / trace probes; 0: never
+    eval_every: int = 100  # train loss, test loss and accuracy; 0: only at the start and end
+    checkpoint_every: int = 100  # 0: only at the end
     name: str = ""
+
+    def __post_init__(self) -> None:
+        for part, kind in (("model", ModelConfig), ("data", DataConfig),
+                           ("optimizer", OptimizerConfig)):
+            if not isinstance(getattr(self, part), kind):
+                _fail(part, getattr(self, part), f"a {kind.__name__}")
+        _check_int(self, "steps", 1)
+        _check_int(self, "seed", 0)
+        for every in ("probe_every", "costly_probe_every", "eval_every", "checkpoint_every"):
+            _check_int(self, every, 0)
+        if not isinstance(self.device, str) or not _DEVICE.fullmatch(self.device):
+            _fail("device", self.device, "auto, cpu, cuda, cuda:<index> or mps")
+        if not isinstance(self.name, str):
+            _fail("name", self.name, "a string")
+        self._check_combination()
+
+    def _check_combination(self) -> None:
+        if self.model.arch is not Arch.MLP and self.data.name not in IMAGE_DATASETS:
+            _fail("model.arch", self.model.arch.value,
+                  f"mlp for data.name = {self.data.name.value!r} (vector inputs); "
+                  "vgg and resnet need images (digits, mnist, cifar10)")
+        if (self.optimizer.schedule is Schedule.WARMUP_COSINE
+                and self.optimizer.warmup_steps >= self.steps):
+            _fail("optimizer.warmup_steps", self.optimizer.warmup_steps,
+                  f"an integer < steps ({self.steps}) with the warmup-cosine schedule")
+        if (self.optimizer.schedule is Schedule.EXPONENTIAL
+                and abs((self.steps - 1) * math.log(self.optimizer.gamma)) > _MAX_LOG_FACTOR):
+            _fail("optimizer.gamma", self.optimizer.gamma,
+                  f"a factor whose power gamma**{self.steps - 1} (the last step's) is a normal "
+                  "float, so the learning rate neither overflows nor vanishes")
+        if self.optimizer.name is OptimizerName.KFAC and self.model.norm not in KFAC_NORMS:
+            _fail("model.norm", self.model.norm.value,
+                  "none, batch or layer with optimizer.name = 'kfac' (K-FAC preconditions the "
+                  "weights of Linear and Conv2d layers; weight norm reparameterizes them)")
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
@@ -141,26 +341,105 @@ class TrainConfig:
     def from_json(cls, text: str) -> TrainConfig:
         return from_dict(cls, json.loads(text))
 
+    def run_id(self) -> str:
+        """A stable id: the first 12 hex digits of the SHA-256 of :meth:`to_json`, so the same
+        config always names the same run (and resumes it)."""
+        return hashlib.sha256(self.to_json().encode()).hexdigest()[:12]
 
-def from_dict(cls: type, data: dict[str, Any]) -> Any:
-    """Rebuild a (nested) config dataclass from plain JSON data, converting enums and tuples."""
+
+def from_dict(cls: type, data: Mapping[str, Any], prefix: str = "") -> Any:
+    """Rebuild a (nested) config dataclass from plain JSON data; enums and tuples are converted
+    by the configs themselves. Unknown keys are refused."""
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        _fail(prefix + unknown[0], data[unknown[0]],
+              "one of the fields " + ", ".join(sorted(names)))
     kwargs = {}
-    for f in dataclasses.fields(cls):
-        if f.name not in data:
-            continue
-        value = data[f.name]
-        kind = _field_type(cls, f.name)
-        if dataclasses.is_dataclass(kind):
-            value = from_dict(kind, value)
-        elif isinstance(kind, type) and issubclass(kind, Enum):
-            value = kind(value)
-        elif isinstance(value, list):
-            value = tuple(value)
-        kwargs[f.name] = value
+    for name, value in data.items():
+        if dataclasses.is_dataclass(hints[name]):
+            value = from_dict(hints[name], value, f"{prefix}{name}.")
+        kwargs[name] = value
     return cls(**kwargs)
 
 
-def _field_type(cls: type, name: str) -> Any:
-    import typing
+def override(config: TrainConfig, changes: Mapping[str, Any]) -> TrainConfig:
+    """A copy of ``config`` with fields replaced by dotted path, validated again.
 
-    return typing.get_type_hints(cls)[name]
+    >>> override(TrainConfig(), {"optimizer.lr": 0.5, "steps": 10}).optimizer.lr
+    0.5
+    """
+    nested: dict[str, Any] = {}
+    for path, value in changes.items():
+        *parents, leaf = path.split(".")
+        node = nested
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return _replace(config, nested, "")
+
+
+def _replace(config: Any, nested: Mapping[str, Any], prefix: str) -> Any:
+    names = {f.name for f in dataclasses.fields(config)}
+    kwargs = {}
+    for name, value in nested.items():
+        if name not in names:
+            _fail(prefix + name, value, "one of the fields " + ", ".join(sorted(names)))
+        sub = getattr(config, name)
+        if dataclasses.is_dataclass(sub) and isinstance(value, Mapping):
+            value = _replace(sub, value, f"{prefix}{name}.")
+        kwargs[name] = value
+    return dataclasses.replace(config, **kwargs)
+
+
+# ------------------------------------------------------------------------------ presets
+
+def _preset(name: str, **changes: Any) -> TrainConfig:
+    return override(TrainConfig(name=name), changes)
+
+
+PRESETS: Mapping[str, TrainConfig] = {
+    config.name: config
+    for config in (
+        # The notes' central case (001 Sec. 5.1, Eq. 25): BN + SGD + WD, whose effective LR
+        # tends to sqrt(2 alpha lambda). Linearizing 001 Eq. (23) at its fixed point, the
+        # squared norms approach it by a factor 2 (1 - alpha lambda)^2 - 1 ~ 1 - 4 alpha lambda
+        # per step: a time constant of 500 steps here, six of them in 3000 steps.
+        _preset("digits-bn-sgd", **{"optimizer.weight_decay": 5e-3, "optimizer.wd_mode": "l2",
+                                    "steps": 3000}),
+        # The same network with each normalized unit rescaled to unit norm after every step,
+        # so that the effective LR equals the LR (001 Sec. 4.3).
+        _preset("digits-bn-sgd-renorm", **{"optimizer.renormalize": True, "steps": 1000}),
+        _preset("digits-bn-adamw", **{"optimizer.name": "adamw", "optimizer.lr": 1e-3,
+                                      "optimizer.weight_decay": 5e-2,
+                                      "optimizer.wd_mode": "decoupled", "steps": 1000}),
+        _preset("digits-bn-kfac", **{"optimizer.name": "kfac", "optimizer.lr": 1e-2,
+                                     "optimizer.weight_decay": 1e-3, "optimizer.wd_mode": "l2",
+                                     "steps": 1000}),
+        # A teacher-student task without normalization: the control case.
+        _preset("teacher-mlp-sgd", **{"data.name": "teacher", "model.norm": "none",
+                                      "optimizer.lr": 0.05, "steps": 1000}),
+        # The paper's (004) CIFAR-10 setting: VGG with BN, momentum SGD, wd on the conv layers.
+        _preset("cifar10-vgg-bn-sgd", **{
+            "data.name": "cifar10", "data.root": "data", "model.arch": "vgg",
+            "optimizer.name": "sgdm", "optimizer.weight_decay": 5e-4,
+            "optimizer.wd_mode": "l2", "optimizer.wd_placement": "normalized",
+            "optimizer.schedule": "step", "optimizer.milestones": (10000, 15000),
+            "steps": 20000, "costly_probe_every": 1000, "eval_every": 1000,
+            "checkpoint_every": 1000}),
+        _preset("mnist-mlp-bn-sgd", **{"data.name": "mnist", "data.root": "data",
+                                       "model.width": 256, "optimizer.weight_decay": 5e-4,
+                                       "optimizer.wd_mode": "l2", "steps": 3000,
+                                       "eval_every": 500, "checkpoint_every": 500}),
+    )
+}
+"""Named starting points for ``scalewise train --preset NAME`` (flags then override fields).
+CIFAR-10 and MNIST read from ``data/`` under the current folder unless ``data.root`` says
+otherwise."""
+
+
+def preset(name: str) -> TrainConfig:
+    if name not in PRESETS:
+        _fail("preset", name, "one of " + ", ".join(PRESETS))
+    return PRESETS[name]

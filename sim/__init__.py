@@ -1,0 +1,45 @@
+"""scalewise.sim: effective-learning-rate simulators in NumPy.
+
+Two engines share one interface: the *recurrence* engine iterates theory's exact scalar recurrence
+for SGD (001 Eq. 23) on whole hyperparameter grids; the *sphere* engine trains explicit
+scale-invariant weight vectors with the real update rules of SGD, momentum SGD, Adam, AdamW,
+RMSprop and Adagrad. :func:`equilibrium` gives theory's closed-form equilibria, :func:`drive`
+turns measured gradient norms into predicted weight norms, :func:`exponential_lr_pair` shows
+weight decay as an exponential learning-rate schedule, and :mod:`sim.figures` (imported on its
+own: it needs matplotlib) draws the notes' figures.
+
+>>> import sim
+>>> t = sim.simulate("sgd", lr=[0.1, 1.0], steps=100)
+>>> t.norm_sq.shape
+(100, 2)
+"""
+
+from __future__ import annotations
+
+from sim.dynamics import ENGINES, drive, simulate
+from sim.equilibria import equilibrium, long_run_averages
+from sim.equivalence import direction_mismatch, exponential_lr_pair
+from sim.losses import RayleighQuotient
+from sim.recurrence import effective_damping
+from sim.schedules import Constant, Exponential, StepDecay, WarmupCosine
+from sim.spec import MEMORY_LIMIT_BYTES, Optimizer
+from sim.trajectory import Trajectory
+
+__all__ = [
+    "ENGINES",
+    "MEMORY_LIMIT_BYTES",
+    "Constant",
+    "Exponential",
+    "Optimizer",
+    "RayleighQuotient",
+    "StepDecay",
+    "Trajectory",
+    "WarmupCosine",
+    "direction_mismatch",
+    "drive",
+    "effective_damping",
+    "equilibrium",
+    "exponential_lr_pair",
+    "long_run_averages",
+    "simulate",
+]

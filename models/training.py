@@ -1,0 +1,345 @@
+"""``train(config)``: one training run from its config to its stored metrics.
+
+The run's id is the hash of its config (:meth:`TrainConfig.run_id`) unless given. Each step
+``k`` (``k`` updates done before it) logs, in long form ``(step, layer, name, value)``:
+
+- ``(k, "", "lr")`` the learning rate and the metrics of :func:`models.step.train_step`: the
+  minibatch ``loss`` (layer ``""``, the whole network) and, every ``probe_every`` steps, the
+  cheap per-layer probes;
+- the costly probes (:func:`models.probes.costly_probes`, on a fixed batch of training inputs)
+  and ``train_loss``, ``train_accuracy``, ``test_loss``, ``test_accuracy`` (layer ``""``,
+  evaluation mode, whole splits) at ``k = 0``, every ``costly_probe_every`` /
+  ``eval_every`` steps and at ``k = steps`` (the trained network).
+
+Metrics reach the store in batches at each checkpoint (every ``checkpoint_every`` steps and at
+the end). A checkpoint holds everything the rest of the run depends on: model, optimizer, the
+batch sampler and the generator of the step's own randomness (K-FAC's sampled targets), and the
+step. It is written to a temporary file and renamed over the old one, so a crash never leaves
+half a checkpoint. Resuming reloads it, discards the metrics logged at or after its step and
+recomputes them: on CPU, where the run executes with deterministic algorithms, an interrupted
+and resumed run stores exactly the metrics of an uninterrupted one. On CUDA runs are seeded but
+not bitwise reproducible (cuDNN and atomics).
+
+A run whose loss or weights stop being finite ends with status ``failed`` and a log line saying
+where; its metrics up to there are kept. Ctrl-C (``KeyboardInterrupt``) marks the run
+``interrupted``, keeps its last checkpoint and is raised again; any other exception marks it
+``failed`` with the traceback in its log and is raised again.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import sys
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from models.config import OptimizerConfig, Schedule, TrainConfig
+from models.data import BatchSampler, Data, Split, load_dataset
+from models.networks import build_model
+from models.optimizers import build_optimizer
+from models.probes import costly_probes
+from models.step import StepResult, train_step
+from models.store import Metric, Run, RunStatus, RunStore, StoreError
+from sim.schedules import Constant, Exponential, StepDecay, WarmupCosine, lr_factors
+
+NETWORK = ""  # the ``layer`` of metrics about the whole network, as in models.probes
+PROBE_BATCH = 64  # training inputs the costly probes see (their Jacobians are B x C x P)
+EVAL_BATCH = 1024
+FLUSH_ROWS = 100_000  # metric rows buffered at most between checkpoints
+
+_RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+StepCallback = Callable[[int, StepResult], None]
+
+
+def train(config: TrainConfig, *, store: RunStore | None = None, run_id: str | None = None,
+          resume: bool = True, progress: bool = True,
+          on_step: StepCallback | None = None) -> Run:
+    """Train ``config``, storing metrics and checkpoints in ``store`` (default: the file of
+    :func:`models.store.default_store_path`), and return the stored run.
+
+    With ``resume``, a completed run of the same id is returned as stored and any other one
+    continues from its last checkpoint (from the start without one); without, the run starts
+    over. ``progress`` shows a progress bar when stderr is a terminal outside CI.
+    ``on_step(k, result)`` is called after step ``k`` (and after its checkpoint, if any).
+    """
+    if not isinstance(config, TrainConfig):
+        raise ValueError(f"config = {config!r} is invalid; allowed: a TrainConfig")
+    if run_id is not None and not _RUN_ID.fullmatch(run_id):
+        raise ValueError(f"run_id = {run_id!r} is invalid; allowed: letters, digits, '.', '_' "
+                         "and '-' (it names the checkpoint file)")
+    device = resolve_device(config.device)
+    data = load_dataset(config.data, seed=config.seed)  # missing files fail before anything
+    owned = store is None
+    store = RunStore() if store is None else store
+    try:
+        return _train_stored(config, data.to(device), device, store,
+                             run_id or config.run_id(), resume, progress, on_step)
+    finally:
+        if owned:
+            store.close()
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto``: CUDA when present, else CPU; a named device must be available."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    available = {"cuda": torch.cuda.is_available(),
+                 "mps": torch.backends.mps.is_available(), "cpu": True}
+    device = torch.device(name)
+    if not available[device.type]:
+        raise ValueError(f"device = {name!r} is invalid here; allowed: auto or cpu "
+                         f"({device.type} is not available on this machine)")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise ValueError(f"device = {name!r} is invalid here; allowed: cuda:0 to "
+                         f"cuda:{torch.cuda.device_count() - 1}")
+    return device
+
+
+# ------------------------------------------------------------------------------ run state
+
+@dataclass
+class _State:
+    """Everything a checkpoint holds; ``step`` counts the updates done, ``saved`` is the step of
+    the last checkpoint written or loaded."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    sampler: BatchSampler
+    generator: torch.Generator
+    step: int = 0
+    saved: int | None = None
+
+
+def _build_state(config: TrainConfig, data: Data, device: torch.device) -> _State:
+    model_seed, sampler_seed, step_seed = (
+        int(s) for s in np.random.SeedSequence(config.seed).generate_state(3))
+    model = build_model(config.model, data.in_shape, data.num_classes, seed=model_seed).to(device)
+    optimizer = build_optimizer(model, config.optimizer)
+    for group in optimizer.param_groups:
+        group.setdefault("initial_lr", group["lr"])  # the base of the schedule's factors
+    sampler = BatchSampler(len(data.train), config.data.batch_size, seed=sampler_seed)
+    generator = torch.Generator(device=device).manual_seed(step_seed)
+    return _State(model, optimizer, sampler, generator)
+
+
+def save_checkpoint(path: Path, state: _State, config: TrainConfig) -> None:
+    """Write ``state`` to ``path`` atomically: a temporary file, synced, renamed over it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"config": config.to_json(), "step": state.step,
+               "model": state.model.state_dict(), "optimizer": state.optimizer.state_dict(),
+               "sampler": state.sampler.state_dict(), "generator": state.generator.get_state()}
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(temporary, "wb") as file:
+        torch.save(payload, file)
+        file.flush()
+        os.fsync(file.fileno())
+    os.replace(temporary, path)
+    state.saved = state.step
+
+
+def load_checkpoint(path: Path, state: _State, config: TrainConfig) -> None:
+    """Restore ``state`` from the checkpoint at ``path``, which must be of ``config``."""
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    if payload["config"] != config.to_json():
+        raise StoreError(f"checkpoint {path} belongs to another config; pass resume=False to "
+                         "start this run over")
+    state.model.load_state_dict(payload["model"])
+    state.optimizer.load_state_dict(payload["optimizer"])
+    state.sampler.load_state_dict(payload["sampler"])
+    state.generator.set_state(payload["generator"])
+    state.step = state.saved = int(payload["step"])
+
+
+# ------------------------------------------------------------------------------ the run
+
+def _train_stored(config: TrainConfig, data: Data, device: torch.device, store: RunStore,
+                  run_id: str, resume: bool, progress: bool,
+                  on_step: StepCallback | None) -> Run:
+    existing = store.status(run_id)
+    if existing is not None and resume and existing[0] != config:
+        raise StoreError(f"run {run_id} in {store.path} holds another config; pass another "
+                         "run_id, or resume=False to overwrite it")
+    if existing is not None and resume and existing[1] is RunStatus.COMPLETED:
+        return store[run_id]
+    state = _build_state(config, data, device)
+    checkpoint = store.checkpoint_path(run_id)
+    continuing = resume and existing is not None
+    if continuing and checkpoint.exists():
+        load_checkpoint(checkpoint, state, config)
+        message = f"resumed from the checkpoint at step {state.step}"
+    else:
+        checkpoint.unlink(missing_ok=True)
+        message = "started" if existing is None or not resume else "restarted from step 0"
+    store.begin(run_id, config, fresh=not continuing, message=f"{message} on {device}")
+    store.delete_metrics(run_id, from_step=state.step)
+    log = _MetricLog(store, run_id)
+    try:
+        with _deterministic(device):
+            status, message = _run(config, data, state, log, checkpoint,
+                                   _progress_bar(config.steps, state.step, run_id, progress),
+                                   on_step)
+    except KeyboardInterrupt:
+        log.flush()
+        saved = "none yet" if state.saved is None else f"step {state.saved}"
+        store.set_status(run_id, RunStatus.INTERRUPTED,
+                         f"interrupted at step {state.step}; checkpoint kept: {saved}")
+        raise
+    except BaseException:
+        log.flush()
+        store.set_status(run_id, RunStatus.FAILED, f"error at step {state.step}:\n"
+                         + traceback.format_exc())
+        raise
+    log.flush()
+    store.set_status(run_id, status, message)
+    return store[run_id]
+
+
+def _run(config: TrainConfig, data: Data, state: _State, log: _MetricLog, checkpoint: Path,
+         progress_bar: AbstractContextManager[tqdm],
+         on_step: StepCallback | None) -> tuple[RunStatus, str]:
+    """Steps from ``state.step`` to ``config.steps``; the final status and its log line."""
+    factors = lr_factors(schedule(config.optimizer), config.steps)  # (steps,)
+    probe_inputs = data.train.inputs[:PROBE_BATCH]
+    with progress_bar as bar:
+        while state.step < config.steps:
+            k = state.step
+            _measure(config, data, state.model, probe_inputs, k, log, final=False)
+            result = _step(config, data, state, float(factors[k]), log)
+            state.step = k + 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{result.loss:.4g}", refresh=False)
+            if not math.isfinite(result.loss):
+                return RunStatus.FAILED, f"diverged at step {k}: loss = {result.loss}"
+            if _due(k + 1, config.checkpoint_every) or k + 1 == config.steps:
+                if not _finite_weights(state.model):
+                    return RunStatus.FAILED, f"diverged by step {k + 1}: non-finite weights"
+                log.flush()
+                save_checkpoint(checkpoint, state, config)
+            if on_step is not None:
+                on_step(k, result)
+    _measure(config, data, state.model, probe_inputs, config.steps, log, final=True)
+    return RunStatus.COMPLETED, f"completed {config.steps} steps"
+
+
+def _step(config: TrainConfig, data: Data, state: _State, factor: float,
+          log: _MetricLog) -> StepResult:
+    """One training step ``k = state.step`` at learning rate ``factor * lr``."""
+    k = state.step
+    for group in state.optimizer.param_groups:
+        group["lr"] = group["initial_lr"] * factor
+    batch = state.sampler.next().to(data.train.inputs.device)  # (B,)
+    result = train_step(state.model, state.optimizer, data.train.inputs[batch],
+                        data.train.targets[batch], probe=_due(k, config.probe_every),
+                        generator=state.generator)
+    log.add((k, NETWORK, "lr", config.optimizer.lr * factor),
+            *((k, layer, name, value) for layer, name, value in result.metrics))
+    return result
+
+
+def _measure(config: TrainConfig, data: Data, model: nn.Module, probe_inputs: torch.Tensor,
+             k: int, log: _MetricLog, *, final: bool) -> None:
+    """Evaluation and costly probes of the network after ``k`` updates, when due."""
+    if final or k == 0 or _due(k, config.eval_every):
+        for split_name, split in (("train", data.train), ("test", data.test)):
+            loss, accuracy = evaluate(model, split)
+            log.add((k, NETWORK, f"{split_name}_loss", loss),
+                    (k, NETWORK, f"{split_name}_accuracy", accuracy))
+    if final or _due(k, config.costly_probe_every):
+        log.add(*((k, layer, name, value)
+                  for layer, name, value in costly_probes(model, probe_inputs)))
+
+
+def _due(k: int, every: int) -> bool:
+    return every > 0 and k % every == 0
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, split: Split, batch_size: int = EVAL_BATCH) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy of ``model`` on ``split`` in evaluation mode (batch norm
+    uses its running statistics); the model's mode is restored."""
+    was_training = model.training
+    model.eval()
+    total_loss, correct = 0.0, 0
+    for start in range(0, len(split), batch_size):
+        inputs = split.inputs[start:start + batch_size]
+        targets = split.targets[start:start + batch_size]
+        logits = model(inputs)  # (b, classes)
+        total_loss += F.cross_entropy(logits, targets, reduction="sum").item()
+        correct += int((logits.argmax(dim=1) == targets).sum())
+    model.train(was_training)
+    return total_loss / len(split), correct / len(split)
+
+
+def _finite_weights(model: nn.Module) -> bool:
+    return bool(torch.stack([p.isfinite().all() for p in model.parameters()]).all())
+
+
+def schedule(config: OptimizerConfig) -> Constant | StepDecay | Exponential | WarmupCosine:
+    """The learning-rate schedule of ``config`` as the simulators define it (:mod:`sim.schedules`),
+    so a measured and a simulated run share one definition."""
+    if config.schedule is Schedule.STEP:
+        return StepDecay(milestones=config.milestones, gamma=config.gamma)
+    if config.schedule is Schedule.EXPONENTIAL:
+        return Exponential(gamma=config.gamma)
+    if config.schedule is Schedule.WARMUP_COSINE:
+        return WarmupCosine(warmup_steps=config.warmup_steps)
+    return Constant()
+
+
+class _MetricLog:
+    """Metric rows buffered in memory and written to the store in one transaction per flush."""
+
+    def __init__(self, store: RunStore, run_id: str) -> None:
+        self.store, self.run_id = store, run_id
+        self._rows: list[Metric] = []
+
+    def add(self, *rows: Metric) -> None:
+        self._rows.extend(rows)
+        if len(self._rows) >= FLUSH_ROWS:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._rows:
+            self.store.add_metrics(self.run_id, self._rows)
+            self._rows = []
+
+
+@contextmanager
+def _deterministic(device: torch.device) -> Iterator[None]:
+    """Deterministic algorithms on CPU for the duration of the run, then the caller's setting.
+    (On CUDA they would need ``CUBLAS_WORKSPACE_CONFIG`` set before CUDA starts, and cost
+    speed; CUDA runs are left as they are.)"""
+    if device.type != "cpu":
+        yield
+        return
+    enabled = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(enabled, warn_only=warn_only)
+
+
+@contextmanager
+def _progress_bar(steps: int, start: int, run_id: str, progress: bool) -> Iterator[tqdm]:
+    """A bar over the steps, shown only when asked for, on a terminal, outside CI."""
+    shown = progress and sys.stderr.isatty() and not os.environ.get("CI")
+    bar = tqdm(total=steps, initial=start, desc=run_id, unit="step", disable=not shown,
+               dynamic_ncols=True)
+    try:
+        yield bar
+    finally:
+        bar.close()

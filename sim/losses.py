@@ -1,0 +1,45 @@
+"""Scale-invariant losses for the sphere engine's loss-driven mode.
+
+A loss is given to the engine as its gradient at unit-norm points: a callable mapping ``w_hat``
+of shape ``(..., dim)`` with ``||w_hat|| = 1`` to ``grad J(w_hat)`` of the same shape. The engine
+applies ``grad J(w) = grad J(w_hat) / ||w||`` (001 Eq. 18, homogeneity of degree -1).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from sim.validation import finite_array
+
+
+@dataclass(frozen=True, eq=False)
+class RayleighQuotient:
+    """``J(w) = w^T A w / w^T w`` for a symmetric ``A`` (``(dim, dim)``): invariant to the scale
+    of ``w`` (degree 0), like a layer followed by batch normalization (001 Sec. 4.3). At a unit
+    vector its gradient ``2 (A w_hat - J(w_hat) w_hat)`` is tangent to the sphere (001 Eq. 16).
+    """
+
+    matrix: np.ndarray
+    _matrix: np.ndarray = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        a = finite_array("matrix", self.matrix)
+        if a.ndim != 2 or a.shape[0] != a.shape[1] or not np.allclose(a, a.T, rtol=0, atol=1e-12):
+            raise ValueError(f"matrix must be a symmetric square matrix, got shape {a.shape}")
+        object.__setattr__(self, "_matrix", a)
+
+    @property
+    def dim(self) -> int:
+        return self._matrix.shape[0]
+
+    def value(self, w: np.ndarray) -> np.ndarray:
+        """``J(w)`` for ``w`` of shape ``(..., dim)`` (any nonzero norm)."""
+        aw = w @ self._matrix  # (..., dim); A is symmetric
+        return np.einsum("...d,...d->...", w, aw) / np.einsum("...d,...d->...", w, w)
+
+    def __call__(self, w_hat: np.ndarray) -> np.ndarray:
+        """``grad J(w_hat)`` at unit vectors ``w_hat`` (``(..., dim)``)."""
+        aw = w_hat @ self._matrix  # (..., dim)
+        return 2 * (aw - np.einsum("...d,...d->...", w_hat, aw)[..., None] * w_hat)

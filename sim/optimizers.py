@@ -1,0 +1,92 @@
+"""The update rules of ``torch.optim`` as pure NumPy functions with explicit state.
+
+One step ``update(optimizer, state, w, grad, hyper) -> (w_next, state_next)`` reproduces
+``torch.optim.SGD`` (momentum, dampening 0, no Nesterov), ``Adam`` (bias correction, ``eps``
+outside the square root), ``AdamW``, ``RMSprop`` (smoothing ``alpha``, ``eps`` outside the square
+root, not centered, no momentum) and ``Adagrad`` (initial accumulator 0, no learning-rate decay)
+step for step. Weight decay is the coupled L2 term ``grad + weight_decay * w`` for every optimizer
+but AdamW, whose decay ``w <- (1 - lr weight_decay) w`` is decoupled (001 Sec. 5; 004 Sec. 2).
+The adaptive rules follow 001 Sec. 2 (RMSprop, Adagrad, Adam).
+
+Arrays have any shape; hyperparameters broadcast against them.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from sim.spec import Optimizer
+
+
+class Hyper(NamedTuple):
+    """Hyperparameters of one step (arrays broadcastable to the weights)."""
+
+    lr: np.ndarray | float
+    weight_decay: np.ndarray | float
+    momentum: np.ndarray | float
+    beta1: float
+    beta2: float
+    eps: float
+    rmsprop_alpha: float
+
+
+class OptimizerState(NamedTuple):
+    """``first``: momentum buffer (SGD) or first moment (Adam); ``second``: second moment (Adam,
+    RMSprop) or sum of squared gradients (Adagrad); ``step``: steps taken so far."""
+
+    step: int
+    first: np.ndarray
+    second: np.ndarray
+
+
+def init_state(w: np.ndarray) -> OptimizerState:
+    """Zero state, as ``torch.optim`` initialises it lazily at the first step."""
+    return OptimizerState(step=0, first=np.zeros_like(w), second=np.zeros_like(w))
+
+
+def update(optimizer: Optimizer, state: OptimizerState, w: np.ndarray, grad: np.ndarray,
+           hyper: Hyper) -> tuple[np.ndarray, OptimizerState]:
+    """One optimizer step from ``w`` with gradient ``grad`` (both ``(..., dim)``)."""
+    if optimizer is Optimizer.ADAMW:
+        w = w * (1 - hyper.lr * hyper.weight_decay)
+    else:
+        grad = grad + hyper.weight_decay * w
+    step = state.step + 1
+    direction, first, second = _RULES[optimizer](state, grad, hyper, step)
+    return w - hyper.lr * direction, OptimizerState(step, first, second)
+
+
+def _sgd(state: OptimizerState, grad: np.ndarray, hyper: Hyper, step: int):
+    # dampening 0: buf_1 = grad, buf_k = momentum buf_{k-1} + grad (zero initial buffer)
+    first = hyper.momentum * state.first + grad
+    return first, first, state.second
+
+
+def _adam(state: OptimizerState, grad: np.ndarray, hyper: Hyper, step: int):
+    first = hyper.beta1 * state.first + (1 - hyper.beta1) * grad
+    second = hyper.beta2 * state.second + (1 - hyper.beta2) * grad**2
+    denom = np.sqrt(second) / np.sqrt(1 - hyper.beta2**step) + hyper.eps
+    return first / ((1 - hyper.beta1**step) * denom), first, second
+
+
+def _rmsprop(state: OptimizerState, grad: np.ndarray, hyper: Hyper, step: int):
+    a = hyper.rmsprop_alpha
+    second = a * state.second + (1 - a) * grad**2
+    return grad / (np.sqrt(second) + hyper.eps), state.first, second
+
+
+def _adagrad(state: OptimizerState, grad: np.ndarray, hyper: Hyper, step: int):
+    second = state.second + grad**2
+    return grad / (np.sqrt(second) + hyper.eps), state.first, second
+
+
+_RULES = {
+    Optimizer.SGD: _sgd,
+    Optimizer.SGDM: _sgd,
+    Optimizer.ADAM: _adam,
+    Optimizer.ADAMW: _adam,
+    Optimizer.RMSPROP: _rmsprop,
+    Optimizer.ADAGRAD: _adagrad,
+}

@@ -1,0 +1,141 @@
+"""Networks: shapes, structure, deterministic init, and scale invariance measured on real
+normalized networks (issue 4, test 3: ``w . grad J = 0`` and ``grad J(gamma w) = grad J(w)/gamma``
+per unit, 001 Eq. 16 and 18), in float64."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from models.config import Arch, ModelConfig, Norm
+from models.networks import build_model, layer_weights, output_layer, scale_invariant_params
+
+
+@dataclass(frozen=True)
+class Case:
+    arch: Arch
+    norm: Norm
+    in_shape: tuple[int, ...]
+    seed: int = 0
+
+    @property
+    def id(self) -> str:
+        return f"{self.arch.value}-{self.norm.value}-{'x'.join(map(str, self.in_shape))}"
+
+    def build(self) -> nn.Module:
+        model = build_model(ModelConfig(arch=self.arch, norm=self.norm, width=4, depth=2),
+                            self.in_shape, 3, seed=self.seed).double()
+        for module in model.modules():
+            if hasattr(module, "eps"):
+                # The norm's epsilon breaks exact invariance by O(eps / variance). Torch refuses
+                # eps = 0 in training; 1e-300 vanishes when added to any float64 variance here.
+                module.eps = 1e-300
+        return model
+
+    def batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        gen = torch.Generator().manual_seed(self.seed + 10)
+        x = torch.randn(16, *self.in_shape, generator=gen, dtype=torch.float64)
+        return x, torch.randint(0, 3, (16,), generator=gen)
+
+
+SHAPES = [(1, 8, 8), (3, 32, 32)]
+ALL = [Case(a, n, s) for a in Arch for n in Norm for s in SHAPES]
+INVARIANT = [Case(a, n, (1, 8, 8)) for a in Arch for n in (Norm.BATCH, Norm.LAYER, Norm.WEIGHT)]
+
+
+def loss_and_grads(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> list[torch.Tensor]:
+    model.train()
+    loss = F.cross_entropy(model(x), y)
+    return list(torch.autograd.grad(loss, [s.param for s in scale_invariant_params(model)]))
+
+
+def _rows(t: torch.Tensor, granularity: str) -> torch.Tensor:
+    return t.reshape(t.shape[0] if granularity == "unit" else 1, -1)
+
+
+@pytest.mark.parametrize("case", ALL, ids=[c.id for c in ALL])
+def test_output_shape_and_structure(case: Case) -> None:
+    model = case.build()
+    x, _ = case.batch()
+    assert model(x).shape == (16, 3)
+    assert isinstance(output_layer(model), nn.Linear)
+    invariant = scale_invariant_params(model)
+    assert len(invariant) == (0 if case.norm == Norm.NONE else len(layer_weights(model)) - 1)
+    assert all(s.param is not output_layer(model).weight for s in invariant)
+
+
+@pytest.mark.parametrize("case", [c for c in ALL if c.norm in (Norm.BATCH, Norm.LAYER)],
+                         ids=[c.id for c in ALL if c.norm in (Norm.BATCH, Norm.LAYER)])
+def test_no_bias_feeds_a_norm(case: Case) -> None:
+    modules = dict(case.build().named_modules())
+    for s in scale_invariant_params(case.build()):
+        assert modules[s.name].layer.bias is None
+
+
+def test_mlp_accepts_flat_inputs_and_cnns_refuse_them() -> None:
+    assert build_model(ModelConfig(), (10,), 2, seed=0)(torch.randn(3, 10)).shape == (3, 2)
+    with pytest.raises(ValueError, match="in_shape"):
+        build_model(ModelConfig(arch=Arch.VGG), (10,), 2, seed=0)
+    with pytest.raises(ValueError, match="num_classes"):
+        build_model(ModelConfig(), (10,), 1, seed=0)
+
+
+def test_init_is_deterministic_and_leaves_global_rng_alone() -> None:
+    config = ModelConfig(arch=Arch.RESNET, width=4)
+    state = torch.random.get_rng_state()
+    a = build_model(config, (1, 8, 8), 3, seed=7)
+    assert torch.equal(torch.random.get_rng_state(), state)
+    b = build_model(config, (1, 8, 8), 3, seed=7)
+    c = build_model(config, (1, 8, 8), 3, seed=8)
+    pairs = list(zip(a.state_dict().values(), b.state_dict().values(), c.state_dict().values()))
+    assert all(torch.equal(p, q) for p, q, _ in pairs)
+    assert not all(torch.equal(p, r) for p, _, r in pairs)
+
+
+@pytest.mark.parametrize("case", INVARIANT, ids=[c.id for c in INVARIANT])
+def test_gradient_orthogonal_to_weights(case: Case) -> None:
+    """001 Eq. 16 with degree 0: ``w_j . grad J(w_j) = 0`` per unit (per layer for LN)."""
+    model = case.build()
+    x, y = case.batch()
+    for s, g in zip(scale_invariant_params(model), loss_and_grads(model, x, y)):
+        w, g = _rows(s.param.detach(), s.granularity), _rows(g, s.granularity)
+        # |w . g| <= 1e-10 ||w|| ||g||: a cosine of 0, or a dead unit's zero gradient
+        assert bool(((w * g).sum(1).abs() <= 1e-10 * w.norm(dim=1) * g.norm(dim=1)).all())
+
+
+@pytest.mark.parametrize("case", INVARIANT, ids=[c.id for c in INVARIANT])
+def test_gradient_homogeneous_of_degree_minus_one(case: Case) -> None:
+    """001 Eq. 18: rescaling unit ``j`` by ``gamma_j`` (the whole layer by one gamma for LN)
+    divides its gradient by ``gamma_j`` and leaves the loss unchanged."""
+    model = case.build()
+    x, y = case.batch()
+    before = loss_and_grads(model, x, y)
+    gen = torch.Generator().manual_seed(case.seed + 20)
+    gammas = []
+    with torch.no_grad():
+        for s in scale_invariant_params(model):
+            rows = _rows(s.param, s.granularity)
+            gamma = torch.rand(rows.shape[0], 1, generator=gen, dtype=torch.float64) * 4 + 0.25
+            rows.mul_(gamma)
+            gammas.append(gamma)
+    after = loss_and_grads(model, x, y)
+    for s, g0, g1, gamma in zip(scale_invariant_params(model), before, after, gammas):
+        expected = _rows(g0, s.granularity) / gamma
+        torch.testing.assert_close(_rows(g1, s.granularity), expected, rtol=1e-9, atol=1e-13)
+
+
+@pytest.mark.parametrize("arch", list(Arch), ids=[a.value for a in Arch])
+def test_layer_norm_is_not_invariant_per_unit(arch: Arch) -> None:
+    """LN's invariance holds per layer only (001 Sec. 4.4): per-unit rescaling changes the loss."""
+    case = Case(arch, Norm.LAYER, (1, 8, 8))
+    model = case.build()
+    x, y = case.batch()
+    loss = F.cross_entropy(model(x), y)
+    with torch.no_grad():
+        first = scale_invariant_params(model)[0].param
+        first[0].mul_(3.0)
+    assert not torch.isclose(F.cross_entropy(model(x), y), loss, rtol=1e-6)
