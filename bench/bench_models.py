@@ -25,7 +25,14 @@ from collections.abc import Callable
 
 import torch
 
-from models.config import Arch, KFACConfig, ModelConfig, Norm, OptimizerConfig, OptimizerName
+from models.config import (
+    Arch,
+    KFACConfig,
+    ModelConfig,
+    Norm,
+    OptimizerConfig,
+    OptimizerName,
+)
 from models.networks import build_model
 from models.optimizers import build_optimizer
 from models.step import train_step

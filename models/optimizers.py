@@ -27,7 +27,12 @@ import torch
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
-from models.config import OptimizerConfig, OptimizerName, WeightDecayMode, WeightDecayPlacement
+from models.config import (
+    OptimizerConfig,
+    OptimizerName,
+    WeightDecayMode,
+    WeightDecayPlacement,
+)
 from models.kfac import KFAC
 from models.networks import ScaleInvariant, output_layer, scale_invariant_params
 

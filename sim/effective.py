@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from theory import equilibrium as eq
 from sim.spec import Optimizer
+from theory import equilibrium as eq
+from theory.optimizers import scale_free_effective_lr
 
 _SCALE_FREE_STEP = (Optimizer.ADAM, Optimizer.ADAMW, Optimizer.RMSPROP, Optimizer.ADAGRAD)
 
@@ -20,5 +21,5 @@ _SCALE_FREE_STEP = (Optimizer.ADAM, Optimizer.ADAMW, Optimizer.RMSPROP, Optimize
 def effective_lr(optimizer: Optimizer, norm_sq: np.ndarray, lr: np.ndarray) -> np.ndarray:
     """Effective learning rate at squared weight norm ``norm_sq`` and learning rate ``lr``."""
     if optimizer in _SCALE_FREE_STEP:
-        return eq.effective_lr(np.sqrt(norm_sq), lr)
+        return scale_free_effective_lr(norm_sq, lr)
     return eq.effective_lr(norm_sq, lr)

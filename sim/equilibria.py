@@ -15,11 +15,11 @@ from typing import Any, Callable
 
 import numpy as np
 
-from theory import optimizers as closed_forms
 from sim.effective import effective_lr
 from sim.spec import Optimizer
 from sim.trajectory import Trajectory
 from sim.validation import integer_at_least
+from theory import optimizers as closed_forms
 
 
 @cache

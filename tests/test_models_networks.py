@@ -12,7 +12,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.config import Arch, ModelConfig, Norm
-from models.networks import build_model, layer_weights, output_layer, scale_invariant_params
+from models.networks import (
+    build_model,
+    layer_weights,
+    output_layer,
+    scale_invariant_params,
+)
 
 
 @dataclass(frozen=True)

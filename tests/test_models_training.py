@@ -21,6 +21,7 @@ from models.step import StepResult
 from models.store import RunStatus, RunStore, StoreError
 from models.training import resolve_device, train
 
+
 @pytest.fixture(autouse=True)
 def one_thread() -> Any:
     """Tiny models gain nothing from intra-op threads, whose synchronization dominates on a busy

@@ -11,7 +11,7 @@ import pytest
 import sympy as sp
 import torch
 
-from theory import adaptive, kronecker, preconditioning
+from theory import adaptive, kronecker, preconditioning, symbolic
 
 RTOL, ATOL = 1e-10, 1e-12
 
@@ -77,10 +77,10 @@ def test_kfac_solve_and_spectrum(dims: tuple[int, int]) -> None:
 
 
 def test_vec_unvec_round_trip_and_bad_rows() -> None:
-    matrix = kronecker.generic("X", 2, 3)
-    assert kronecker.unvec(kronecker.vec(matrix), 2) == matrix
+    matrix = symbolic.matrix("X", 2, 3)
+    assert symbolic.unvec(symbolic.vec(matrix), 2) == matrix
     with pytest.raises(ValueError, match="rows"):
-        kronecker.unvec(kronecker.vec(matrix), 4)
+        symbolic.unvec(symbolic.vec(matrix), 4)
 
 
 @pytest.mark.parametrize("dim", [2, 5, 50], ids=lambda d: f"dim{d}")

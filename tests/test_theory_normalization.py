@@ -14,6 +14,7 @@ import torch.nn.functional as F
 
 from theory import homogeneity as hom
 from theory import normalization as nrm
+from theory import symbolic
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,7 @@ def _assert_close(actual: np.ndarray, expected: np.ndarray) -> None:
 
 @pytest.mark.parametrize("case", BATCH_CASES, ids=BATCH_IDS)
 def test_batch_norm_and_its_backprop_match_torch(case: BatchCase) -> None:
-    X, X_bar = nrm.matrix("x", case.batch, case.width), nrm.matrix("xbar", case.batch, case.width)
+    X, X_bar = symbolic.matrix("x", case.batch, case.width), symbolic.matrix("xbar", case.batch, case.width)
     forward = _numeric(nrm.batch_norm(X), X)
     backward = _numeric(nrm.batch_norm_vjp(X, X_bar), X, X_bar)
     x = _random(case, 2, case.batch, case.width)
@@ -64,7 +65,7 @@ def test_batch_norm_and_its_backprop_match_torch(case: BatchCase) -> None:
 
 @pytest.mark.parametrize("case", BATCH_CASES, ids=BATCH_IDS)
 def test_batch_center_backprop_matches_torch(case: BatchCase) -> None:
-    S_bar = nrm.matrix("sbar", case.batch, case.width)
+    S_bar = symbolic.matrix("sbar", case.batch, case.width)
     backward = _numeric(nrm.batch_center_vjp(S_bar), S_bar)
     x = _random(case, 2, case.batch, case.width)
     inputs = x[0].clone().requires_grad_(True)
@@ -74,7 +75,7 @@ def test_batch_center_backprop_matches_torch(case: BatchCase) -> None:
 
 @pytest.mark.parametrize("units", [2, 5], ids=["D2", "D5"])
 def test_layer_norm_matches_torch(units: int) -> None:
-    a, gains, biases = (hom.vector(name, units) for name in ("a", "g", "b"))
+    a, gains, biases = (symbolic.vector(name, units) for name in ("a", "g", "b"))
     forward = _numeric(nrm.layer_norm(a, gains, biases), a, gains, biases)
     generator = torch.Generator().manual_seed(units)
     values = torch.randn(3, units, generator=generator, dtype=torch.float64)
@@ -162,14 +163,14 @@ def test_generic_function_has_symmetric_opaque_partials() -> None:
 @pytest.mark.parametrize(
     ("call", "match"),
     [
-        (lambda: nrm.batch_norm(nrm.matrix("x", 1, 2)), "at least 2 rows"),
-        (lambda: nrm.batch_std(nrm.matrix("x", 1, 3)), "at least 2 rows"),
-        (lambda: nrm.matrix("x", 0, 2), "rows and cols must be positive"),
-        (lambda: hom.vector("x", 0), "n must be a positive integer"),
-        (lambda: nrm.vjp(nrm.matrix("y", 2, 2), nrm.matrix("x", 2, 2), nrm.matrix("b", 2, 1)),
+        (lambda: nrm.batch_norm(symbolic.matrix("x", 1, 2)), "at least 2 rows"),
+        (lambda: nrm.batch_std(symbolic.matrix("x", 1, 3)), "at least 2 rows"),
+        (lambda: symbolic.matrix("x", 0, 2), "rows must be a positive integer"),
+        (lambda: symbolic.vector("x", 0), "n must be a positive integer"),
+        (lambda: nrm.vjp(symbolic.matrix("y", 2, 2), symbolic.matrix("x", 2, 2), symbolic.matrix("b", 2, 1)),
          "output_bar"),
-        (lambda: nrm.layer_norm(*(hom.vector(c, 1) for c in "agb")), "at least 2 units"),
-        (lambda: nrm.layer_norm(hom.vector("a", 3), hom.vector("g", 2), hom.vector("b", 3)),
+        (lambda: nrm.layer_norm(*(symbolic.vector(c, 1) for c in "agb")), "at least 2 units"),
+        (lambda: nrm.layer_norm(symbolic.vector("a", 3), symbolic.vector("g", 2), symbolic.vector("b", 3)),
          "gains and biases"),
     ],
     ids=["bn-one-row", "std-one-row", "empty-matrix", "empty-vector", "vjp-shape", "ln-one-unit",

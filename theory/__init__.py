@@ -13,16 +13,18 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from theory import equilibrium  # noqa: F401  (each topic module registers its identities)
-from theory import homogeneity  # noqa: F401
-from theory import normalization  # noqa: F401
-from theory import optimizers  # noqa: F401
-from theory import schedules  # noqa: F401
-from theory import adaptive  # noqa: F401
-from theory import kronecker  # noqa: F401
-from theory import preconditioning  # noqa: F401
-from theory import kfac  # noqa: F401
-from theory import regularization  # noqa: F401
+from theory import (
+    adaptive,  # noqa: F401
+    equilibrium,  # noqa: F401  (each topic module registers its identities)
+    homogeneity,  # noqa: F401
+    kfac,  # noqa: F401
+    kronecker,  # noqa: F401
+    normalization,  # noqa: F401
+    optimizers,  # noqa: F401
+    preconditioning,  # noqa: F401
+    regularization,  # noqa: F401
+    schedules,  # noqa: F401
+)
 from theory.identity import IDENTITIES, SLIPS, CheckResult, Identity, Slip
 
 __all__ = ["IDENTITIES", "SLIPS", "CheckResult", "Identity", "Slip", "check_all"]

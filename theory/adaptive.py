@@ -316,7 +316,7 @@ identity(
     name="batch_second_moment",
     topic="adaptive",
     source="001 Eq. (4), one coordinate (the diagonal RMSprop and Adam estimate)",
-    statement=r"\mathbb{E}[g_{\mathcal{B}}^2] = rac{\sigma^2}{|\mathcal{B}|} + \mu^2",
+    statement=r"\mathbb{E}[g_{\mathcal{B}}^2] = \frac{\sigma^2}{|\mathcal{B}|} + \mu^2",
     claim=_scalar_batch_second_moment,
     expected=lambda n: BATCH_SECOND_MOMENT.subs(batch, n),
     control=lambda n: BATCH_SECOND_MOMENT.subs(batch, 1),

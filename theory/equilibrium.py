@@ -20,6 +20,7 @@ from functools import cache
 import sympy as sp
 
 from theory.identity import identity, slip
+from theory.symbolic import vector
 
 alpha, lam, g, x, x0, k = sp.symbols("alpha lambda g x x_0 k", positive=True)
 
@@ -47,14 +48,10 @@ def on_stable_domain(expr: sp.Expr) -> sp.Expr:
     return sp.simplify(expr)
 
 
-def _vector(name: str, n: int) -> sp.Matrix:
-    return sp.Matrix(sp.symbols(f"{name}1:{n + 1}", real=True))
-
-
 def _tangent_pair(n: int) -> tuple[sp.Matrix, sp.Matrix]:
     """A generic ``w`` and a generic vector ``v`` orthogonal to it (``u`` with its ``w``
     component removed), as the gradient of a scale-invariant cost is (001 Eq. 16)."""
-    w, u = _vector("w", n), _vector("u", n)
+    w, u = vector("w", n), vector("u", n)
     v = u - (u.dot(w) / w.dot(w)) * w
     return w, v
 

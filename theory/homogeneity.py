@@ -26,6 +26,7 @@ from sympy.polys.fields import sfield
 
 from theory import equilibrium
 from theory.identity import identity, slip
+from theory.symbolic import gradient, norm, vector
 
 k = sp.Symbol("k", real=True)
 gamma = sp.Symbol("gamma", positive=True)
@@ -147,23 +148,6 @@ def reduce_radicals(expr: sp.Expr) -> sp.Expr:
 
 
 # ---------------------------------------------------------------- vectors, norms, gradients
-
-
-def vector(name: str, n: int) -> sp.Matrix:
-    """Column of ``n`` real symbols ``name1 .. name{n}``."""
-    if not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be a positive integer, got {n!r}")
-    return sp.Matrix(sp.symbols(f"{name}1:{n + 1}", real=True))
-
-
-def norm(x: sp.Matrix) -> sp.Expr:
-    """Euclidean norm ``||x||`` of a column."""
-    return sp.sqrt(x.dot(x))
-
-
-def gradient(f: sp.Expr, x: sp.Matrix) -> sp.Matrix:
-    """``grad f`` with respect to the column ``x``, as a column."""
-    return sp.Matrix([f.diff(xi) for xi in x])
 
 
 def evaluated_at(expr: sp.Basic, x: sp.Matrix, point: sp.Matrix) -> sp.Basic:

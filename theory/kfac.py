@@ -17,7 +17,9 @@ is a sum over the basis vectors (:func:`whitened_gram`). Parameters are stacked 
 Appendix D; 003 slides, damping). Rescaling the weights of a layer followed by a normalizer leaves
 ``A`` unchanged and divides ``S`` (hence ``G_hat = A (x) S``) by ``gamma^2``; a damped K-FAC step
 written for the normalized weights then has the *effective damping* ``eta ||w||^2``
-(:data:`EFFECTIVE_DAMPING`), while the undamped step does not depend on ``||w||`` at all.
+(:data:`EFFECTIVE_DAMPING`), while the undamped step does not depend on ``||w||`` at all; with
+the renormalization included, this is the first-order update of ``w_hat`` (004 Eq. 14).
+:func:`normalized_kfac_step` evaluates that step with NumPy.
 
 The symbolic checks use width 2 throughout (inputs, hidden units, outputs) and 2 or 3 weight
 matrices with symbolic entries.
@@ -31,8 +33,9 @@ from functools import cache
 import numpy as np
 import sympy as sp
 
-from theory.equilibrium import x
+from theory.equilibrium import alpha, x
 from theory.identity import identity, slip
+from theory.symbolic import symmetric, vec, vector
 
 eta, gamma = sp.symbols("eta gamma", positive=True)
 """``eta``: the K-FAC damping of 001 Eq. (26); ``gamma``: a rescaling of a layer's weights."""
@@ -62,11 +65,6 @@ _INPUTS = sp.Matrix(sp.symbols(f"xi1:{WIDTH + 1}", real=True))  # (WIDTH, 1)
 
 
 # ---------------------------------------------------------------- deep linear networks (item 12)
-
-
-def vec(matrix: sp.Matrix) -> sp.Matrix:
-    """Column-major ``vec``: the columns of ``matrix`` stacked into one column."""
-    return matrix.T.reshape(matrix.rows * matrix.cols, 1)
 
 
 @cache
@@ -366,17 +364,6 @@ slip(
 # ---------------------------------------------------------------- scale-invariant layers (item 14)
 
 
-def _vector(name: str, n: int) -> sp.Matrix:
-    return sp.Matrix(sp.symbols(f"{name}1:{n + 1}", real=True))
-
-
-def _symmetric(name: str, n: int) -> sp.Matrix:
-    def entry(i: int, j: int) -> sp.Symbol:
-        return sp.Symbol(f"{name}{min(i, j) + 1}{max(i, j) + 1}", real=True)
-
-    return sp.Matrix(n, n, entry)
-
-
 def rational_numerator(expr: sp.Expr) -> sp.Expr:
     """The expanded numerator of ``expr`` over a common denominator: a rational function is
     zero exactly when this is, and it is much cheaper than ``cancel`` on large fractions."""
@@ -399,7 +386,7 @@ def normalized_layer_factors(
     ``1/2 ||z - t||^2``; ``Ds = dloss/ds`` by differentiation, evaluated at the pre-activation
     ``scale * s``, since rescaling ``W`` rescales ``s = W a``.
     Shapes ``(n, n), (n, n), (n^2, n^2)``."""
-    activation, target, pre = _vector("a", n), _vector("t", n), _vector("s", n)
+    activation, target, pre = vector("a", n), vector("t", n), vector("s", n)
     normalized = pre / sp.sqrt(pre.dot(pre))
     loss = (normalized - target).dot(normalized - target) / 2
     grad = sp.Matrix([loss.diff(si) for si in pre])
@@ -443,13 +430,18 @@ def _step_in_normalized_units(n: int, damping: sp.Expr) -> sp.Matrix:
     """The K-FAC step at ``w = gamma w_hat`` (``gamma = ||w||``) divided by ``gamma``, from
     ``G(w) = G(w_hat)/gamma^2`` (identity ``kfac_factors_rescaling``) and
     ``grad J(w) = grad J(w_hat)/gamma`` (homogeneity of degree -1)."""
-    curvature, gradient = _symmetric("G", n), _vector("g", n)
+    curvature, gradient = symmetric("G", n), vector("g", n)
     return kfac_step(curvature / gamma**2, gradient / gamma, damping) / gamma
+
+
+def _at_norm_gamma(damping: sp.Expr) -> sp.Expr:
+    """``damping`` with ``x = ||w||^2`` written as ``gamma^2`` (``gamma = ||w||``)."""
+    return sp.sympify(damping).subs(x, gamma**2)
 
 
 def _normalized_step(n: int, damping: sp.Expr) -> sp.Matrix:
     """``(G(w_hat) + damping I)^{-1} grad J(w_hat)`` with ``||w||^2 = gamma^2``."""
-    return kfac_step(_symmetric("G", n), _vector("g", n), sp.sympify(damping).subs(x, gamma**2))
+    return kfac_step(symmetric("G", n), vector("g", n), _at_norm_gamma(damping))
 
 
 identity(
@@ -485,6 +477,49 @@ identity(
 )
 
 
+def _tangent_layer(n: int) -> tuple[sp.Matrix, sp.Matrix, sp.Matrix]:
+    """``(w_hat, G(w_hat), grad J(w_hat))`` of a scale-invariant layer: ``G w_hat = 0`` and
+    ``grad J . w_hat = 0`` (001 Eq. 16), from a generic symmetric ``M`` and vector ``v``
+    projected off ``w_hat``. Everything is rotation equivariant, so ``w_hat = e_n`` loses no
+    generality; size ``n`` leaves a generic ``(n-1, n-1)`` tangent block."""
+    w_hat = sp.eye(n)[:, n - 1]
+    proj = sp.eye(n) - w_hat * w_hat.T
+    return w_hat, proj * symmetric("M", n) * proj, proj * vector("v", n)
+
+
+def _normalized_update_rate(n: int) -> sp.Matrix:
+    """``d w_hat_{k+1} / d alpha`` at ``alpha = 0`` for one damped K-FAC step
+    ``w_{k+1} = w - alpha (G(w) + eta I)^{-1} grad J(w)`` at ``w = gamma w_hat``, followed by
+    ``w_hat_{k+1} = w_{k+1} / ||w_{k+1}||``; by differentiation."""
+    w_hat, curvature, grad = _tangent_layer(n)
+    w_next = gamma * w_hat - alpha * kfac_step(curvature / gamma**2, grad / gamma, eta)
+    normalized = w_next / sp.sqrt(w_next.dot(w_next))
+    return normalized.diff(alpha).subs(alpha, 0).applyfunc(_factor_radicals)
+
+
+def _tangent_step(n: int, damping: sp.Expr) -> sp.Matrix:
+    _, curvature, grad = _tangent_layer(n)
+    return -kfac_step(curvature, grad, _at_norm_gamma(damping))
+
+
+identity(
+    name="kfac_normalized_update_first_order",
+    topic="kfac",
+    source="004 Eq. (14) (Appendix D)",
+    statement=r"\hat{\mathbf{w}}_{k+1} = \hat{\mathbf{w}}_k"
+    r" - \alpha\left(\mathbf{G}(\hat{\mathbf{w}}_k) + \eta\|\mathbf{w}_k\|^2\mathbf{I}\right)^{-1}"
+    r"\nabla\mathcal{J}(\hat{\mathbf{w}}_k)"
+    r" + O(\alpha^2)",
+    claim=_normalized_update_rate,
+    expected=lambda n: _tangent_step(n, EFFECTIVE_DAMPING),
+    control=lambda n: _tangent_step(n, eta),
+    sizes=(2, 3),
+    simplifier=rational_numerator,
+    note="Includes the renormalization: the damped step is orthogonal to w_hat (G(w_hat) w_hat = 0 "
+    "and the gradient is tangent), so dividing by ||w_{k+1}|| changes w_hat only at O(alpha^2).",
+)
+
+
 # ---------------------------------------------------------------- NumPy forms for sim/ and models/
 
 effective_damping = sp.lambdify((eta, x), EFFECTIVE_DAMPING, "numpy")
@@ -497,7 +532,9 @@ def normalized_kfac_step(
 ) -> np.ndarray:
     """The damped K-FAC step of a scale-invariant layer in normalized units (004 Eq. 14):
     ``(G(w_hat) + eta ||w||^2 I)^{-1} grad J(w_hat)`` with ``eta = damping``,
-    ``||w||^2 = norm_sq`` (identity ``kfac_effective_damping``).
+    ``||w||^2 = norm_sq`` (identity ``kfac_effective_damping``). The update of the normalized
+    weights is ``w_hat - alpha`` times this, up to ``O(alpha^2)``
+    (identity ``kfac_normalized_update_first_order``).
 
     ``curvature``: ``G(w_hat)``, shape ``(n, n)``; ``gradient``: ``grad J(w_hat)``, shape ``(n,)``.
     The parameter step of K-FAC at ``w`` is ``||w||`` times this.

@@ -25,6 +25,7 @@ from sympy import kronecker_product as kron
 
 from theory.adaptive import standardized_expectation
 from theory.identity import identity, slip
+from theory.symbolic import matrix, symmetric, vec, vector
 
 norm_sq, nu = sp.symbols("mu nu", positive=True)
 
@@ -41,43 +42,10 @@ eigenvalues other than 1; its roots multiply to 1, so the outlier comes with a s
 eigenvalue ``1/nu``."""
 
 
-def vec(matrix: sp.MatrixBase) -> sp.Matrix:
-    """Column-stacking vectorization (003 'K-FAC: Kronecker Product'): ``(p q) x 1``."""
-    return matrix.vec()
-
-
-def unvec(vector: sp.MatrixBase, rows: int) -> sp.Matrix:
-    """Inverse of :func:`vec`: the ``rows x (len/rows)`` matrix whose columns stack to
-    ``vector``."""
-    if rows < 1 or len(vector) % rows:
-        raise ValueError(
-            f"rows: must be a positive divisor of len(vector) = {len(vector)}, got {rows}"
-        )
-    return sp.Matrix(len(vector) // rows, rows, list(vector)).T
-
-
-def generic(name: str, rows: int, cols: int) -> sp.Matrix:
-    """A ``rows x cols`` matrix of independent real symbols ``name_ij``."""
-    return sp.Matrix(rows, cols, lambda i, j: sp.Symbol(f"{name}_{i + 1}{j + 1}", real=True))
-
-
-def vector(name: str, dim: int) -> sp.Matrix:
-    """A column of independent real symbols ``name_1 .. name_dim``."""
-    return sp.Matrix(sp.symbols(f"{name}_1:{dim + 1}", real=True))
-
-
-def generic_symmetric(name: str, dim: int) -> sp.Matrix:
-    """A symmetric ``dim x dim`` matrix of independent real symbols."""
-    def entry(i: int, j: int) -> sp.Symbol:
-        return sp.Symbol(f"{name}_{min(i, j) + 1}{max(i, j) + 1}", real=True)
-
-    return sp.Matrix(dim, dim, entry)
-
-
 def diagonalizable(name: str, dim: int) -> tuple[sp.Matrix, sp.Matrix, sp.Matrix]:
     """``(M, P, D)`` with ``M = P D P^{-1}``: a generic diagonalizable matrix built from a generic
     eigenvector matrix ``P`` and eigenvalues ``D = diag(name_eig_i)``."""
-    basis = generic(f"{name}P", dim, dim)
+    basis = matrix(f"{name}P", dim, dim)
     values = sp.diag(*sp.symbols(f"{name}_eig1:{dim + 1}", real=True))
     return (basis * values * basis.inv()).applyfunc(sp.cancel), basis, values
 
@@ -96,7 +64,7 @@ def homogeneous_second_moment(mean: sp.Matrix, scale: sp.Matrix) -> sp.Matrix:
 
 def _product_shapes(n: int) -> tuple[sp.Matrix, sp.Matrix, sp.Matrix]:
     """Conformable rectangular ``A (n x n+1)``, ``X (n+1 x 2)``, ``B (2 x n)``."""
-    return generic("A", n, n + 1), generic("X", n + 1, 2), generic("B", 2, n)
+    return matrix("A", n, n + 1), matrix("X", n + 1, 2), matrix("B", 2, n)
 
 
 identity(
@@ -129,7 +97,7 @@ identity(
 
 def _mixed(n: int) -> tuple[sp.Matrix, ...]:
     """Conformable ``A (n x 2)``, ``B (2 x n)``, ``C (2 x n)``, ``D (n x 2)``."""
-    return generic("A", n, 2), generic("B", 2, n), generic("C", 2, n), generic("D", n, 2)
+    return matrix("A", n, 2), matrix("B", 2, n), matrix("C", 2, n), matrix("D", n, 2)
 
 
 identity(
@@ -150,9 +118,9 @@ identity(
     topic="kronecker",
     source="003 slides, 'K-FAC: Kronecker Product' (matrix transpose)",
     statement=r"(\mathbf{A}\otimes\mathbf{B})^\top = \mathbf{A}^\top\otimes\mathbf{B}^\top",
-    claim=lambda n: kron(generic("A", n, n + 1), generic("B", 2, n)).T,
-    expected=lambda n: kron(generic("A", n, n + 1).T, generic("B", 2, n).T),
-    control=lambda n: kron(generic("B", 2, n).T, generic("A", n, n + 1).T),
+    claim=lambda n: kron(matrix("A", n, n + 1), matrix("B", 2, n)).T,
+    expected=lambda n: kron(matrix("A", n, n + 1).T, matrix("B", 2, n).T),
+    control=lambda n: kron(matrix("B", 2, n).T, matrix("A", n, n + 1).T),
     sizes=(1, 2),
     simplifier=sp.expand,
 )
@@ -163,11 +131,11 @@ identity(
     source="003 slides, 'K-FAC: Kronecker Product' (matrix inversion)",
     statement=r"(\mathbf{A}\otimes\mathbf{B})(\mathbf{A}^{-1}\otimes\mathbf{B}^{-1}) = \mathbf{I}"
     r"\;\Leftrightarrow\;(\mathbf{A}\otimes\mathbf{B})^{-1} = \mathbf{A}^{-1}\otimes\mathbf{B}^{-1}",
-    claim=lambda n: kron(generic("A", n, n), generic("B", 2, 2))
-    * kron(generic("A", n, n).inv(), generic("B", 2, 2).inv()),
+    claim=lambda n: kron(matrix("A", n, n), matrix("B", 2, 2))
+    * kron(matrix("A", n, n).inv(), matrix("B", 2, 2).inv()),
     expected=lambda n: sp.eye(2 * n),
-    control=lambda n: kron(generic("A", n, n), generic("B", 2, 2))
-    * kron(generic("A", n, n).inv(), generic("B", 2, 2)),
+    control=lambda n: kron(matrix("A", n, n), matrix("B", 2, 2))
+    * kron(matrix("A", n, n).inv(), matrix("B", 2, 2)),
     sizes=(1, 2),
     simplifier=sp.cancel,
     note="Generic invertible A (n x n) and B (2 x 2); the product is computed entry by entry.",
@@ -176,7 +144,7 @@ identity(
 
 def _kfac_solve_sides(n: int) -> tuple[sp.Matrix, sp.Matrix, sp.Matrix]:
     """Symmetric ``A (n x n)``, ``S (2 x 2)`` and a gradient ``V (2 x n)`` (out x in)."""
-    return generic_symmetric("A", n), generic_symmetric("S", 2), generic("V", 2, n)
+    return symmetric("A", n), symmetric("S", 2), matrix("V", 2, n)
 
 
 def _kfac_solve_product(n: int, right) -> sp.Matrix:

@@ -22,18 +22,11 @@ from functools import cache
 
 import sympy as sp
 
-from theory.homogeneity import gradient, norm, reduce_radicals, vector
+from theory.homogeneity import reduce_radicals
 from theory.identity import identity, slip
-from theory.kronecker import unvec
+from theory.symbolic import gradient, matrix, norm, unvec, vector
 
 s, gamma, wn_gain = sp.symbols("s gamma g", positive=True)
-
-
-def matrix(name: str, rows: int, cols: int) -> sp.Matrix:
-    """``rows x cols`` matrix of real symbols ``name_{i j}``."""
-    if rows < 1 or cols < 1:
-        raise ValueError(f"rows and cols must be positive, got {rows} x {cols}")
-    return sp.Matrix(rows, cols, lambda i, j: sp.Symbol(f"{name}_{i}{j}", real=True))
 
 
 def positive_diagonal(name: str, n: int) -> sp.Matrix:

@@ -23,7 +23,8 @@ import sympy as sp
 from sympy import kronecker_product as kron
 
 from theory.identity import identity, slip
-from theory.kronecker import generic, generic_symmetric, homogeneous_second_moment, vec, vector
+from theory.kronecker import homogeneous_second_moment
+from theory.symbolic import matrix, symmetric, vec, vector
 
 alpha, eta = sp.symbols("alpha eta", positive=True)
 nu = sp.Symbol("nu", positive=True)
@@ -73,7 +74,7 @@ def _generic_cubic(w: sp.Matrix) -> sp.Expr:
 def _reparameterization(n: int) -> tuple[sp.Matrix, sp.Matrix, sp.Matrix, sp.Matrix]:
     """Generic ``R (n x n)``, offset ``b``, transformed point ``w_tilde`` and
     ``w = R w_tilde + b``."""
-    R, offset, tilde = generic("R", n, n), vector("b", n), vector("u", n)
+    R, offset, tilde = matrix("R", n, n), vector("b", n), vector("u", n)
     return R, offset, tilde, R * tilde + offset
 
 
@@ -175,7 +176,7 @@ def _proximal_minimizer(n: int) -> sp.Matrix:
     for a generic symmetric ``H``, solved with sympy.solve."""
     point, current, grad = vector("w", n), vector("wk", n), vector("g", n)
     step = point - current
-    quadratic = (grad.T * step + step.T * generic_symmetric("H", n) * step / 2)[0]
+    quadratic = (grad.T * step + step.T * symmetric("H", n) * step / 2)[0]
     objective = quadratic + eta * step.dot(step) / 2
     solution = sp.solve([objective.diff(x) for x in point], list(point), dict=True)[0]
     return sp.ImmutableMatrix(point.subs(solution))
@@ -184,7 +185,7 @@ def _proximal_minimizer(n: int) -> sp.Matrix:
 def _curvature_times_retreat(n: int, damping: sp.Expr) -> sp.Matrix:
     """``(H + damping I)(w_k - w_star)``: equals ``g`` exactly when
     ``w_star = w_k - (H + damping I)^{-1} g``."""
-    curvature = generic_symmetric("H", n) + damping * sp.eye(n)
+    curvature = symmetric("H", n) + damping * sp.eye(n)
     return curvature * (vector("wk", n) - _proximal_minimizer(n))
 
 
@@ -282,7 +283,7 @@ def symbolic_layer(n_in: int, n_out: int) -> dict[str, sp.Matrix]:
     if n_in < 1 or n_out < 1:
         raise ValueError(f"n_in, n_out: must be positive integers, got {n_in}, {n_out}")
     return {
-        "W": generic("W", n_out, n_in),
+        "W": matrix("W", n_out, n_in),
         "b": vector("b", n_out),
         "sigma_sqrt": sp.diag(*sp.symbols(f"sigma1:{n_in + 1}", positive=True)),
         "m": vector("m", n_in),
@@ -328,7 +329,7 @@ def _solve_same_function(n_out: int) -> tuple[sp.Matrix, sp.Matrix]:
     """The ``(W_tilde, b_tilde)`` for which ``W_tilde a_tilde + b_tilde = W a + b`` for every
     ``a`` (001 Eq. 8), with ``a_tilde = Sigma^{-1/2}(a - m)`` (Eq. 7): solved, not assumed."""
     layer = symbolic_layer(_N_IN, n_out)
-    W_t, b_t = generic("Wt", n_out, _N_IN), vector("bt", n_out)
+    W_t, b_t = matrix("Wt", n_out, _N_IN), vector("bt", n_out)
     a, sigma_sqrt = layer["a"], layer["sigma_sqrt"]
     gap = W_t * sigma_sqrt.inv() * (a - layer["m"]) + b_t - (layer["W"] * a + layer["b"])
     # an affine function of a vanishes identically iff its slope and its value at a = 0 do

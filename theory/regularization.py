@@ -26,6 +26,7 @@ import sympy as sp
 from theory.equilibrium import alpha, lam
 from theory.identity import identity, slip
 from theory.kfac import rational_numerator
+from theory.symbolic import gradient, symmetric, vector
 
 beta = sp.Symbol("beta", positive=True)
 """The product ``w_1 ... w_K`` of a scalar deep linear network, its slope (``|beta|`` in
@@ -45,19 +46,6 @@ DEEP_LINEAR_L2_MINIMIZER = beta ** (1 / n_layers)
 # ---------------------------------------------------------------- C-norm penalty (item 13)
 
 
-def _vector(name: str, n: int) -> sp.Matrix:
-    return sp.Matrix(sp.symbols(f"{name}1:{n + 1}", real=True))
-
-
-def _symmetric(n: int) -> sp.Matrix:
-    return sp.Matrix(n, n, lambda i, j: sp.Symbol(f"c{min(i, j) + 1}{max(i, j) + 1}", real=True))
-
-
-def gradient(expr: sp.Expr, variables: sp.Matrix) -> sp.Matrix:
-    """Column gradient of a scalar ``expr`` by differentiation."""
-    return sp.Matrix([expr.diff(v) for v in variables])
-
-
 def inverse(matrix: sp.Matrix) -> sp.Matrix:
     """``matrix^{-1}`` by the adjugate (Cramer's rule): generic symbolic entries stay rational."""
     return matrix.adjugate() / matrix.det()
@@ -67,32 +55,32 @@ def preconditioned_step(
     preconditioner: sp.Matrix, weights: sp.Matrix, penalty: sp.Expr
 ) -> sp.Matrix:
     """``w - alpha C^{-1} grad[J + penalty]`` with ``grad J`` a generic vector ``u`` (any cost)."""
-    cost_gradient = _vector("u", weights.rows)
+    cost_gradient = vector("u", weights.rows)
     direction = cost_gradient + gradient(penalty, weights)
     return weights - alpha * inverse(preconditioner) * direction
 
 
 def _c_norm_penalty(n: int) -> sp.Matrix:
     """The step on ``J + lam/2 w^T C w`` for a generic symmetric ``C``."""
-    c, w = _symmetric(n), _vector("w", n)
+    c, w = symmetric("c", n), vector("w", n)
     return preconditioned_step(c, w, lam / 2 * (w.T * c * w)[0])
 
 
 def _l2_penalty(n: int, preconditioner: sp.Matrix) -> sp.Matrix:
     """The step on ``J + lam/2 ||w||^2`` preconditioned by ``preconditioner``."""
-    w = _vector("w", n)
+    w = vector("w", n)
     return preconditioned_step(preconditioner, w, lam / 2 * w.dot(w))
 
 
 def _decoupled_decay(n: int, preconditioner: sp.Matrix) -> sp.Matrix:
     """Literal weight decay ``(1 - alpha lam) w - alpha C^{-1} grad J`` (001 Eq. 27, first line)."""
-    w, u = _vector("w", n), _vector("u", n)
+    w, u = vector("w", n), vector("u", n)
     return (1 - alpha * lam) * w - alpha * inverse(preconditioner) * u
 
 
 def _coupled_decay(n: int, preconditioner: sp.Matrix) -> sp.Matrix:
     """``(I - alpha lam C^{-1}) w - alpha C^{-1} grad J`` (000 slides, line 375)."""
-    w, u = _vector("w", n), _vector("u", n)
+    w, u = vector("w", n), vector("u", n)
     inv = inverse(preconditioner)
     return (sp.eye(n) - alpha * lam * inv) * w - alpha * inv * u
 
@@ -106,8 +94,8 @@ identity(
     r" + \tfrac{\lambda}{2}\mathbf{w}^\top\mathbf{C}\mathbf{w}\right],"
     r"\ \mathbf{C} = \mathbf{C}^\top",
     claim=_c_norm_penalty,
-    expected=lambda n: _decoupled_decay(n, _symmetric(n)),
-    control=lambda n: _coupled_decay(n, _symmetric(n)),
+    expected=lambda n: _decoupled_decay(n, symmetric("c", n)),
+    control=lambda n: _coupled_decay(n, symmetric("c", n)),
     sizes=(2, 3),
     simplifier=rational_numerator,
     note="The penalty's gradient lam C w is obtained by differentiation (it uses C = C^T). The "
@@ -122,9 +110,9 @@ identity(
     r" + \tfrac{\lambda}{2}\|\mathbf{w}\|^2\right]"
     r" = (\mathbf{I} - \alpha\lambda\mathbf{C}^{-1})\mathbf{w}"
     r" - \alpha\mathbf{C}^{-1}\nabla\mathcal{J}(\mathbf{w})",
-    claim=lambda n: _l2_penalty(n, _symmetric(n)),
-    expected=lambda n: _coupled_decay(n, _symmetric(n)),
-    control=lambda n: _decoupled_decay(n, _symmetric(n)),
+    claim=lambda n: _l2_penalty(n, symmetric("c", n)),
+    expected=lambda n: _coupled_decay(n, symmetric("c", n)),
+    control=lambda n: _decoupled_decay(n, symmetric("c", n)),
     sizes=(2, 3),
     simplifier=rational_numerator,
     note="Adding an L2 penalty to a preconditioned method decays w through C^{-1}; the slide's "
@@ -141,7 +129,7 @@ identity(
     r" = (1-\alpha\lambda)\mathbf{w} - \alpha\nabla\mathcal{J}(\mathbf{w})",
     claim=lambda n: _l2_penalty(n, sp.eye(n)),
     expected=lambda n: _decoupled_decay(n, sp.eye(n)),
-    control=lambda n: _decoupled_decay(n, sp.eye(n)) - alpha * lam * _vector("w", n),
+    control=lambda n: _decoupled_decay(n, sp.eye(n)) - alpha * lam * vector("w", n),
     sizes=(2, 3),
     simplifier=sp.expand,
     note="With C = I the C-norm is the Euclidean norm, and literal decay and L2 coincide.",

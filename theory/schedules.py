@@ -29,6 +29,7 @@ import sympy as sp
 from theory.equilibrium import alpha, k, lam
 from theory.identity import identity
 from theory.optimizers import mu, on_hyperparameter_domain
+from theory.symbolic import vector
 
 r = sp.Symbol("r", positive=True)  # growth factor of the equivalent run, w~_k = w_k / r^k
 _Q = sp.Symbol("Q", positive=True)  # r^k (or (1 - alpha lam)^k) in the induction step
@@ -54,11 +55,7 @@ SGDM_BUFFER_SHIFT = -(r ** (k - 1)) * (1 - r) / alpha
 """``w~_k = SGDM_WEIGHT_SCALE w_k``, ``m~_k = SGDM_BUFFER_SCALE m_k + SGDM_BUFFER_SHIFT w_k``."""
 
 
-# ---------------------------------------------------------------- gradients of scale-invariant costs
-
-
-def _vector(name: str) -> sp.Matrix:
-    return sp.Matrix(sp.symbols(f"{name}1:4", real=True))
+# ---------------------------------------------------------------- scale-invariant gradients
 
 
 def _generic_gradient(at: sp.Matrix) -> sp.Matrix:
@@ -77,7 +74,7 @@ def _cost(w: sp.Matrix) -> sp.Expr:
 
 @cache
 def _concrete_gradient_expr() -> tuple[sp.Matrix, sp.Matrix]:
-    w = _vector("z")
+    w = vector("z", 3)
     return w, sp.Matrix([sp.diff(_cost(w), wi) for wi in w])
 
 
@@ -100,14 +97,14 @@ _rho = sp.Symbol("rho", positive=True)  # 1 - alpha lam
 def _sgd_with_decay_rescaled() -> sp.Matrix:
     """The decay run's next iterate from ``w_k = Q w~`` (``Q = (1 - alpha lam)^k``), divided by
     ``(1 - alpha lam)^(k+1)``."""
-    w = _Q * _vector("w")
+    w = _Q * vector("w", 3)
     return (_rho * w - alpha * _generic_gradient(w)) / (_Q * _rho)
 
 
 def _sgd_without_decay(schedule: sp.Expr) -> sp.Matrix:
-    """The decay-free run's next iterate from ``w~`` at the learning rate ``schedule`` (in ``k``)."""
+    """The decay-free run's next iterate from ``w~`` at the learning rate ``schedule(k)``."""
     lr_k = _in_terms_of_power(schedule.subs(lam, (1 - _rho) / alpha), _rho)
-    w_tilde = _vector("w")
+    w_tilde = vector("w", 3)
     return w_tilde - lr_k * _generic_gradient(w_tilde)
 
 
@@ -141,7 +138,8 @@ def _sgdm_state(w: sp.Matrix, m: sp.Matrix, power: sp.Expr) -> tuple[sp.Matrix, 
 
 
 def _sgdm_step(w: sp.Matrix, m: sp.Matrix, lr, decay, momentum, gradient=_generic_gradient):
-    """One ``torch.optim.SGD`` step: ``m <- momentum m + grad J(w) + decay w``, ``w <- w - lr m``."""
+    """One ``torch.optim.SGD`` step: ``m <- momentum m + grad J(w) + decay w``,
+    ``w <- w - lr m``."""
     m_next = momentum * m + gradient(w) + decay * w
     return w - lr * m_next, m_next
 
@@ -153,7 +151,7 @@ _LAM_OF_R = (1 + mu - r - mu / r) / alpha
 def _sgdm_induction(buffer_shift: sp.Expr) -> sp.Matrix:
     """Decay-free state ``(w~, m~)`` one step after the state matched to a generic ``(w, m)`` at
     step ``k`` (``r^k = Q``), with ``buffer_shift w`` added to the matched buffer."""
-    w, m = _vector("w"), _vector("m")
+    w, m = vector("w", 3), vector("m", 3)
     w_tilde, m_tilde = _sgdm_state(w, m, _Q)
     lr_k = _in_terms_of_power(SGDM_EQUIVALENT_LR, r)
     step = _sgdm_step(w_tilde, m_tilde + buffer_shift * w, lr_k, 0, mu)
@@ -162,7 +160,7 @@ def _sgdm_induction(buffer_shift: sp.Expr) -> sp.Matrix:
 
 def _sgdm_induction_target() -> sp.Matrix:
     """The decay run's next state ``(w, m)``, mapped with ``r^(k+1) = Q r``."""
-    w, m = _vector("w"), _vector("m")
+    w, m = vector("w", 3), vector("m", 3)
     w_next, m_next = _sgdm_step(w, m, alpha, _LAM_OF_R, mu)
     return sp.Matrix.vstack(*_sgdm_state(w_next, m_next, _Q * r))
 
@@ -186,12 +184,14 @@ identity(
 )
 
 _EXAMPLE = {alpha: sp.Rational(1, 10), mu: sp.Rational(1, 2), r: sp.Rational(9, 10)}
-"""Exact rational hyperparameters for the three-step check (``lam = 4/9``, ``r`` the larger root)."""
+"""Exact rational hyperparameters of the three-step check (``lam = 4/9``; ``r`` the larger
+root)."""
 
 
 def _sgdm_runs(initial_buffer: str, steps: int = 3) -> tuple[sp.Matrix, sp.Matrix]:
     """``w_3 / r^3`` of the decay run from ``(w_0, 0)`` and ``w~_3`` of the decay-free run from
-    ``w_0`` with the ``"matched"`` buffer ``-(1 - r) w_0 / (alpha r)`` or torch's ``"empty"`` one."""
+    ``w_0`` with the ``"matched"`` buffer ``-(1 - r) w_0 / (alpha r)`` or torch's ``"empty"``
+    one."""
     lr, momentum, growth = (_EXAMPLE[s] for s in (alpha, mu, r))
     decay = _LAM_OF_R.subs(_EXAMPLE)
     w, m = sp.Matrix([1, 2, -1]), sp.zeros(3, 1)
@@ -289,28 +289,30 @@ def sgd_equivalent_weights(weights, step, *, lr, weight_decay) -> np.ndarray:
     return np.asarray(_sgd_weight_scale(step, lr, weight_decay))[..., None] * np.asarray(weights)
 
 
+def _step_lr_growth(step, lr, weight_decay, momentum) -> tuple[np.ndarray, ...]:
+    step, lr, weight_decay, momentum = _checked(step, lr, weight_decay, momentum)
+    return step, lr, np.asarray(_sgdm_growth(lr, weight_decay, momentum))
+
+
 def sgdm_growth_factor(*, lr, weight_decay, momentum) -> np.ndarray:
     """The growth factor ``r`` (:data:`SGDM_GROWTH`) of the momentum equivalence; broadcasts."""
-    _, lr, weight_decay, momentum = _checked(0, lr, weight_decay, momentum)
-    return np.asarray(_sgdm_growth(lr, weight_decay, momentum))
+    return _step_lr_growth(0, lr, weight_decay, momentum)[2]
 
 
 def sgdm_equivalent_lr(step, *, lr, weight_decay, momentum) -> np.ndarray:
     """Learning rate ``lr r^(-2 step - 1)`` of the decay-free momentum run; broadcasts."""
-    growth = sgdm_growth_factor(lr=lr, weight_decay=weight_decay, momentum=momentum)
-    step = _checked(step, lr, weight_decay, momentum)[0]
-    return np.asarray(_sgdm_lr(step, np.asarray(lr, dtype=float), growth))
+    return np.asarray(_sgdm_lr(*_step_lr_growth(step, lr, weight_decay, momentum)))
 
 
-def sgdm_equivalent_state(weights, buffer, step, *, lr, weight_decay, momentum) -> tuple[np.ndarray, np.ndarray]:
-    """The decay-free state ``(w~_k, m~_k)`` matching the decay run's ``(w_k, m_k)`` at ``step``:
+def sgdm_equivalent_state(
+    weights, buffer, step, *, lr, weight_decay, momentum
+) -> tuple[np.ndarray, np.ndarray]:
+    """The decay-free state ``(w~_k, m~_k)`` matching the decay run's ``(w_k, m_k)`` at ``step``
+    (arrays ``(..., d)``; the scalars broadcast against ``weights[..., 0]``):
     ``w~ = r^-k w``, ``m~ = r^k m - r^(k-1) (1 - r) w / lr``. At ``step = 0`` with torch's empty
     buffer (``m_0 = 0``) it gives the initial buffer the decay-free run must start from (set
     ``optimizer.state[p]["momentum_buffer"]`` before its first step)."""
-    growth = sgdm_growth_factor(lr=lr, weight_decay=weight_decay, momentum=momentum)
-    step = _checked(step, lr, weight_decay, momentum)[0]
-    weight_scale, buffer_scale, shift = (
-        np.asarray(s)[..., None] for s in _sgdm_scales(step, np.asarray(lr, dtype=float), growth)
-    )
+    scales = _sgdm_scales(*_step_lr_growth(step, lr, weight_decay, momentum))
+    weight_scale, buffer_scale, shift = (np.asarray(s)[..., None] for s in scales)
     weights, buffer = np.asarray(weights, dtype=float), np.asarray(buffer, dtype=float)
     return weight_scale * weights, buffer_scale * buffer + shift * weights
