@@ -104,6 +104,8 @@ weight norm replaces by a direction and a gain."""
 
 _MAX_LOG_FACTOR = 700.0  # |log| of the largest and smallest schedule factors, within float64
 _DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+"""A run id: it names the run's checkpoint file, so no separators and no leading dot or dash."""
 
 
 # ------------------------------------------------------------------------------ validation
@@ -112,12 +114,15 @@ def _fail(name: str, value: Any, allowed: str) -> typing.NoReturn:
     raise ValueError(f"{name} = {value!r} is invalid; allowed: {allowed}")
 
 
-def _coerce_enum(config: Any, name: str, kind: type[Enum]) -> None:
+def _coerce_enum(config: Any, name: str, kind: type[Enum], *, optional: bool = False) -> None:
     """Replace the string in field ``name`` of a frozen ``config`` by its ``kind`` member."""
     value = getattr(config, name)
+    if optional and value is None:
+        return
     allowed = {m.value: m for m in kind}
     if not isinstance(value, str) or value not in allowed:
-        _fail(config.path(name), value, "one of " + ", ".join(allowed))
+        _fail(config.path(name), value,
+              "one of " + ", ".join(allowed) + (" or None" if optional else ""))
     object.__setattr__(config, name, allowed[value])
 
 
@@ -219,6 +224,19 @@ class KFACConfig(_Validated):
 
 @dataclass(frozen=True)
 class OptimizerConfig(_Validated):
+    """The optimizer, its weight decay, schedule and step hooks (see :mod:`models.optimizers`).
+
+    ``graft_direction`` makes the run AdaGraft (000 Algorithm 2): per parameter tensor, each
+    step has the magnitude of the step of ``name`` and the direction of the step of
+    ``graft_direction``, both computed from the same gradient and the same fields (``lr``,
+    ``momentum``, ``betas``, ``eps``, ``rmsprop_alpha``). Decoupled decay is applied once, before
+    the grafted step, so ``adamw`` on either side steps as ``adam`` does. K-FAC is not grafted.
+
+    ``graft_norms_from`` names a run of the same store and model whose per-layer ``norm_sq``
+    probes this run's scale-invariant layers are rescaled to after every step (norm grafting,
+    004 Sec. 4.1, Fig. 4); it excludes ``renormalize``, which also sets those norms.
+    """
+
     PREFIX: ClassVar[str] = "optimizer."
 
     name: OptimizerName = OptimizerName.SGD
@@ -226,11 +244,14 @@ class OptimizerConfig(_Validated):
     momentum: float = 0.9  # used by sgdm, rmsprop and kfac
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = 1e-8
+    rmsprop_alpha: float = 0.99  # RMSprop's smoothing constant (torch's alpha)
     weight_decay: float = 0.0
     wd_mode: WeightDecayMode = WeightDecayMode.NONE
     wd_placement: WeightDecayPlacement = WeightDecayPlacement.ALL
     kfac: KFACConfig = field(default_factory=KFACConfig)
     renormalize: bool = False  # rescale each scale-invariant unit to unit norm after each step
+    graft_direction: OptimizerName | None = None  # AdaGraft: name's magnitude, this direction
+    graft_norms_from: str | None = None  # norm grafting: the id of the run whose norms to take
     schedule: Schedule = Schedule.CONSTANT
     milestones: tuple[int, ...] = ()  # step decay: multiply lr by gamma at these steps
     gamma: float = 0.1  # step decay factor, or per-step factor of the exponential schedule
@@ -241,9 +262,11 @@ class OptimizerConfig(_Validated):
         _coerce_enum(self, "wd_mode", WeightDecayMode)
         _coerce_enum(self, "wd_placement", WeightDecayPlacement)
         _coerce_enum(self, "schedule", Schedule)
+        _coerce_enum(self, "graft_direction", OptimizerName, optional=True)
         _check_float(self, "lr", 0.0, low_open=True)
         _check_float(self, "momentum", 0.0, 1.0)
         _check_float(self, "eps", 0.0, low_open=True)
+        _check_float(self, "rmsprop_alpha", 0.0, 1.0, low_open=True)
         _check_float(self, "weight_decay", 0.0)
         _check_float(self, "gamma", 0.0, low_open=True)
         _check_int(self, "warmup_steps", 0)
@@ -252,6 +275,7 @@ class OptimizerConfig(_Validated):
         self._check_weight_decay()
         if not isinstance(self.renormalize, bool):
             _fail(self.path("renormalize"), self.renormalize, "True or False")
+        self._check_grafting()
 
     def _check_betas(self) -> None:
         betas = tuple(self.betas)
@@ -266,13 +290,32 @@ class OptimizerConfig(_Validated):
             _fail(self.path("milestones"), self.milestones, "strictly increasing integers >= 1")
         object.__setattr__(self, "milestones", steps)
 
+    def _check_grafting(self) -> None:
+        direction = self.graft_direction
+        if direction is not None and OptimizerName.KFAC in (self.name, direction):
+            _fail(self.path("graft_direction"), direction.value,
+                  "an optimizer other than kfac, and None with optimizer.name = 'kfac' "
+                  "(K-FAC is not grafted)")
+        if direction is not None and direction is self.name:
+            _fail(self.path("graft_direction"), direction.value,
+                  f"an optimizer other than optimizer.name = {self.name.value!r} (grafting an "
+                  "optimizer onto itself is that optimizer), or None")
+        source = self.graft_norms_from
+        if source is not None and not (isinstance(source, str) and RUN_ID.fullmatch(source)):
+            _fail(self.path("graft_norms_from"), source, "a run id (letters, digits, '.', '_' "
+                  "and '-') or None")
+        if source is not None and self.renormalize:
+            _fail(self.path("graft_norms_from"), source,
+                  "None with optimizer.renormalize (both set the norms of the normalized layers)")
+
     def _check_weight_decay(self) -> None:
         """A decay needs a mode, and where it shrinks the weights by ``1 - alpha*lambda``
         (decoupled; l2 with SGD or K-FAC) that factor must stay in (0, 1] (001 Eq. 22)."""
         if self.weight_decay > 0 and self.wd_mode is WeightDecayMode.NONE:
             _fail(self.path("wd_mode"), self.wd_mode.value,
                   "l2 or decoupled when optimizer.weight_decay > 0")
-        if self.name is OptimizerName.ADAMW and self.wd_mode is WeightDecayMode.L2:
+        if (OptimizerName.ADAMW in (self.name, self.graft_direction)
+                and self.wd_mode is WeightDecayMode.L2):
             _fail(self.path("wd_mode"), self.wd_mode.value,
                   "decoupled or none with adamw (its decay is decoupled; use adam for l2)")
         shrinks = self.wd_mode is WeightDecayMode.DECOUPLED or (
@@ -329,6 +372,9 @@ class TrainConfig(_Validated):
             _fail("optimizer.gamma", self.optimizer.gamma,
                   f"a factor whose power gamma**{self.steps - 1} (the last step's) is a normal "
                   "float, so the learning rate neither overflows nor vanishes")
+        if self.optimizer.graft_norms_from is not None and self.model.norm is Norm.NONE:
+            _fail("optimizer.graft_norms_from", self.optimizer.graft_norms_from,
+                  "None with model.norm = 'none' (no normalized layer to graft norms onto)")
         if self.optimizer.name is OptimizerName.KFAC and self.model.norm not in KFAC_NORMS:
             _fail("model.norm", self.model.norm.value,
                   "none, batch or layer with optimizer.name = 'kfac' (K-FAC preconditions the "

@@ -60,8 +60,10 @@ def param_groups(model: nn.Module, config: OptimizerConfig, key: str) -> list[di
     return [g for g in groups if g["params"]]
 
 
-def _torch_optimizer(groups: list[dict[str, Any]], config: OptimizerConfig) -> torch.optim.Optimizer:
-    name, lr = OptimizerName(config.name), config.lr
+def _torch_optimizer(groups: list[dict[str, Any]], config: OptimizerConfig,
+                     name: OptimizerName) -> torch.optim.Optimizer:
+    """The ``torch.optim`` optimizer ``name`` over ``groups``, with ``config``'s settings."""
+    lr = config.lr
     if name in (OptimizerName.SGD, OptimizerName.SGDM):
         momentum = config.momentum if name == OptimizerName.SGDM else 0.0
         return torch.optim.SGD(groups, lr=lr, momentum=momentum)
@@ -70,33 +72,60 @@ def _torch_optimizer(groups: list[dict[str, Any]], config: OptimizerConfig) -> t
     if name == OptimizerName.ADAMW:
         return torch.optim.AdamW(groups, lr=lr, betas=config.betas, eps=config.eps)
     if name == OptimizerName.RMSPROP:
-        # torch's smoothing constant alpha = 0.99, as sim.simulate's default rmsprop_alpha
-        return torch.optim.RMSprop(groups, lr=lr, eps=config.eps, momentum=config.momentum)
+        return torch.optim.RMSprop(groups, lr=lr, alpha=config.rmsprop_alpha, eps=config.eps,
+                                   momentum=config.momentum)
     return torch.optim.Adagrad(groups, lr=lr, eps=config.eps)
 
 
 def build_optimizer(model: nn.Module, config: OptimizerConfig) -> torch.optim.Optimizer:
     """The optimizer ``config`` describes for ``model``'s parameters, with its weight decay
-    mode and placement, and per-step renormalization when ``config.renormalize``.
+    mode and placement, AdaGraft when ``config.graft_direction`` is set, and per-step
+    renormalization when ``config.renormalize``. (Norm grafting needs another run's norms:
+    :func:`models.training.train` adds it with :func:`graft_norms`.)
 
     ``config`` validated its own values when it was built; K-FAC raises ``ValueError`` for a
     layer it does not support (see :func:`models.kfac.preconditioned_layers`)."""
     decoupled = config.wd_mode == WeightDecayMode.DECOUPLED
-    if config.name == OptimizerName.KFAC:
+    if config.graft_direction is not None:
+        optimizer: torch.optim.Optimizer = _adagraft(model, config, config.graft_direction)
+    elif config.name == OptimizerName.KFAC:
         k = config.kfac
-        optimizer: torch.optim.Optimizer = KFAC(
+        optimizer = KFAC(
             model, param_groups(model, config, "weight_decay"), lr=config.lr,
             momentum=config.momentum, damping=k.damping, weight_decay=0.0,
             wd_mode=config.wd_mode, curvature=k.curvature, factor_decay=k.factor_decay,
             factor_interval=k.factor_interval, inverse_interval=k.inverse_interval)
     elif config.name == OptimizerName.ADAMW or not decoupled:
-        optimizer = _torch_optimizer(param_groups(model, config, "weight_decay"), config)
+        optimizer = _torch_optimizer(param_groups(model, config, "weight_decay"), config,
+                                     config.name)
     else:
-        groups = param_groups(model, config, "decoupled_weight_decay")
-        optimizer = _torch_optimizer([{**g, "weight_decay": 0.0} for g in groups], config)
+        optimizer = _torch_optimizer(_decoupled_groups(model, config), config, config.name)
         optimizer.register_step_pre_hook(decoupled_weight_decay)
     if config.renormalize:
         renormalize_after_step(optimizer, scale_invariant_params(model))
+    return optimizer
+
+
+def _decoupled_groups(model: nn.Module, config: OptimizerConfig) -> list[dict[str, Any]]:
+    """Groups for a decay applied by :func:`decoupled_weight_decay`: torch's own is off."""
+    groups = param_groups(model, config, "decoupled_weight_decay")
+    return [{**g, "weight_decay": 0.0} for g in groups]
+
+
+def _adagraft(model: nn.Module, config: OptimizerConfig, direction: OptimizerName) -> AdaGraft:
+    """AdaGraft of ``config.name`` (magnitude) and ``direction``. An ``l2`` decay enters both
+    optimizers' gradients; a decoupled one shrinks the weights once, as a pre-hook of the
+    grafted step, so neither inner optimizer decays (AdamW steps as Adam)."""
+    decoupled = config.wd_mode == WeightDecayMode.DECOUPLED
+
+    def inner(name: OptimizerName) -> torch.optim.Optimizer:
+        groups = (_decoupled_groups(model, config) if decoupled
+                  else param_groups(model, config, "weight_decay"))
+        return _torch_optimizer(groups, config, name)
+
+    optimizer = AdaGraft(inner(config.name), inner(direction))
+    if decoupled:
+        optimizer.register_step_pre_hook(decoupled_weight_decay)
     return optimizer
 
 

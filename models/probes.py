@@ -29,6 +29,7 @@ from models.kfac import KFAC, input_factor, output_factor
 from models.networks import Granularity, layer_weights
 from sim.effective import effective_lr as sim_effective_lr
 from sim.spec import Optimizer as SimOptimizer
+from theory.homogeneity import grad_norm_at_unit_norm
 
 Metric = tuple[str, str, float]  # (layer, name, value); layer "" for the whole network
 
@@ -55,7 +56,7 @@ def norm_sq(w: torch.Tensor) -> torch.Tensor:
 def grad_norm_unit(w: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
     """``||grad J(w_hat)|| = ||grad J(w)|| ||w||`` per row (001 Eq. 18: the gradient of a
     scale-invariant cost is homogeneous of degree -1)."""
-    return grad.norm(dim=1) * w.norm(dim=1)
+    return grad_norm_at_unit_norm(w.norm(dim=1), grad.norm(dim=1))
 
 
 def cos_w_grad(w: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:

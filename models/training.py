@@ -9,7 +9,14 @@ The run's id is the hash of its config (:meth:`TrainConfig.run_id`) unless given
 - the costly probes (:func:`models.probes.costly_probes`, on a fixed batch of training inputs)
   and ``train_loss``, ``train_accuracy``, ``test_loss``, ``test_accuracy`` (layer ``""``,
   evaluation mode, whole splits) at ``k = 0``, every ``costly_probe_every`` /
-  ``eval_every`` steps and at ``k = steps`` (the trained network).
+  ``eval_every`` steps and at ``k = steps`` (the trained network);
+- at ``k = steps``, when the cheap probes are on, each layer's ``norm_sq`` of the trained
+  network, so that ``norm_sq`` covers every step ``0..steps`` of a run probed every step.
+
+Norm grafting (``optimizer.graft_norms_from``, 004 Sec. 4.1, Fig. 4) takes its per-step targets
+from the ``norm_sq`` of another run in the same store: after step ``k`` this run's
+scale-invariant layers get the norms that run's layers had after step ``k``, i.e. its
+``norm_sq`` logged at ``k + 1`` (see :func:`graft_targets`).
 
 Metrics reach the store in batches at each checkpoint (every ``checkpoint_every`` steps and at
 the end). A checkpoint holds everything the rest of the run depends on: model, optimizer, the
@@ -30,25 +37,25 @@ from __future__ import annotations
 
 import math
 import os
-import re
 import sys
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from models.config import OptimizerConfig, Schedule, TrainConfig
+from models.config import RUN_ID, OptimizerConfig, Schedule, TrainConfig
 from models.data import BatchSampler, Data, Split, load_dataset
-from models.networks import build_model
-from models.optimizers import build_optimizer
-from models.probes import costly_probes
+from models.networks import ScaleInvariant, build_model, layer_weights, scale_invariant_params
+from models.optimizers import build_optimizer, graft_norms
+from models.probes import costly_probes, norm_sq, unit_rows
 from models.step import StepResult, train_step
 from models.store import Metric, Run, RunStatus, RunStore, StoreError
 from sim.schedules import Constant, Exponential, StepDecay, WarmupCosine, lr_factors
@@ -57,8 +64,6 @@ NETWORK = ""  # the ``layer`` of metrics about the whole network, as in models.p
 PROBE_BATCH = 64  # training inputs the costly probes see (their Jacobians are B x C x P)
 EVAL_BATCH = 1024
 FLUSH_ROWS = 100_000  # metric rows buffered at most between checkpoints
-
-_RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 StepCallback = Callable[[int, StepResult], None]
 
@@ -76,7 +81,7 @@ def train(config: TrainConfig, *, store: RunStore | None = None, run_id: str | N
     """
     if not isinstance(config, TrainConfig):
         raise ValueError(f"config = {config!r} is invalid; allowed: a TrainConfig")
-    if run_id is not None and not _RUN_ID.fullmatch(run_id):
+    if run_id is not None and not RUN_ID.fullmatch(run_id):
         raise ValueError(f"run_id = {run_id!r} is invalid; allowed: letters, digits, '.', '_' "
                          "and '-' (it names the checkpoint file)")
     device = resolve_device(config.device)
@@ -182,6 +187,8 @@ def _train_stored(config: TrainConfig, data: Data, device: torch.device, store: 
     else:
         checkpoint.unlink(missing_ok=True)
         message = "started" if existing is None or not resume else "restarted from step 0"
+    if config.optimizer.graft_norms_from is not None:
+        _graft(config, state, store, run_id)
     store.begin(run_id, config, fresh=not continuing, message=f"{message} on {device}")
     store.delete_metrics(run_id, from_step=state.step)
     log = _MetricLog(store, run_id)
@@ -204,6 +211,51 @@ def _train_stored(config: TrainConfig, data: Data, device: torch.device, store: 
     log.flush()
     store.set_status(run_id, status, message)
     return store[run_id]
+
+
+def _graft(config: TrainConfig, state: _State, store: RunStore, run_id: str) -> None:
+    """Register norm grafting to the run ``config.optimizer.graft_norms_from`` of ``store``
+    from the step ``state`` resumes at."""
+    source_id = config.optimizer.graft_norms_from
+    field = f"optimizer.graft_norms_from = {source_id!r} is invalid; allowed"
+    source = None if source_id == run_id else store.get(source_id)
+    if source is None:
+        reason = "it is this run" if source_id == run_id else f"no run {source_id!r}"
+        raise ValueError(f"{field}: the id of another run in {store.path} ({reason})")
+    if source.config.model != config.model:
+        raise ValueError(f"{field}: a run of the same model ({source_id} has "
+                         f"{source.config.model}, this run {config.model})")
+    invariants = scale_invariant_params(state.model)
+    try:
+        targets = graft_targets(source.metrics, invariants, config.steps)
+    except ValueError as error:
+        raise ValueError(f"{field}: a run with the norms to graft ({source_id}: {error})") from None
+    graft_norms(state.optimizer, invariants, targets, start_step=state.step)
+
+
+def graft_targets(metrics: pd.DataFrame, invariants: Sequence[ScaleInvariant],
+                  steps: int) -> np.ndarray:
+    """Per-step layer norms (steps, layers) for :func:`models.optimizers.graft_norms` from
+    another run's long-form ``metrics``: row ``k`` holds ``sqrt(units * norm_sq)`` of each of
+    ``invariants``' layers logged at step ``k + 1`` (the per-unit mean of the squared norms
+    after ``k + 1`` updates; ``units = 1`` for LN layers).
+
+    Raises ``ValueError`` when a layer's ``norm_sq`` is missing or not finite at any step
+    ``1..steps``."""
+    rows = metrics[metrics["name"] == "norm_sq"]
+    table = rows.pivot(index="step", columns="layer", values="value")  # (logged steps, layers)
+    names = [inv.name for inv in invariants]
+    missing = [name for name in names if name not in table.columns]
+    if missing:
+        raise ValueError(f"no norm_sq of the layers {', '.join(missing)}")
+    needed = table.reindex(index=range(1, steps + 1), columns=names).to_numpy()  # (steps, L)
+    finite = np.isfinite(needed).all(axis=1)
+    if not finite.all():
+        first = int(np.argmin(finite)) + 1
+        raise ValueError(f"norm_sq is missing or not finite at step {first} of the steps "
+                         f"1..{steps} needed (train it for >= {steps} steps, probe_every = 1)")
+    units = np.array([unit_rows(inv.param, inv.granularity).shape[0] for inv in invariants])
+    return np.sqrt(units * needed)
 
 
 def _run(config: TrainConfig, data: Data, state: _State, log: _MetricLog, checkpoint: Path,
@@ -259,6 +311,16 @@ def _measure(config: TrainConfig, data: Data, model: nn.Module, probe_inputs: to
     if final or _due(k, config.costly_probe_every):
         log.add(*((k, layer, name, value)
                   for layer, name, value in costly_probes(model, probe_inputs)))
+    if final and config.probe_every > 0:
+        log.add(*((k, name, "norm_sq", value) for name, value in layer_norm_sq(model)))
+
+
+@torch.no_grad()
+def layer_norm_sq(model: nn.Module) -> list[tuple[str, float]]:
+    """``(layer, norm_sq)`` of every layer weight: the mean over units of the squared norms,
+    as the cheap probes log it (:func:`models.probes.unit_probes`)."""
+    return [(w.name, float(norm_sq(unit_rows(w.param, w.granularity)).mean()))
+            for w in layer_weights(model)]
 
 
 def _due(k: int, every: int) -> bool:

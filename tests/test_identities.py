@@ -6,6 +6,8 @@ accept the deliberately wrong statement too.
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import sympy as sp
 
@@ -32,6 +34,19 @@ def test_identity_is_documented(name: str) -> None:
 def test_every_slip_points_at_a_registered_identity() -> None:
     for slip in theory.SLIPS:
         assert slip.identity in theory.IDENTITIES, slip
+
+
+@pytest.mark.parametrize("slip", theory.SLIPS, ids=[s.identity for s in theory.SLIPS])
+def test_slip_text_is_markdown_with_delimited_maths(slip) -> None:
+    for text in (slip.says, slip.truth):
+        assert text.count("$") % 2 == 0, text
+        assert "\\" not in re.sub(r"\$[^$]*\$", "", text), f"LaTeX outside $...$: {text}"
+
+
+@pytest.mark.parametrize("name", NAMES, ids=NAMES)
+def test_statement_has_no_control_characters(name: str) -> None:
+    statement = theory.IDENTITIES[name].statement
+    assert all(ch >= " " for ch in statement), repr(statement)
 
 
 x, y = sp.symbols("x y", positive=True)

@@ -222,11 +222,8 @@ identity(
 slip(
     seed="001",
     place="Sec. 2, Adam update, last line",
-    says=r"\mathbf{w}_k \leftarrow \mathbf{w}_{k-1} - \alpha\hat{\mathbf{m}}_k \odot"
-    r" (\sqrt{\hat{\mathbf{s}}_k} + \epsilon\mathbf{I})",
-    truth=r"\mathbf{w}_k \leftarrow \mathbf{w}_{k-1} - \alpha\hat{\mathbf{m}}_k \oslash"
-    r" (\sqrt{\hat{\mathbf{s}}_k} + \epsilon\mathbf{1}): an elementwise division (as in RMSprop),"
-    r" with the all-ones vector; only then is the step \alpha\,\mathrm{sign}(c) for a constant gradient",
+    says=r"$\mathbf{w}_k \leftarrow \mathbf{w}_{k-1} - \alpha\hat{\mathbf{m}}_k \odot (\sqrt{\hat{\mathbf{s}}_k} + \epsilon\mathbf{I})$",
+    truth=r"$\mathbf{w}_k \leftarrow \mathbf{w}_{k-1} - \alpha\hat{\mathbf{m}}_k \oslash (\sqrt{\hat{\mathbf{s}}_k} + \epsilon\mathbf{1})$: an elementwise division (as in RMSprop), with the all-ones vector; only then is the step $\alpha\,\mathrm{sign}(c)$ for a constant gradient $c$",
     identity="adam_constant_gradient_step",
 )
 

@@ -447,13 +447,8 @@ identity(
 slip(
     seed="001",
     place="Sec. 4.3, display before Eq. (19), underbraces (same display on the 000 and 002 slides)",
-    says=r"\alpha\|\mathbf{w}^{(k)}\|^{-1} is labelled 'effective LR' and the scalar"
-    r" \alpha\|\mathbf{w}^{(k)}\|^{-2} 'effective gradient'",
-    truth=r"the effective learning rate is \hat\alpha = \alpha\|\mathbf{w}\|^{-2} (it multiplies"
-    r" \nabla\mathcal{J}(\hat{\mathbf{w}})) and the effective gradient is the vector"
-    r" \|\mathbf{w}\|^{-2}\nabla\mathcal{J}(\hat{\mathbf{w}}), as the text right after the display"
-    r" says; \alpha\|\mathbf{w}\|^{-1} only multiplies \nabla\mathcal{J}(\mathbf{w}), whose norm"
-    r" itself shrinks as 1/\|\mathbf{w}\|",
+    says=r"$\alpha\|\mathbf{w}^{(k)}\|^{-1}$ is labelled 'effective LR' and the scalar $\alpha\|\mathbf{w}^{(k)}\|^{-2}$ 'effective gradient'",
+    truth=r"the effective learning rate is $\hat\alpha = \alpha\|\mathbf{w}\|^{-2}$ (it multiplies $\nabla\mathcal{J}(\hat{\mathbf{w}})$) and the effective gradient is the vector $\|\mathbf{w}\|^{-2}\nabla\mathcal{J}(\hat{\mathbf{w}})$, as the text right after the display says; $\alpha\|\mathbf{w}\|^{-1}$ only multiplies $\nabla\mathcal{J}(\mathbf{w})$, whose norm itself shrinks as $1/\|\mathbf{w}\|$",
     identity="normalized_update_first_order",
 )
 

@@ -339,24 +339,16 @@ identity(
 slip(
     seed="000",
     place="slides 'Three Mechanisms', Mechanism 2 (lines 445-447)",
-    says=r"\mathbf{w}^\top\hat{\mathbf{G}}\mathbf{w} = (L+1)\|\mathbf{J}\|_F^2,"
-    r"\ \text{where } L \text{ is the number of layers}",
-    truth=r"the factor is the number of weight matrices: with L+1 matrices W_0,\dots,W_L"
-    r" (004 Lemma 1, 'depth L') it is L+1; a network with L weight layers has"
-    r" \theta^\top\hat{\mathbf{G}}\theta = L\|\mathbf{J}\|_F^2",
+    says=r"$\mathbf{w}^\top\hat{\mathbf{G}}\mathbf{w} = (L+1)\|\mathbf{J}\|_F^2$, where $L$ is the number of layers",
+    truth=r"the factor is the number of weight matrices: with $L+1$ matrices $W_0,\dots,W_L$ (004 Lemma 1, 'depth $L$') it is $L+1$; a network with $L$ weight layers has $\theta^\top\hat{\mathbf{G}}\theta = L\|\mathbf{J}\|_F^2$",
     identity="kfac_gauss_newton_norm",
 )
 
 slip(
     seed="001",
     place="Sec. 5.3, paragraph after Eq. (27)",
-    says=r"for Gauss-Newton optimization of a ReLU MLP without BN, the norm regularized by WD is"
-    r" proportional to \|\mathbf{J}_{\mathbf{z}\mathbf{x}}\|_F^2",
-    truth=r"for ReLU networks \theta^\top\mathbf{G}\theta = (L+1)^2\,\mathbb{E}\|f(\mathbf{x})\|^2"
-    r" = (L+1)^2\,\mathbb{E}\|\mathbf{J}_{\mathbf{x}}(\mathbf{x})\mathbf{x}\|^2 (004 Lemma 2),"
-    r" which equals (L+1)^2\|\mathbf{J}_{\mathbf{x}}\|_F^2 only when \mathbf{J}_{\mathbf{x}}"
-    r" does not depend on \mathbf{x}"
-    r" (linear networks, whitened inputs: 004 Theorem 1)",
+    says=r"for Gauss-Newton optimization of a ReLU MLP without BN, the norm regularized by WD is proportional to $\|\mathbf{J}_{\mathbf{z}\mathbf{x}}\|_F^2$",
+    truth=r"for ReLU networks $\theta^\top\mathbf{G}\theta = (L+1)^2\,\mathbb{E}\|f(\mathbf{x})\|^2 = (L+1)^2\,\mathbb{E}\|\mathbf{J}_{\mathbf{x}}(\mathbf{x})\mathbf{x}\|^2$ (004 Lemma 2), which equals $(L+1)^2\|\mathbf{J}_{\mathbf{x}}\|_F^2$ only when $\mathbf{J}_{\mathbf{x}}$ does not depend on $\mathbf{x}$ (linear networks, whitened inputs: 004 Theorem 1)",
     identity="gauss_newton_norm_relu_per_sample",
 )
 

@@ -337,11 +337,8 @@ identity(
 slip(
     seed="001",
     place="Sec. 3, first paragraph (H with a homogeneous coordinate)",
-    says=r"\mathbf{H} has a large outlier eigenvalue of magnitude 1 + \|\mathbf{m}\|^2",
-    truth=r"with the homogeneous coordinate the outlier is the larger root of"
-    r" \nu^2 - (2+\|\mathbf{m}\|^2)\nu + 1 = 0, i.e. \|\mathbf{m}\|^2 + 2 - O(\|\mathbf{m}\|^{-2}),"
-    r" paired with a small eigenvalue 1/\nu; 1 + \|\mathbf{m}\|^2 is exact for \mathbb{E}[\mathbf{a}\mathbf{a}^\top]"
-    r" without it (unit feature covariance)",
+    says=r"$\mathbf{H}$ has a large outlier eigenvalue of magnitude $1 + \|\mathbf{m}\|^2$",
+    truth=r"with the homogeneous coordinate the outlier is the larger root of $\nu^2 - (2+\|\mathbf{m}\|^2)\nu + 1 = 0$, i.e. $\|\mathbf{m}\|^2 + 2 - O(\|\mathbf{m}\|^{-2})$, paired with a small eigenvalue $1/\nu$; $1 + \|\mathbf{m}\|^2$ is exact for $\mathbb{E}[\mathbf{a}\mathbf{a}^\top]$ without it (unit feature covariance)",
     identity="ics_homogeneous_outlier",
 )
 
@@ -374,10 +371,8 @@ identity(
 slip(
     seed="001",
     place="Sec. 4.2, paragraph after the batch gradient ('outlier eigenvectors are of the form v (x) m')",
-    says=r"the outlier eigenvectors are of the form \mathbf{v}\otimes\mathbf{m}",
-    truth=r"with column-stacking vec and \hat{\mathbf{G}} = \mathbf{A}\otimes\mathbf{S} (Eq. 5) they are"
-    r" \mathbf{m}\otimes\mathbf{v}, as Sec. 3 states (= \mathrm{vec}(\mathbf{v}\mathbf{m}^\top));"
-    r" \mathbf{v}\otimes\mathbf{m} is the row-stacking form",
+    says=r"the outlier eigenvectors are of the form $\mathbf{v}\otimes\mathbf{m}$",
+    truth=r"with column-stacking vec and $\hat{\mathbf{G}} = \mathbf{A}\otimes\mathbf{S}$ (Eq. 5) they are $\mathbf{m}\otimes\mathbf{v}$, as Sec. 3 states ($= \mathrm{vec}(\mathbf{v}\mathbf{m}^\top)$); $\mathbf{v}\otimes\mathbf{m}$ is the row-stacking form",
     identity="ics_kfac_outlier_eigenpairs",
 )
 
@@ -407,11 +402,8 @@ identity(
 slip(
     seed="001",
     place="Sec. 3.1, example in parentheses (Sigma = I, entries of m all 0.1)",
-    says=r"outlier eigenvalues of 0.1M; diagonal entries all 1.1",
-    truth=r"\|\mathbf{m}\|^2 = 0.01M, so the outlier is 1 + 0.01M and the diagonal entries are"
-    r" 1 + 0.1^2 = 1.01 (the stated numbers are those of entries m_i^2 = 0.1); the point stands:"
-    r" the outlier grows linearly in M while the diagonal does not (with the homogeneous coordinate"
-    r" the outlier is 0.01M + 2 - O(1/M), see ics_homogeneous_outlier)",
+    says=r"outlier eigenvalues of $0.1M$; diagonal entries all $1.1$",
+    truth=r"$\|\mathbf{m}\|^2 = 0.01M$, so the outlier is $1 + 0.01M$ and the diagonal entries are $1 + 0.1^2 = 1.01$ (the stated numbers are those of entries $m_i^2 = 0.1$); the point stands: the outlier grows linearly in $M$ while the diagonal does not (with the homogeneous coordinate the outlier is $0.01M + 2 - O(1/M)$, see `ics_homogeneous_outlier`)",
     identity="ics_example_outlier",
 )
 

@@ -222,12 +222,8 @@ identity(
 slip(
     seed="001",
     place="Sec. 4.2, invariance of f after 'shifting and rescaling of the activations'",
-    says=r"f_\ell(\mathbf{A}_{\ell-1}, \mathbf{W}_\ell) = f_\ell(s\mathbf{A}_{\ell-1}"
-    r" + \mathbf{1}\mathbf{m}^\top, \mathbf{W}_\ell) for any s, \mathbf{m}",
-    truth=r"only for s > 0: for s < 0, \mathrm{BN} changes sign, so"
-    r" f(s\mathbf{A} + \mathbf{1}\mathbf{m}^\top, \mathbf{W})"
-    r" = \phi(-\mathrm{BN}(\mathbf{A}\mathbf{W}^\top)),"
-    r" and s = 0 leaves nothing to normalize",
+    says=r"$f_\ell(\mathbf{A}_{\ell-1}, \mathbf{W}_\ell) = f_\ell(s\mathbf{A}_{\ell-1} + \mathbf{1}\mathbf{m}^\top, \mathbf{W}_\ell)$ for any $s, \mathbf{m}$",
+    truth=r"only for $s > 0$: for $s < 0$, $\mathrm{BN}$ changes sign, so $f(s\mathbf{A} + \mathbf{1}\mathbf{m}^\top, \mathbf{W}) = \phi(-\mathrm{BN}(\mathbf{A}\mathbf{W}^\top))$, and $s = 0$ leaves nothing to normalize",
     identity="bn_negative_scale_flips_sign",
 )
 
@@ -388,15 +384,8 @@ identity(
 slip(
     seed="001",
     place="Sec. 4.2, derivation of the batch gradient after Eq. (14), second and third lines",
-    says=r"\bar{\mathbf{W}}"
-    r" = (\bar{\mathbf{S}} - \mathbf{1}\boldsymbol{\mu}(\bar{\mathbf{S}})^\top)"
-    r"(\tilde{\mathbf{A}} + \mathbf{1}\mathbf{m}^\top) = [\bar{\mathbf{S}}^\top\tilde{\mathbf{A}}"
-    r" - \boldsymbol{\mu}(\bar{\mathbf{S}})^\top\tilde{\mathbf{A}} + \dots]",
-    truth=r"the first factor is transposed, \bar{\mathbf{R}}^\top = (\bar{\mathbf{S}} - \mathbf{1}"
-    r"\boldsymbol{\mu}(\bar{\mathbf{S}})^\top)^\top, and the second term is"
-    r" \boldsymbol{\mu}(\bar{\mathbf{S}})\mathbf{1}^\top\tilde{\mathbf{A}} (zero because"
-    r" \mathbf{1}^\top\tilde{\mathbf{A}} = \mathbf{0}, as the footnote says); the result"
-    r" \bar{\mathbf{S}}^\top\tilde{\mathbf{A}} is right",
+    says=r"$\bar{\mathbf{W}} = (\bar{\mathbf{S}} - \mathbf{1}\boldsymbol{\mu}(\bar{\mathbf{S}})^\top)(\tilde{\mathbf{A}} + \mathbf{1}\mathbf{m}^\top) = [\bar{\mathbf{S}}^\top\tilde{\mathbf{A}} - \boldsymbol{\mu}(\bar{\mathbf{S}})^\top\tilde{\mathbf{A}} + \dots]$",
+    truth=r"the first factor is transposed, $\bar{\mathbf{R}}^\top = (\bar{\mathbf{S}} - \mathbf{1}\boldsymbol{\mu}(\bar{\mathbf{S}})^\top)^\top$, and the second term is $\boldsymbol{\mu}(\bar{\mathbf{S}})\mathbf{1}^\top\tilde{\mathbf{A}}$ (zero because $\mathbf{1}^\top\tilde{\mathbf{A}} = \mathbf{0}$, as the footnote says); the result $\bar{\mathbf{S}}^\top\tilde{\mathbf{A}}$ is right",
     identity="bc_weight_gradient_uses_centered_activations",
 )
 

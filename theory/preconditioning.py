@@ -210,9 +210,8 @@ identity(
 slip(
     seed="003",
     place="slides 'Computation' and 'Hessian-Free Optimization' (quadratic model)",
-    says=r"\min_{\mathbf{v}} \tfrac12\mathbf{v}^\top\mathbf{C}\mathbf{v}^\top + \nabla\mathcal{J}(\mathbf{w})^\top\mathbf{v}",
-    truth=r"\min_{\mathbf{v}} \tfrac12\mathbf{v}^\top\mathbf{C}\mathbf{v} + \nabla\mathcal{J}(\mathbf{w})^\top\mathbf{v}"
-    r" (a scalar; the second transpose is a typo), minimized by \mathbf{v} = -\mathbf{C}^{-1}\nabla\mathcal{J}",
+    says=r"$\min_{\mathbf{v}} \tfrac12\mathbf{v}^\top\mathbf{C}\mathbf{v}^\top + \nabla\mathcal{J}(\mathbf{w})^\top\mathbf{v}$",
+    truth=r"$\min_{\mathbf{v}} \tfrac12\mathbf{v}^\top\mathbf{C}\mathbf{v} + \nabla\mathcal{J}(\mathbf{w})^\top\mathbf{v}$ (a scalar; the second transpose is a typo), minimized by $\mathbf{v} = -\mathbf{C}^{-1}\nabla\mathcal{J}(\mathbf{w})$",
     identity="damped_newton_proximal_step",
 )
 
@@ -389,10 +388,8 @@ identity(
 slip(
     seed="001",
     place="Eq. (10) (also 000/002 slides 'ICS and Invariance'), bottom-right blocks",
-    says=r"bottom-right block 1 in \mathbf{R}^{-1} and in [\mathbf{R}\mathbf{R}^\top]^{-1}",
-    truth=r"the bias block is \mathbf{I}_{\mathrm{out}} (the identity on the biases); 1 only for a"
-    r" single output unit. The Kronecker order \mathbf{\Sigma}^{1/2}\otimes\mathbf{I} is right for"
-    r" column-stacking vec",
+    says=r"bottom-right block $1$ in $\mathbf{R}^{-1}$ and in $[\mathbf{R}\mathbf{R}^\top]^{-1}$",
+    truth=r"the bias block is $\mathbf{I}_{\mathrm{out}}$ (the identity on the biases); $1$ only for a single output unit. The Kronecker order $\mathbf{\Sigma}^{1/2}\otimes\mathbf{I}$ is right for column-stacking vec",
     identity="quasi_diagonal_r_inverse",
 )
 

@@ -184,11 +184,8 @@ identity(
 slip(
     seed="001",
     place="Sec. 5, 'Effect on deep linear networks'",
-    says=r"with K layers the regularizer takes the value \|\mathbf{w}\|^2 = L|\beta|^{2/K},"
-    r" minimized at w_1 = \cdots = w_K = \beta^{1/K} up to a sign flip",
-    truth=r"\min\|\mathbf{w}\|^2 = K|\beta|^{2/K} (L is undefined there), attained at"
-    r" |w_i| = |\beta|^{1/K} with an even number of negative w_i when \beta > 0,"
-    r" odd when \beta < 0",
+    says=r"with $K$ layers the regularizer takes the value $\|\mathbf{w}\|^2 = L|\beta|^{2/K}$, minimized at $w_1 = \cdots = w_K = \beta^{1/K}$ up to a sign flip",
+    truth=r"$\min\|\mathbf{w}\|^2 = K|\beta|^{2/K}$ ($L$ is undefined there), attained at $|w_i| = |\beta|^{1/K}$ with an even number of negative $w_i$ when $\beta > 0$, odd when $\beta < 0$",
     identity="deep_linear_l2_minimum",
 )
 
