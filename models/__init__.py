@@ -12,22 +12,36 @@ are a long-form DataFrame (``step``, ``layer``, ``name``, ``value``).
 
 from __future__ import annotations
 
+from models import probes
 from models.config import (
     PRESETS,
+    Arch,
+    Curvature,
     DataConfig,
+    Dataset,
     KFACConfig,
     ModelConfig,
+    Norm,
     OptimizerConfig,
+    OptimizerName,
+    Schedule,
     TrainConfig,
+    WeightDecayMode,
+    WeightDecayPlacement,
     override,
     preset,
 )
 from models.data import Data, load_dataset
+from models.networks import build_model
+from models.optimizers import build_optimizer
+from models.step import StepResult, train_step
 from models.store import Run, RunStatus, RunStore, StoreError
 from models.training import evaluate, train
 
 __all__ = [
-    "PRESETS", "Data", "DataConfig", "KFACConfig", "ModelConfig", "OptimizerConfig", "Run",
-    "RunStatus", "RunStore", "StoreError", "TrainConfig", "evaluate", "load_dataset",
-    "override", "preset", "train",
+    "PRESETS", "Arch", "Curvature", "Data", "DataConfig", "Dataset", "KFACConfig",
+    "ModelConfig", "Norm", "OptimizerConfig", "OptimizerName", "Run", "RunStatus", "RunStore",
+    "Schedule", "StepResult", "StoreError", "TrainConfig", "WeightDecayMode",
+    "WeightDecayPlacement", "build_model", "build_optimizer", "evaluate", "load_dataset",
+    "override", "preset", "probes", "train", "train_step",
 ]

@@ -35,6 +35,8 @@ where; its metrics up to there are kept. Ctrl-C (``KeyboardInterrupt``) marks th
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
 import os
 import sys
@@ -51,9 +53,14 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from models.config import RUN_ID, OptimizerConfig, Schedule, TrainConfig
+from models.config import RUN_ID, ModelConfig, OptimizerConfig, Schedule, TrainConfig
 from models.data import BatchSampler, Data, Split, load_dataset
-from models.networks import ScaleInvariant, build_model, layer_weights, scale_invariant_params
+from models.networks import (
+    ScaleInvariant,
+    build_model,
+    layer_weights,
+    scale_invariant_params,
+)
 from models.optimizers import build_optimizer, graft_norms
 from models.probes import costly_probes, norm_sq, unit_rows
 from models.step import StepResult, train_step
@@ -224,13 +231,17 @@ def _graft(config: TrainConfig, state: _State, store: RunStore, run_id: str) -> 
         raise ValueError(f"{field}: the id of another run in {store.path} ({reason})")
     if source.config.model != config.model:
         raise ValueError(f"{field}: a run of the same model ({source_id} has "
-                         f"{source.config.model}, this run {config.model})")
+                         f"{_describe(source.config.model)}, this run {_describe(config.model)})")
     invariants = scale_invariant_params(state.model)
     try:
         targets = graft_targets(source.metrics, invariants, config.steps)
     except ValueError as error:
         raise ValueError(f"{field}: a run with the norms to graft ({source_id}: {error})") from None
     graft_norms(state.optimizer, invariants, targets, start_step=state.step)
+
+
+def _describe(model: ModelConfig) -> str:
+    return json.dumps(dataclasses.asdict(model), sort_keys=True)
 
 
 def graft_targets(metrics: pd.DataFrame, invariants: Sequence[ScaleInvariant],

@@ -6,6 +6,11 @@ Every config field has a flag, derived from the config itself so the two never d
 ``--optimizer``, ``--dataset``, ``--data-root`` name ``optimizer.name``, ``data.name`` and
 ``data.root``. Flags override the preset (default: the defaults of ``TrainConfig``). Running
 the same command again resumes an interrupted run, or shows a completed one.
+
+Grafting, for example: ``--graft-norms-from RUN`` rescales the normalized layers after every
+step to the norms a run of the same store and model had (train ``RUN`` with
+``--probe-every 1``); ``--graft-direction adam`` steps with the magnitude of ``--optimizer``'s
+step and the direction of Adam's (AdaGraft).
 """
 
 from __future__ import annotations

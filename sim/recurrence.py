@@ -103,13 +103,10 @@ def run_recurrence(spec: SimulationSpec, memory_limit: float) -> Trajectory:
     )
 
 
-_EFFECTIVE_DAMPING = sp.lambdify((kfac.eta, eq.x), kfac.EFFECTIVE_DAMPING, "numpy")
-
-
 def effective_damping(norm_sq: np.ndarray, damping: float) -> np.ndarray:
     """K-FAC's effective damping of a scale-invariant layer over training, theory's
     :data:`~theory.kfac.EFFECTIVE_DAMPING` (``eta ||w||^2``; 001 Sec. 5.2, 004 Eq. 13-14): its
     curvature scales as ``||w||^-2``, so the fixed damping ``eta`` weighs like ``eta ||w||^2``
     against the curvature of the normalized weights. ``norm_sq`` is any recorded ``||w_k||^2``
     (e.g. ``trajectory.norm_sq``)."""
-    return np.asarray(_EFFECTIVE_DAMPING(damping, np.asarray(norm_sq)))
+    return np.asarray(kfac.effective_damping(damping, np.asarray(norm_sq)))

@@ -9,9 +9,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from test_models_training import one_thread  # noqa: F401  (autouse: one intra-op thread)
 
-from models.config import DISK_DATASETS, PRESETS, override, preset
+from models.config import DISK_DATASETS, PRESETS, OptimizerName, override, preset
 from models.store import RunStatus, RunStore
 from scalewise_cli import runs as runs_command
 from scalewise_cli import train as train_command
@@ -70,6 +69,10 @@ def test_train_then_ls_show_export(tmp_path: Path, capsys: pytest.CaptureFixture
     "argv, message",
     [
         (["train", "--lr", "-1"], "error: optimizer.lr = -1.0 is invalid"),
+        (["train", "--rmsprop-alpha", "0"], "error: optimizer.rmsprop_alpha = 0.0 is invalid"),
+        (["train", "--graft-norms-from", "feed", "--no-progress"],
+         ("error: optimizer.graft_norms_from = 'feed' is invalid; allowed: the id of another "
+          "run in {tmp}/s.sqlite (no run 'feed')")),
         (["train", "--optimizer", "kfac", "--norm", "weight"], "error: model.norm = 'weight'"),
         (["train", "--dataset", "mnist", "--data-root", "{tmp}/none", "--no-progress"],
          "error: data.root = '{tmp}/none': the MNIST files are missing"),
@@ -78,7 +81,7 @@ def test_train_then_ls_show_export(tmp_path: Path, capsys: pytest.CaptureFixture
         (["runs", "export", "feed", "-o", "{tmp}/x.xlsx", "--store", "{tmp}/s.sqlite"],
          "error: path = '{tmp}/x.xlsx' is invalid"),
     ],
-    ids=["negative-lr", "kfac-weight-norm", "missing-data", "unknown-run", "no-store",
+    ids=["negative-lr", "rmsprop-alpha-zero", "graft-from-missing-run", "kfac-weight-norm", "missing-data", "unknown-run", "no-store",
          "bad-export-format"],
 )
 def test_bad_input_exits_2_with_a_message(tmp_path: Path, capsys: pytest.CaptureFixture[str],
@@ -112,11 +115,29 @@ def test_flags_override_the_preset() -> None:
     train_command.register(parser.add_subparsers())
     args = parser.parse_args(["train", "--preset", "digits-bn-adamw", "--lr", "0.003",
                               "--betas", "0.8", "0.99", "--kfac-damping", "0.1",
-                              "--milestones", "5", "9", "--renormalize", "--data-root", "d"])
+                              "--milestones", "5", "9", "--renormalize", "--data-root", "d",
+                              "--rmsprop-alpha", "0.9", "--graft-direction", "sgdm"])
     expected = override(preset("digits-bn-adamw"), {
         "optimizer.lr": 0.003, "optimizer.betas": (0.8, 0.99), "optimizer.kfac.damping": 0.1,
-        "optimizer.milestones": (5, 9), "optimizer.renormalize": True, "data.root": "d"})
+        "optimizer.milestones": (5, 9), "optimizer.renormalize": True, "data.root": "d",
+        "optimizer.rmsprop_alpha": 0.9, "optimizer.graft_direction": "sgdm"})
     assert train_command.config_from_args(args) == expected
+
+
+def test_grafting_flags(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``--graft-norms-from RUN`` grafts a run to a stored one; ``--graft-direction adam``
+    makes it AdaGraft; both reach the stored config."""
+    store = str(tmp_path / "s.sqlite")
+    source = ["train", "--preset", "digits-bn-sgd", *TINY_FLAGS, "--probe-every", "1",
+              "--store", store, "--run-id", "decayed"]
+    assert cli(source) == 0
+    grafted = ["train", *TINY_FLAGS, "--store", store, "--run-id", "grafted",
+               "--graft-norms-from", "decayed", "--graft-direction", "adam"]
+    assert cli(grafted) == 0, capsys.readouterr().err
+    with RunStore(store) as opened:
+        optimizer = opened["grafted"].config.optimizer
+    assert optimizer.graft_norms_from == "decayed"
+    assert optimizer.graft_direction is OptimizerName.ADAM
 
 
 def test_dry_run_prints_config_and_id(capsys: pytest.CaptureFixture[str]) -> None:

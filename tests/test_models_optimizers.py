@@ -235,13 +235,87 @@ def test_adagraft_has_magnitude_of_one_and_direction_of_other() -> None:
         assert float(cos) == pytest.approx(1.0, rel=1e-12)
 
 
-@pytest.mark.parametrize("name", [OptimizerName.SGDM, OptimizerName.ADAM, OptimizerName.RMSPROP,
-                                  OptimizerName.ADAGRAD], ids=lambda n: n.value)
-def test_state_round_trip_is_bitwise(name: OptimizerName) -> None:
+@dataclass(frozen=True)
+class GraftCase:
+    """AdaGraft from the config: the magnitude of ``name``'s step, the direction of
+    ``direction``'s, under weight decay ``mode``."""
+
+    name: OptimizerName
+    direction: OptimizerName
+    mode: WeightDecayMode
+
+    @property
+    def id(self) -> str:
+        return f"{self.name.value}-magnitude-{self.direction.value}-direction-{self.mode.value}"
+
+    def config(self, direction: OptimizerName | None) -> OptimizerConfig:
+        decay = 0.0 if self.mode is WeightDecayMode.NONE else 0.5
+        return OptimizerConfig(name=self.name, lr=0.01, weight_decay=decay, wd_mode=self.mode,
+                               wd_placement=WeightDecayPlacement.NORMALIZED,
+                               graft_direction=direction)
+
+
+GRAFT_CASES = [
+    GraftCase(OptimizerName.SGD, OptimizerName.ADAM, WeightDecayMode.NONE),
+    GraftCase(OptimizerName.SGDM, OptimizerName.RMSPROP, WeightDecayMode.L2),
+    GraftCase(OptimizerName.ADAM, OptimizerName.SGDM, WeightDecayMode.DECOUPLED),
+    GraftCase(OptimizerName.ADAMW, OptimizerName.ADAGRAD, WeightDecayMode.DECOUPLED),
+]
+
+
+@pytest.mark.parametrize("case", GRAFT_CASES, ids=lambda case: case.id)
+def test_adagraft_from_the_config(case: GraftCase) -> None:
+    """``graft_direction`` builds :class:`AdaGraft` of the two configured optimizers, both
+    without decay when it is decoupled: the weights are shrunk once, before the grafted step."""
+    net = NETS[0]
+    ours = train(net, case.config(case.direction))
+    reference = net.build()
+    inner = case.config(None)
+    if case.mode is WeightDecayMode.DECOUPLED:
+        inner = replace(inner, weight_decay=0.0, wd_mode=WeightDecayMode.NONE)
+    grafted = AdaGraft(build_optimizer(reference, inner),
+                       build_optimizer(reference, replace(inner, name=case.direction)))
+    if case.mode is WeightDecayMode.DECOUPLED:
+        shrink = 1 - inner.lr * case.config(None).weight_decay
+        invariant = [s.param for s in scale_invariant_params(reference)]
+
+        @torch.no_grad()
+        def decay(*_: object) -> None:
+            for param in invariant:
+                param.mul_(shrink)
+
+        grafted.register_step_pre_hook(decay)
+    for x, y in net.batches():
+        train_step(reference, grafted, x, y, probe=False)
+    assert_same_params(ours, reference, rtol=0, atol=0)
+
+
+def test_rmsprop_smoothing_constant_reaches_torch() -> None:
+    net = NETS[0]
+    config = OptimizerConfig(name=OptimizerName.RMSPROP, lr=0.01, rmsprop_alpha=0.5)
+    ours = train(net, config)
+    reference = net.build()
+    rmsprop = torch.optim.RMSprop(reference.parameters(), lr=0.01, alpha=0.5,
+                                  eps=config.eps, momentum=config.momentum)
+    for x, y in net.batches():
+        train_step(reference, rmsprop, x, y, probe=False)
+    assert_same_params(ours, reference, rtol=0, atol=0)
+    with pytest.raises(AssertionError):  # the default alpha = 0.99 steps otherwise
+        assert_same_params(train(net, replace(config, rmsprop_alpha=0.99)), reference)
+
+
+ROUND_TRIPS = [OptimizerConfig(name=name) for name in (
+    OptimizerName.SGDM, OptimizerName.ADAM, OptimizerName.RMSPROP, OptimizerName.ADAGRAD)]
+ROUND_TRIPS.append(OptimizerConfig(name=OptimizerName.SGDM, graft_direction=OptimizerName.ADAM))
+
+
+@pytest.mark.parametrize("base", ROUND_TRIPS, ids=lambda c: "-".join(
+    [c.name.value] + ([f"graft-{c.graft_direction.value}"] if c.graft_direction else [])))
+def test_state_round_trip_is_bitwise(base: OptimizerConfig) -> None:
     """Resume after 2 steps from the saved model and optimizer state: the same weights."""
     net = NETS[1]
-    config = OptimizerConfig(name=name, lr=0.01, weight_decay=0.01,
-                             wd_mode=WeightDecayMode.DECOUPLED, renormalize=True)
+    config = replace(base, lr=0.01, weight_decay=0.01, wd_mode=WeightDecayMode.DECOUPLED,
+                     renormalize=True)
     straight = train(net, config)
     model = net.build()
     optimizer = build_optimizer(model, config)

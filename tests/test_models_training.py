@@ -21,17 +21,6 @@ from models.step import StepResult
 from models.store import RunStatus, RunStore, StoreError
 from models.training import resolve_device, train
 
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Any:
-    """Tiny models gain nothing from intra-op threads, whose synchronization dominates on a busy
-    machine; the caller's setting is restored after each test."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 TINY = {
     "model.width": 8, "data.batch_size": 32, "data.train_size": 256, "data.test_size": 64,
     "steps": 12, "checkpoint_every": 4, "eval_every": 5, "costly_probe_every": 6,
@@ -77,6 +66,11 @@ RESUME_CASES = [
     ResumeCase("kfac-fisher-bn-sampled-targets", {
         "optimizer.name": "kfac", "optimizer.lr": 1e-2, "optimizer.kfac.curvature": "fisher",
         "optimizer.kfac.inverse_interval": 3, "costly_probe_every": 0}),
+    # AdaGraft: two optimizers' states in one checkpoint, decoupled decay as the graft's hook.
+    ResumeCase("adagraft-sgdm-magnitude-adam-direction", {
+        "optimizer.name": "sgdm", "optimizer.graft_direction": "adam",
+        "optimizer.weight_decay": 1e-2, "optimizer.wd_mode": "decoupled",
+        "costly_probe_every": 0}),
     ResumeCase("vgg-bn-sgdm", {
         "model.arch": "vgg", "model.width": 4, "optimizer.name": "sgdm", "optimizer.lr": 0.05,
         "costly_probe_every": 0}),
@@ -217,7 +211,7 @@ def test_metrics_follow_the_schedule_and_the_measurement_steps(tmp_path: Path) -
                         ("loss", list(range(12)))):
         assert network[network["name"] == name]["step"].tolist() == steps, name
     probed = run.metrics.query("layer == 'hidden1' and name == 'norm_sq'")["step"]
-    assert probed.tolist() == [0, 2, 4, 6, 8, 10]
+    assert probed.tolist() == [0, 2, 4, 6, 8, 10, 12]  # and the trained network's
     assert checkpoint["step"] == 12
 
 
@@ -264,6 +258,31 @@ BAD_CONFIGS = [
     BadConfig("bad-device", {"device": "gpu"}, r"device = 'gpu' is invalid"),
     BadConfig("momentum-one", {"optimizer.momentum": 1.0}, r"optimizer.momentum = 1.0"),
     BadConfig("zero-steps", {"steps": 0}, r"steps = 0 is invalid; allowed: an integer >= 1"),
+    BadConfig("rmsprop-alpha-one", {"optimizer.rmsprop_alpha": 1.0},
+              r"optimizer.rmsprop_alpha = 1.0 is invalid; allowed: a finite number in \(0, 1\)"),
+    BadConfig("graft-direction-kfac", {"optimizer.graft_direction": "kfac"},
+              r"optimizer.graft_direction = 'kfac' is invalid; allowed: an optimizer other "
+              r"than kfac"),
+    BadConfig("graft-onto-kfac", {"optimizer.name": "kfac", "optimizer.graft_direction": "adam"},
+              r"optimizer.graft_direction = 'adam' is invalid; .* \(K-FAC is not grafted\)"),
+    BadConfig("graft-onto-itself", {"optimizer.graft_direction": "sgd"},
+              r"optimizer.graft_direction = 'sgd' is invalid; allowed: an optimizer other than "
+              r"optimizer.name = 'sgd'"),
+    BadConfig("graft-direction-unknown", {"optimizer.graft_direction": "lion"},
+              r"optimizer.graft_direction = 'lion' is invalid; allowed: one of sgd, .* or None"),
+    BadConfig("graft-direction-adamw-with-l2", {
+        "optimizer.graft_direction": "adamw", "optimizer.weight_decay": 1e-3,
+        "optimizer.wd_mode": "l2"}, r"optimizer.wd_mode = 'l2' is invalid"),
+    BadConfig("graft-norms-from-bad-id", {"optimizer.graft_norms_from": "../run"},
+              r"optimizer.graft_norms_from = '../run' is invalid; allowed: a run id"),
+    BadConfig("graft-norms-and-renormalize", {"optimizer.graft_norms_from": "abc",
+                                              "optimizer.renormalize": True},
+              r"optimizer.graft_norms_from = 'abc' is invalid; allowed: None with "
+              r"optimizer.renormalize"),
+    BadConfig("graft-norms-without-normalization", {"optimizer.graft_norms_from": "abc",
+                                                    "model.norm": "none"},
+              r"optimizer.graft_norms_from = 'abc' is invalid; allowed: None with "
+              r"model.norm = 'none'"),
 ]
 
 
