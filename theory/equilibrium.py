@@ -56,6 +56,12 @@ def _tangent_pair(n: int) -> tuple[sp.Matrix, sp.Matrix]:
     return w, v
 
 
+def _pythagoras_sum(n: int, step_power: int) -> sp.Expr:
+    """``||w||^2 + alpha^step_power ||v||^2`` for the tangent pair of size ``n``."""
+    w, v = _tangent_pair(n)
+    return w.dot(w) + alpha**step_power * v.dot(v)
+
+
 # ---------------------------------------------------------------- norm growth without WD (item 5)
 
 identity(
@@ -66,8 +72,8 @@ identity(
     r"\|\mathbf{w}-\alpha\nabla\mathcal{J}(\mathbf{w})\|^2"
     r" = \|\mathbf{w}\|^2 + \alpha^2\|\nabla\mathcal{J}(\mathbf{w})\|^2",
     claim=lambda n: sp.expand(sum((wi - alpha * vi) ** 2 for wi, vi in zip(*_tangent_pair(n)))),
-    expected=lambda n: (lambda w, v: w.dot(w) + alpha**2 * v.dot(v))(*_tangent_pair(n)),
-    control=lambda n: (lambda w, v: w.dot(w) + alpha * v.dot(v))(*_tangent_pair(n)),
+    expected=lambda n: _pythagoras_sum(n, 2),
+    control=lambda n: _pythagoras_sum(n, 1),
     sizes=(2, 3),
     simplifier=sp.cancel,
     note="The step is orthogonal to w, so the squared norm grows by exactly the squared step.",
