@@ -11,7 +11,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-COMMANDS = ("proofs", "docs", "figures", "train", "runs")
+COMMANDS = ("proofs", "docs", "figures", "train", "runs", "sweep")
 
 
 def build_parser() -> argparse.ArgumentParser:
