@@ -12,7 +12,7 @@ import pytest
 import sympy as sp
 
 import theory
-from theory.identity import Identity, Registry, exactly_equal
+from theory.identity import Identity, Registry, exactly_equal, unpack
 
 NAMES = list(theory.IDENTITIES)
 
@@ -82,3 +82,8 @@ def test_check_all_reports_each_identity() -> None:
     results = theory.check_all(["wd_effective_lr", "norm_growth_recurrence"])
     assert [r.name for r in results] == ["wd_effective_lr", "norm_growth_recurrence"]
     assert all(r.ok and r.seconds >= 0 for r in results)
+
+
+def test_unpack_feeds_the_parts_of_a_case_to_a_side() -> None:
+    side = unpack(lambda n: (x**n, y), lambda power, other: power + other)
+    assert side(3) == x**3 + y

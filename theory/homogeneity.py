@@ -25,7 +25,7 @@ from sympy.core.function import AppliedUndef
 from sympy.polys.fields import sfield
 
 from theory import equilibrium
-from theory.identity import identity, slip
+from theory.identity import identity, slip, unpack
 from theory.symbolic import gradient, norm, vector
 
 k = sp.Symbol("k", real=True)
@@ -183,7 +183,7 @@ identity(
     source="001 Eq. (16)",
     statement=r"g(\gamma\mathbf{x}) = \gamma^k g(\mathbf{x})\ \forall\gamma>0"
     r" \;\Rightarrow\; \mathbf{x}^\top\nabla g(\mathbf{x}) = k\,g(\mathbf{x})",
-    claim=lambda n: (lambda x, g, grad: x.dot(grad))(*_homogeneous_case(n)),
+    claim=unpack(_homogeneous_case, lambda x, g, grad: x.dot(grad)),
     expected=lambda n: k * _homogeneous_case(n)[1],
     control=lambda n: (k - 1) * _homogeneous_case(n)[1],
     sizes=(2, 3),
@@ -238,7 +238,7 @@ identity(
     topic="homogeneity",
     source="001 Eq. (17)",
     statement=r"\nabla g(\gamma\mathbf{x}) = \gamma^{k-1}\nabla g(\mathbf{x})",
-    claim=lambda n: (lambda x, g, grad: evaluated_at(grad, x, gamma * x))(*_homogeneous_case(n)),
+    claim=unpack(_homogeneous_case, lambda x, g, grad: evaluated_at(grad, x, gamma * x)),
     expected=lambda n: gamma ** (k - 1) * _homogeneous_case(n)[2],
     control=lambda n: gamma**k * _homogeneous_case(n)[2],
     sizes=(2, 3),
@@ -257,7 +257,7 @@ identity(
     topic="homogeneity",
     source="001 Eq. (17) (differentiated once more)",
     statement=r"\nabla^2 g(\gamma\mathbf{x}) = \gamma^{k-2}\nabla^2 g(\mathbf{x})",
-    claim=lambda n: (lambda x, hess: evaluated_at(hess, x, gamma * x))(*_hessian_case(n)),
+    claim=unpack(_hessian_case, lambda x, hess: evaluated_at(hess, x, gamma * x)),
     expected=lambda n: gamma ** (k - 2) * _hessian_case(n)[1],
     control=lambda n: gamma ** (k - 1) * _hessian_case(n)[1],
     sizes=(2,),
@@ -283,7 +283,7 @@ identity(
     source="001 Eq. (16) with k = 0",
     statement=r"\mathcal{J}(\gamma\mathbf{w}) = \mathcal{J}(\mathbf{w})"
     r" \;\Rightarrow\; \mathbf{w}^\top\nabla\mathcal{J}(\mathbf{w}) = 0",
-    claim=lambda n: (lambda w, _, grad: w.dot(grad))(*_scale_invariant_case(n)),
+    claim=unpack(_scale_invariant_case, lambda w, _, grad: w.dot(grad)),
     expected=lambda n: sp.Integer(0),
     control=lambda n: _scale_invariant_case(n)[1],
     sizes=(2, 3),
@@ -296,9 +296,7 @@ identity(
     topic="homogeneity",
     source="001 Eq. (18)",
     statement=r"\nabla\mathcal{J}(\gamma\mathbf{w}) = \gamma^{-1}\nabla\mathcal{J}(\mathbf{w})",
-    claim=lambda n: (lambda w, _, grad: evaluated_at(grad, w, gamma * w))(
-        *_scale_invariant_case(n)
-    ),
+    claim=unpack(_scale_invariant_case, lambda w, _, grad: evaluated_at(grad, w, gamma * w)),
     expected=lambda n: _scale_invariant_case(n)[2] / gamma,
     control=lambda n: _scale_invariant_case(n)[2],
     sizes=(2, 3),
@@ -325,7 +323,7 @@ identity(
     statement=r"\|\nabla\mathcal{J}(\hat{\mathbf{w}})\|"
     r" = \|\mathbf{w}\|\,\|\nabla\mathcal{J}(\mathbf{w})\|,"
     r"\quad \hat{\mathbf{w}} = \mathbf{w}/\|\mathbf{w}\|",
-    claim=lambda n: (lambda g: g.dot(g))(_gradient_at_unit_norm(n)),
+    claim=lambda n: _gradient_at_unit_norm(n).dot(_gradient_at_unit_norm(n)),
     expected=lambda n: _unit_norm_gradient_sq(n, GRAD_NORM_AT_UNIT_NORM),
     control=lambda n: _unit_norm_gradient_sq(n, grad_norm / w_norm),
     sizes=(2, 3),

@@ -164,6 +164,12 @@ IDENTITIES = Registry()
 SLIPS: list[Slip] = []
 
 
+def unpack(case: Callable[..., tuple[Any, ...]], side: Callable[..., Any]) -> Callable[..., Any]:
+    """A claim, expected value or control computed from the parts of a shared ``case``:
+    ``unpack(case, f)(*args) == f(*case(*args))``, so one cached case feeds all three sides."""
+    return lambda *args: side(*case(*args))
+
+
 def identity(**fields: Any) -> Identity:
     """Register an :class:`Identity` built from ``fields`` and return it."""
     return IDENTITIES.add(Identity(**fields))

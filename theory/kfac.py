@@ -249,7 +249,7 @@ identity(
     statement=r"\theta^\top\mathbf{J}_\theta^\top\mathbf{J}_\theta\,\theta"
     r" = (L+1)^2\|f(\mathbf{x})\|^2\ \text{per input, so}\ "
     r"\theta^\top\mathbf{G}\,\theta = (L+1)^2\,\mathbb{E}\|f(\mathbf{x})\|^2",
-    claim=lambda n: (lambda v: sp.expand((v.T * v)[0]))(_gradient_structure(n, symbolic_gates(n))),
+    claim=lambda n: frobenius_sq(_gradient_structure(n, symbolic_gates(n))),
     expected=lambda n: frobenius_sq(_scaled_output(n, symbolic_gates(n), n)),
     control=lambda n: n * frobenius_sq(network_output(symbolic_weights(n), symbolic_gates(n))),
     sizes=(2, 3),

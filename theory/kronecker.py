@@ -24,7 +24,7 @@ import sympy as sp
 from sympy import kronecker_product as kron
 
 from theory.adaptive import standardized_expectation
-from theory.identity import identity, slip
+from theory.identity import identity, slip, unpack
 from theory.symbolic import matrix, symmetric, vec, vector
 
 norm_sq, nu = sp.symbols("mu nu", positive=True)
@@ -73,9 +73,9 @@ identity(
     source="003 slides, 'K-FAC: Kronecker Product'",
     statement=r"\mathrm{vec}(\mathbf{A}\mathbf{X}\mathbf{B}) = (\mathbf{B}^\top\otimes\mathbf{A})\,"
     r"\mathrm{vec}(\mathbf{X})\quad(\mathrm{vec}\text{ stacks columns})",
-    claim=lambda n: (lambda A, X, B: vec(A * X * B))(*_product_shapes(n)),
-    expected=lambda n: (lambda A, X, B: kron(B.T, A) * vec(X))(*_product_shapes(n)),
-    control=lambda n: (lambda A, X, B: kron(A, B.T) * vec(X))(*_product_shapes(n)),
+    claim=unpack(_product_shapes, lambda A, X, B: vec(A * X * B)),
+    expected=unpack(_product_shapes, lambda A, X, B: kron(B.T, A) * vec(X)),
+    control=unpack(_product_shapes, lambda A, X, B: kron(A, B.T) * vec(X)),
     sizes=(1, 2, 3),
     simplifier=sp.expand,
     note="Rectangular A (n x n+1), X (n+1 x 2), B (2 x n).",
@@ -106,9 +106,9 @@ identity(
     source="003 slides, 'K-FAC: Kronecker Product' (matrix multiplication)",
     statement=r"(\mathbf{A}\otimes\mathbf{B})(\mathbf{C}\otimes\mathbf{D})"
     r" = \mathbf{A}\mathbf{C}\otimes\mathbf{B}\mathbf{D}",
-    claim=lambda n: (lambda A, B, C, D: kron(A, B) * kron(C, D))(*_mixed(n)),
-    expected=lambda n: (lambda A, B, C, D: kron(A * C, B * D))(*_mixed(n)),
-    control=lambda n: (lambda A, B, C, D: kron(B * D, A * C))(*_mixed(n)),
+    claim=unpack(_mixed, lambda A, B, C, D: kron(A, B) * kron(C, D)),
+    expected=unpack(_mixed, lambda A, B, C, D: kron(A * C, B * D)),
+    control=unpack(_mixed, lambda A, B, C, D: kron(B * D, A * C)),
     sizes=(1, 2),
     simplifier=sp.expand,
 )
@@ -188,8 +188,8 @@ identity(
     statement=r"\mathbf{A}\mathbf{r}_i = \lambda_i\mathbf{r}_i,\ \mathbf{B}\mathbf{s}_j = \nu_j\mathbf{s}_j"
     r"\;\Rightarrow\;(\mathbf{A}\otimes\mathbf{B})(\mathbf{r}_i\otimes\mathbf{s}_j)"
     r" = \lambda_i\nu_j\,(\mathbf{r}_i\otimes\mathbf{s}_j)",
-    claim=lambda n: (lambda A, P, D, B, Q, E: kron(A, B) * kron(P, Q))(*_kron_spectral(n)),
-    expected=lambda n: (lambda A, P, D, B, Q, E: kron(P, Q) * kron(D, E))(*_kron_spectral(n)),
+    claim=unpack(_kron_spectral, lambda A, P, D, B, Q, E: kron(A, B) * kron(P, Q)),
+    expected=unpack(_kron_spectral, lambda A, P, D, B, Q, E: kron(P, Q) * kron(D, E)),
     control=lambda n: _kron_sum_candidate(*_kron_spectral(n)),
     sizes=(1, 2),
     simplifier=sp.cancel,
@@ -359,9 +359,9 @@ identity(
     statement=r"\mathbf{S}\mathbf{v} = \lambda\mathbf{v}\;\Rightarrow\;"
     r"(\mathbf{A}\otimes\mathbf{S})(\mathbf{m}\otimes\mathbf{v}) = (1+\|\mathbf{m}\|^2)\lambda\,"
     r"(\mathbf{m}\otimes\mathbf{v}),\quad \mathbf{A} = \mathbf{I} + \mathbf{m}\mathbf{m}^\top",
-    claim=lambda n: (lambda G, m, v, nu_, lam_: G * kron(m, v))(*_kfac_outlier(n)),
-    expected=lambda n: (lambda G, m, v, nu_, lam_: nu_ * lam_ * kron(m, v))(*_kfac_outlier(n)),
-    control=lambda n: (lambda G, m, v, nu_, lam_: nu_ * lam_ * kron(v, m))(*_kfac_outlier(n)),
+    claim=unpack(_kfac_outlier, lambda G, m, v, nu_, lam_: G * kron(m, v)),
+    expected=unpack(_kfac_outlier, lambda G, m, v, nu_, lam_: nu_ * lam_ * kron(m, v)),
+    control=unpack(_kfac_outlier, lambda G, m, v, nu_, lam_: nu_ * lam_ * kron(v, m)),
     sizes=(1, 2),
     simplifier=sp.cancel,
     note="Activation dimension n+1, output dimension 2. The control is the Sec. 4.2 order "

@@ -23,7 +23,7 @@ from functools import cache
 import sympy as sp
 
 from theory.homogeneity import reduce_radicals
-from theory.identity import identity, slip
+from theory.identity import identity, slip, unpack
 from theory.symbolic import gradient, matrix, norm, unvec, vector
 
 s, gamma, wn_gain = sp.symbols("s gamma g", positive=True)
@@ -372,8 +372,8 @@ identity(
     r" = \bar{\mathbf{S}}^\top\tilde{\mathbf{A}},"
     r"\quad \tilde{\mathbf{A}} = \mathbf{A} - \mathbf{1}\boldsymbol{\mu}(\mathbf{A})^\top",
     claim=lambda n: _weight_gradient_case(n)[2],
-    expected=lambda n: (lambda A, S_bar, _: S_bar.T * batch_center(A))(*_weight_gradient_case(n)),
-    control=lambda n: (lambda A, S_bar, _: S_bar.T * A)(*_weight_gradient_case(n)),
+    expected=unpack(_weight_gradient_case, lambda A, S_bar, _: S_bar.T * batch_center(A)),
+    control=unpack(_weight_gradient_case, lambda A, S_bar, _: S_bar.T * A),
     sizes=(2, 3),
     simplifier=sp.expand,
     note="W_bar is derived by differentiating BC(A W^T) in W. The control is the gradient without "

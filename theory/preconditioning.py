@@ -22,7 +22,7 @@ from functools import cache, reduce
 import sympy as sp
 from sympy import kronecker_product as kron
 
-from theory.identity import identity, slip
+from theory.identity import identity, slip, unpack
 from theory.kronecker import homogeneous_second_moment
 from theory.symbolic import matrix, symmetric, vec, vector
 
@@ -134,8 +134,8 @@ identity(
     statement=r"\nabla^2_{\tilde{\mathbf{w}}}\mathcal{J}(\mathbf{R}\tilde{\mathbf{w}}+\mathbf{b})"
     r" = \mathbf{R}^\top\mathbf{H}\mathbf{R}",
     claim=lambda n: _hessian_sides(n)[0],
-    expected=lambda n: (lambda _, R, H: R.T * H * R)(*_hessian_sides(n)),
-    control=lambda n: (lambda _, R, H: R * H * R.T)(*_hessian_sides(n)),
+    expected=unpack(_hessian_sides, lambda _, R, H: R.T * H * R),
+    control=unpack(_hessian_sides, lambda _, R, H: R * H * R.T),
     sizes=(2,),
     simplifier=sp.expand,
     note="J is a cubic in two variables with a symbolic coefficient on every monomial, so H "
@@ -159,9 +159,9 @@ identity(
     source="003 slides, 'Preconditioning' (corollary: Newton's method)",
     statement=r"\mathbf{R} = \mathbf{H}^{-1/2} = \mathbf{Q}\mathbf{D}^{-1/2}\mathbf{Q}^\top:\ "
     r"\mathbf{R}\mathbf{R}^\top\mathbf{H} = \mathbf{I},\quad \mathbf{R}^\top\mathbf{H}\mathbf{R} = \mathbf{I}",
-    claim=lambda n: (lambda H, R, _: (product(R, R.T, H), product(R.T, H, R)))(*_whitening(n)),
+    claim=unpack(_whitening, lambda H, R, _: (product(R, R.T, H), product(R.T, H, R))),
     expected=lambda n: (sp.eye(n), sp.eye(n)),
-    control=lambda n: (lambda H, R, Q: (sp.eye(n), product(Q.T, H, Q)))(*_whitening(n)),
+    control=unpack(_whitening, lambda H, R, Q: (sp.eye(H.rows), product(Q.T, H, Q))),
     sizes=(2,),
     simplifier=sp.cancel,
     note="R R^T = H^{-1} makes the preconditioned step Newton's, and the Hessian in the "
@@ -346,7 +346,7 @@ identity(
     r"\tilde{\mathbf{W}} = \mathbf{W}\mathbf{\Sigma}^{1/2},\ \tilde{\mathbf{b}} = \mathbf{b} + \mathbf{W}\mathbf{m}",
     claim=_solve_same_function,
     expected=lambda n: reparameterize(*_layer_parameters(n)),
-    control=lambda n: (lambda W, b, s, m: (W * s, b - W * m))(*_layer_parameters(n)),
+    control=unpack(_layer_parameters, lambda W, b, s, m: (W * s, b - W * m)),
     sizes=(1, 2),
     simplifier=sp.expand,
     note="Input dimension 2, output dimension 1 and 2. The solution is unique: Eq. (9) is the "
@@ -428,7 +428,9 @@ identity(
     source="001 Eq. (10) with 003 'K-FAC: Modeling the Pseudo-Gradients'",
     statement=r"[\mathbf{R}\mathbf{R}^\top]^{-1} = \mathbb{E}\!\left[\begin{pmatrix}\mathbf{a}\\1\end{pmatrix}"
     r"\begin{pmatrix}\mathbf{a}\\1\end{pmatrix}^{\!\top}\right]\otimes\mathbf{I}",
-    claim=lambda n: (lambda s, m: quasi_diagonal_curvature(s**2, m, n))(*_layer_parameters(n)[2:]),
+    claim=lambda n: quasi_diagonal_curvature(
+        _layer_parameters(n)[2] ** 2, _layer_parameters(n)[3], n
+    ),
     expected=lambda n: kron(_layer_second_moment(n), sp.eye(n)),
     control=lambda n: kron(sp.eye(n), _layer_second_moment(n)),
     sizes=(1, 2),
