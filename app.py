@@ -19,9 +19,12 @@ from matplotlib.figure import Figure
 import models
 import sim
 import theory
+import validation
 from models import comparison, covariate_shift, gauss_newton_norms
 from models.store import RunStore, StoreError, default_store_path
 from sim import curves
+from validation.report import LoadedReport
+from validation.suite import REFERENCE_DIR
 
 OPTIMIZERS = tuple(name.value for name in sim.Optimizer)
 LR_CHOICES = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
@@ -95,6 +98,21 @@ def run_comparison(path: str, run_id: str, version: str) -> tuple[pd.DataFrame, 
     except ValueError as error:
         return str(error)
     return table, comparison.relative_errors(table, comparison.invariant_layers(run.metrics))
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def reference_report(suite: str, version: float) -> LoadedReport | str:
+    """The committed reference report of ``suite``, or why it cannot be read; ``version`` (the
+    modification time of its index) keys the cache to what is on disk."""
+    try:
+        return validation.reference(suite)
+    except ValueError as error:
+        return str(error)
+
+
+def _report_version(suite: str) -> float:
+    index = REFERENCE_DIR / suite / "index.json"
+    return index.stat().st_mtime if index.exists() else 0.0
 
 
 # ------------------------------------------------------------------ figures and downloads
@@ -244,6 +262,8 @@ def measurement_page() -> None:
     st.write("Measured per-layer ‖w‖², effective LR and angular update of stored runs, beside "
              "the recurrence 001 Eq. (23) driven by the run's own measured gradient norms at "
              "unit weight norm and the equilibrium prediction (001 Eq. 24-25).")
+    reference_section("effective-lr")
+    st.subheader("Your runs")
     store = _open_store()
     if store is None:
         return
@@ -296,6 +316,56 @@ def _compare(path: str, run_id: str, run_version: str) -> None:
     st.dataframe(errors, hide_index=True, width="stretch")
 
 
+def reference_section(suite: str) -> None:
+    """The committed reference report of ``suite``: its agreement table, each section with its
+    figures, and the records and curves to browse and download."""
+    report = reference_report(suite, _report_version(suite))
+    if isinstance(report, str):
+        st.info(f"No reference report of `{suite}` here ({report}). Make it with "
+                f"`scalewise validate {suite} --out validation/reference/{suite}`.")
+        return
+    st.subheader(report.index["title"])
+    st.markdown(report.index["intro"])
+    agreement = pd.DataFrame(report.index["agreement"])
+    if not agreement.empty:
+        st.write("Agreement: the statistic of |predicted − measured| / |measured| against the "
+                 "limit the suite promises.")
+        st.dataframe(agreement[["experiment", "optimizer", "quantity", "statistic", "per_layer",
+                                "value", "limit", "count", "holds", "description"]],
+                     hide_index=True, width="stretch")
+    sections = report.index["sections"]
+    for tab, section in zip(st.tabs([s["title"] for s in sections]), sections):
+        with tab:
+            st.markdown(section["text"])
+            for figure in section["figures"]:
+                st.image(str(report.folder / figure["file"]), caption=figure["caption"])
+    _browse_curves(report, suite)
+    with st.expander(f"All {len(report.records)} records (report.json)"):
+        st.dataframe(report.records, hide_index=True, width="stretch")
+        st.download_button("report.json", report.records.to_json(orient="records"),
+                           f"{suite}_report.json", "application/json", key=f"{suite}-json")
+
+
+def _browse_curves(report: LoadedReport, suite: str) -> None:
+    """Redraw any measured curve of the report beside its predictions."""
+    data = report.curves
+    if data.empty:
+        return
+    st.write("Curves: choose one to redraw, every source (measured, predicted) on one axis.")
+    columns = st.columns(4)
+    for column, key in zip(columns, ("experiment", "quantity", "optimizer", "layer")):
+        data = data[data[key] == column.selectbox(key, sorted(data[key].unique()),
+                                                  key=f"{suite}-{key}")]
+    fig, (ax,) = axes_row(1, width=7.0)
+    for source, group in data.groupby("source"):
+        ax.plot(group["step"], group["value"], "--" if source != "measured" else "-",
+                label=source)
+    positive = (data["value"] > 0).all()
+    ax.set(xlabel="step k", yscale="log" if positive else "linear")
+    ax.legend()
+    show(fig, data, f"{suite}_curve")
+
+
 def identities_page() -> None:
     st.header("4 · Identities")
     st.write(
@@ -340,6 +410,7 @@ def kfac_page() -> None:
         ax.legend()
         show(fig, data, "effective_damping")
     _gauss_newton_section()
+    reference_section("kfac")
 
 
 def _stored_gn_norms() -> pd.DataFrame:
@@ -403,6 +474,7 @@ def covariate_shift_page() -> None:
     ax.set(xlabel="‖m‖ (mean of the activations)", ylabel="largest eigenvalue of A")
     ax.legend()
     show(fig, data, "covariate_shift_outlier")
+    reference_section("ics")
 
 
 PAGES: dict[str, tuple[str, Callable[[], None]]] = {

@@ -2,6 +2,12 @@
 update against the recurrence driven by the run's own measured gradient norms (:func:`sim.drive`,
 001 Eq. 23) and against the weight-decay equilibrium (:func:`sim.equilibrium`, 001 Eq. 24-25).
 
+Momentum SGD, Adam (L2) and AdamW runs are compared on request (``mean_field=True``): their norms
+do not follow from gradient norms alone, so the prediction is the sphere engine's mean-field model
+(random tangent gradient directions, independent across steps, of the measured norms; one sphere
+of the dimension of a unit's weight row per layer) and theory's mean-field equilibria
+(:mod:`theory.optimizers`). Only the SGD prediction is exact.
+
 001 Eq. (23) holds step by step for a scale-invariant weight under SGD, whatever the gradient
 direction, so the driven prediction of a normalized layer should follow its measurement up to the
 averaging over units (the probes store the layer *mean* of per-unit values; the recurrence is
@@ -15,16 +21,33 @@ import numpy as np
 import pandas as pd
 
 import sim
-from models.config import OptimizerName, Schedule, WeightDecayMode, WeightDecayPlacement
+from models.config import (
+    OptimizerConfig,
+    OptimizerName,
+    Schedule,
+    TrainConfig,
+    WeightDecayMode,
+    WeightDecayPlacement,
+)
+from models.data import load_dataset
+from models.networks import build_model, layer_weights
+from models.probes import unit_rows
 from models.store import Run
 from models.training import schedule
 
 QUANTITIES = ("norm_sq", "effective_lr", "angular_update")
 INVARIANCE_TOLERANCE = 1e-4  # |mean cos(w, grad)| of a normalized layer in float32 is ~1e-7
 TAIL_FRACTION = 0.25  # the equilibrium is compared on the last quarter of the run
+MEAN_FIELD_RUNS = 8  # sphere-engine vectors per layer whose mean is the mean-field prediction
+SIM_OPTIMIZER = {OptimizerName.SGD: "sgd", OptimizerName.SGDM: "sgdm",
+                 OptimizerName.ADAM: "adam", OptimizerName.ADAMW: "adamw"}
+"""The simulator's name of each optimizer compared (sim's ``adam`` couples the decay as L2,
+its ``adamw`` decouples it, as torch's do)."""
+_DECAY_MODES = {name: (WeightDecayMode.NONE, WeightDecayMode.L2) for name in SIM_OPTIMIZER}
+_DECAY_MODES[OptimizerName.ADAMW] = (WeightDecayMode.NONE, WeightDecayMode.DECOUPLED)
 
 
-def _wide(metrics: pd.DataFrame, name: str) -> pd.DataFrame:
+def wide(metrics: pd.DataFrame, name: str) -> pd.DataFrame:
     """Metric ``name`` as a (steps, layers) table indexed by step."""
     rows = metrics[metrics["name"] == name]
     return rows.pivot_table(index="step", columns="layer", values="value", aggfunc="last")
@@ -32,20 +55,28 @@ def _wide(metrics: pd.DataFrame, name: str) -> pd.DataFrame:
 
 def invariant_layers(metrics: pd.DataFrame) -> dict[str, bool]:
     """Per probed layer: is its loss scale invariant, i.e. is ``w`` orthogonal to its gradient
-    (001 Eq. 18) at every measured step, ``|mean cos(w, grad)| < INVARIANCE_TOLERANCE``."""
-    cos = _wide(metrics, "cos_w_grad")
-    return {layer: bool(np.nanmax(np.abs(cos[layer].to_numpy())) < INVARIANCE_TOLERANCE)
+    (001 Eq. 18), ``|mean cos(w, grad)| < INVARIANCE_TOLERANCE`` at the median measured step.
+    The median, not the maximum: a step at which a unit's gradient nearly vanishes has an
+    ill-conditioned cosine. A normalized layer fails the test where the normalization's ``eps``
+    is no longer small against the variance of its pre-activations (tiny weight norms): the loss
+    then depends on ``||w||``."""
+    cos = wide(metrics, "cos_w_grad")
+    return {layer: bool(np.nanmedian(np.abs(cos[layer].to_numpy())) < INVARIANCE_TOLERANCE)
             for layer in cos.columns}
 
 
-def _check_comparable(run: Run) -> None:
+def _check_comparable(run: Run, mean_field: bool) -> None:
     opt = run.config.optimizer
-    if opt.name is not OptimizerName.SGD:
+    if opt.name is not OptimizerName.SGD and not (mean_field and opt.name in SIM_OPTIMIZER):
+        allowed = ", ".join(name.value for name in SIM_OPTIMIZER)
         raise ValueError(f"run {run.id}: optimizer {opt.name.value!r} is not compared; the driven "
-                         "recurrence (001 Eq. 23) is exact for plain SGD only")
-    if opt.wd_mode not in (WeightDecayMode.NONE, WeightDecayMode.L2):
+                         "recurrence (001 Eq. 23) is exact for plain SGD only (mean_field=True "
+                         f"compares {allowed} with the sphere engine's mean-field model)")
+    if opt.wd_mode not in _DECAY_MODES[opt.name]:
+        allowed = " or ".join(repr(mode.value) for mode in _DECAY_MODES[opt.name])
         raise ValueError(f"run {run.id}: wd_mode {opt.wd_mode.value!r} is not compared; allowed: "
-                         "'none' or 'l2' (the shrink factor 1 - lr*wd of 001 Eq. 23)")
+                         f"{allowed} (the decay the simulator's {SIM_OPTIMIZER[opt.name]!r} "
+                         "applies, 001 Eq. 23)")
     if opt.renormalize or opt.graft_norms_from is not None or opt.graft_direction is not None:
         raise ValueError(f"run {run.id}: its norms are set by renormalization or grafting, not "
                          "by 001 Eq. (23)")
@@ -60,22 +91,78 @@ def _layer_weight_decay(run: Run, invariant: dict[str, bool]) -> dict[str, float
         WeightDecayPlacement.NORMALIZED: lambda layer: invariant[layer],
         WeightDecayPlacement.OUTPUT: lambda layer: not invariant[layer],
     }[opt.wd_placement]
-    wd = opt.weight_decay if opt.wd_mode is WeightDecayMode.L2 else 0.0
+    wd = opt.weight_decay if opt.wd_mode is not WeightDecayMode.NONE else 0.0
     return {layer: wd if decayed(layer) else 0.0 for layer in invariant}
 
 
-def compare_run(run: Run) -> pd.DataFrame:
+def unit_dims(config: TrainConfig) -> dict[str, int]:
+    """Per layer of the network ``config`` builds, the dimension of one scale-invariant unit
+    (the length of a weight row, :func:`models.probes.unit_rows`): the sphere the mean-field
+    model of an adaptive optimizer lives on (``dim`` of :func:`sim.drive`)."""
+    data = load_dataset(config.data, seed=config.seed)
+    model = build_model(config.model, data.in_shape, data.num_classes, seed=config.seed)
+    return {w.name: int(unit_rows(w.param, w.granularity).shape[1]) for w in layer_weights(model)}
+
+
+def simulator_options(config: OptimizerConfig) -> dict[str, object]:
+    """The optimizer-specific arguments of :func:`sim.drive`, :func:`sim.simulate` and
+    :func:`sim.equilibrium` for a run's optimizer: ``momentum`` for momentum SGD, ``betas`` for
+    the Adam family, none for SGD."""
+    if config.name is OptimizerName.SGDM:
+        return {"momentum": config.momentum}
+    return {} if config.name is OptimizerName.SGD else {"betas": config.betas}
+
+
+def _driven(run: Run, grads: pd.DataFrame, init_norm_sq: np.ndarray, decay: np.ndarray,
+            dims: dict[str, int] | None, seed: int) -> dict[str, np.ndarray]:
+    """The driven prediction per quantity, (steps, layers): SGD's exact recurrence (001 Eq. 23)
+    on every layer at once, or one mean-field sphere per layer (the run mean of
+    ``MEAN_FIELD_RUNS`` vectors of the layer's unit dimension)."""
+    opt = run.config.optimizer
+    common = {"lr": opt.lr, "schedule": schedule(opt), "optimizer": SIM_OPTIMIZER[opt.name]}
+    if opt.name is OptimizerName.SGD:
+        t = sim.drive(grads.to_numpy(), weight_decay=decay, init_norm=np.sqrt(init_norm_sq),
+                      **common)
+        return {q: getattr(t, q) for q in QUANTITIES}
+    missing = sorted(set(grads.columns) - set(dims or {}))
+    if missing:
+        raise ValueError(f"dims lacks the layers {missing}: the mean-field model of "
+                         f"{opt.name.value!r} needs each layer's unit dimension (unit_dims)")
+    columns = [sim.drive(grads[layer].to_numpy(), weight_decay=wd, init_norm=np.sqrt(x0),
+                         dim=dims[layer], runs=MEAN_FIELD_RUNS, seed=seed, eps=opt.eps,
+                         **common, **simulator_options(opt))
+               for layer, wd, x0 in zip(grads.columns, decay, init_norm_sq)]
+    return {q: np.stack([t.run_mean(q) for t in columns], axis=1) for q in QUANTITIES}
+
+
+def _equilibrium(run: Run, weight_decay: float, grad_norm: float,
+                 dim: int | None) -> dict[str, np.ndarray]:
+    """Theory's equilibrium of the run's optimizer (001 Eq. 24-25; :mod:`theory.optimizers`)."""
+    opt = run.config.optimizer
+    adaptive = opt.name in (OptimizerName.ADAM, OptimizerName.ADAMW)
+    return sim.equilibrium(SIM_OPTIMIZER[opt.name], lr=opt.lr, weight_decay=weight_decay,
+                           grad_norm=grad_norm, dim=dim if adaptive else None,
+                           **simulator_options(opt))
+
+
+def compare_run(run: Run, *, mean_field: bool = False, dims: dict[str, int] | None = None,
+                seed: int = 0) -> pd.DataFrame:
     """Long-form table ``(step, layer, quantity, source, value)``: for every probed layer the
     measured ``norm_sq``, ``effective_lr`` and ``angular_update``; the same from
     :func:`sim.drive` fed the layer's measured ``grad_norm_unit`` from its measured initial norm
-    (001 Eq. 23); and, where the layer is decayed at a constant learning rate, the equilibrium of :func:`sim.equilibrium` at
-    the mean gradient norm of the last quarter of the run (001 Eq. 24-25), as a constant.
-    ValueError for runs the recurrence does not describe (not SGD, decoupled decay, grafting,
+    (001 Eq. 23); and, where the layer is decayed at a constant learning rate, the equilibrium of
+    :func:`sim.equilibrium` at the mean gradient norm of the last quarter of the run (001 Eq.
+    24-25), as a constant.
+
+    With ``mean_field``, momentum SGD, Adam (L2) and AdamW runs are compared too, by the sphere
+    engine seeded with ``seed`` on spheres of the dimensions ``dims`` (layer -> unit dimension,
+    :func:`unit_dims`) and by theory's mean-field equilibria. ValueError for runs the model
+    does not describe (other optimizers, a decay mode the simulator does not apply, grafting,
     renormalization, probes not at every step)."""
-    _check_comparable(run)
+    _check_comparable(run, mean_field)
     metrics = run.metrics
-    grads = _wide(metrics, "grad_norm_unit")  # (steps, layers)
-    norms = _wide(metrics, "norm_sq")
+    grads = wide(metrics, "grad_norm_unit")  # (steps, layers)
+    norms = wide(metrics, "norm_sq")
     layers = list(grads.columns)
     invariant = invariant_layers(metrics)
     wd = _layer_weight_decay(run, invariant)
@@ -83,20 +170,17 @@ def compare_run(run: Run) -> pd.DataFrame:
     if not np.array_equal(steps, np.arange(len(steps))):
         raise ValueError(f"run {run.id} was not probed at every step; the driven recurrence "
                          "needs probe_every = 1")
-    lr = run.config.optimizer.lr
     decay = np.array([wd[name] for name in layers])  # (layers,)
-    driven = sim.drive(grads.to_numpy(), lr=lr, weight_decay=decay,
-                       init_norm=np.sqrt(norms.loc[steps[0], layers].to_numpy()),
-                       schedule=schedule(run.config.optimizer))
+    driven = _driven(run, grads, norms.loc[steps[0], layers].to_numpy(), decay, dims, seed)
     tail = grads.iloc[int(len(grads) * (1 - TAIL_FRACTION)):].mean()
     parts = []
     for quantity in QUANTITIES:
-        measured = _wide(metrics, quantity).loc[steps, layers]
-        predicted = pd.DataFrame(getattr(driven, quantity), index=steps, columns=layers)
+        measured = wide(metrics, quantity).loc[steps, layers]
+        predicted = pd.DataFrame(driven[quantity], index=steps, columns=layers)
         parts += [_long(measured, quantity, "measured"), _long(predicted, quantity, "driven")]
     for layer in layers:
         if wd[layer] > 0 and run.config.optimizer.schedule is Schedule.CONSTANT:
-            target = sim.equilibrium("sgd", lr=lr, weight_decay=wd[layer], grad_norm=tail[layer])
+            target = _equilibrium(run, wd[layer], tail[layer], (dims or {}).get(layer))
             parts += [pd.DataFrame({"step": steps, "layer": layer, "quantity": q,
                                     "source": "equilibrium", "value": float(target[q])})
                       for q in QUANTITIES]

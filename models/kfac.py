@@ -196,9 +196,11 @@ class KFAC(torch.optim.Optimizer):
         ``outputs`` (B, C), on every ``factor_interval``-th step: sample ``Dz`` (with
         ``generator``), pull it back to each layer's output, and average
         ``A <- decay A + (1 - decay) A_batch`` (003, "Estimating the covariance matrices";
-        the first estimate initialises the average)."""
+        the first estimate initialises the average). Outputs that are not finite (a diverged
+        run) leave the factors as they are: no targets can be sampled from them, and the
+        caller sees the divergence in its loss."""
         captured, self._captured = self._captured, {}
-        if self.steps_taken() % self.factor_interval:
+        if self.steps_taken() % self.factor_interval or not bool(outputs.isfinite().all()):
             return
         missing = [self.layers[m] for m in self.layers if m not in captured]
         if missing:

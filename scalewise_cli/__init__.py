@@ -11,7 +11,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-COMMANDS = ("proofs", "docs", "figures", "train", "runs", "sweep")
+COMMANDS = ("proofs", "docs", "figures", "train", "runs", "sweep", "validate")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -12,6 +12,8 @@ from streamlit.testing.v1 import AppTest
 
 import models
 import theory
+import validation
+import validation.suite
 from models.store import STORE_ENV, RunStore
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
@@ -40,16 +42,16 @@ def outputs(app: AppTest) -> tuple[str, ...]:
 class PageCase:
     key: str
     header: str
-    downloads: int  # 3 per figure: PNG, PDF, CSV
+    downloads: int  # 3 per figure: PNG, PDF, CSV; a reference report adds its curve and JSON
 
 
 PAGES = [
     PageCase("norm-growth", "Norm growth", 3),
     PageCase("wd-equilibrium", "Weight-decay equilibrium", 3),
-    PageCase("measurement", "Theory vs measurement", 0),
+    PageCase("measurement", "Theory vs measurement", 4),
     PageCase("identities", "Identities", 0),
-    PageCase("kfac", "K-FAC", 6),
-    PageCase("covariate-shift", "Internal covariate shift", 3),
+    PageCase("kfac", "K-FAC", 10),
+    PageCase("covariate-shift", "Internal covariate shift", 7),
 ]
 
 
@@ -145,11 +147,12 @@ def test_a_small_run_joins_the_comparison() -> None:
     app.button[0].click().run()
     assert not app.exception and "finished: completed" in app.success[0].value
     assert len(app.multiselect[0].value) == 1
-    assert len(app.get("download_button")) == 3 and len(app.dataframe) == 1
-    errors = app.dataframe[0].value
+    # the reference report above it has 4 downloads and 2 tables (agreement, records)
+    assert len(app.get("download_button")) == 4 + 3 and len(app.dataframe) == 2 + 1
+    errors = app.dataframe[-1].value
     assert set(errors["quantity"]) == {"norm_sq", "effective_lr", "angular_update"}
     before = outputs(app)
-    app.selectbox[0].select("hidden2").run()
+    app.selectbox[-1].select("hidden2").run()
     assert not app.exception and outputs(app) != before
 
 
@@ -177,7 +180,7 @@ def test_corrupt_run_is_a_message_not_a_traceback(store_path: Path) -> None:
     with sqlite3.connect(store_path) as connection:
         connection.execute("UPDATE runs SET config = '{\"not\": \"a config\"' WHERE id = 'broken'")
     app = open_page("measurement")
-    assert not app.exception and "broken" in app.subheader[0].value
+    assert not app.exception and "broken" in app.subheader[-1].value
     assert len(app.info) == 1 and "cannot be read" in app.info[0].value
 
 
@@ -188,3 +191,31 @@ def test_every_optimizer_shows_an_equilibrium_or_theorys_reason() -> None:
         assert not app.exception and not app.error, option
         assert (len(app.metric) == 4) != (len(app.warning) == 1), option
         assert len(app.get("download_button")) == 3, option
+
+
+@pytest.mark.parametrize(("page", "suite"), [("measurement", "effective-lr"), ("kfac", "kfac"),
+                                             ("covariate-shift", "ics")])
+def test_reference_report_is_shown_with_its_agreement(page: str, suite: str) -> None:
+    app = open_page(page)
+    reference = validation.reference(suite)
+    assert reference.index["title"] in [e.value for e in app.subheader]
+    assert len(app.tabs) == len(reference.index["sections"])
+    assert any(len(frame.value) == len(reference.index["agreement"]) for frame in app.dataframe)
+
+
+def test_missing_reference_report_says_how_to_make_it(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(validation.suite, "REFERENCE_DIR", tmp_path)
+    app = open_page("kfac")
+    assert not app.exception
+    assert any("scalewise validate kfac --out validation/reference/kfac" in e.value
+               for e in app.info)
+
+
+def test_choosing_another_curve_redraws_it() -> None:
+    app = open_page("measurement")
+    before = outputs(app)
+    optimizer = app.selectbox(key="effective-lr-optimizer")
+    other = next(o for o in optimizer.options if o != optimizer.value)
+    app = optimizer.set_value(other).run()
+    assert outputs(app) != before

@@ -1,0 +1,146 @@
+"""The K-FAC validation suite: its pieces against exact ground truth, and a smoke build."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+import torch
+
+import models
+from models.probes import angular_update
+from validation import kfac
+from validation.report import RECORD_FIELDS, load
+from validation.suite import Settings, Size
+
+
+@pytest.fixture(scope="module")
+def smoke_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    store = tmp_path_factory.mktemp("store") / "runs.db"
+    return Settings(size=Size.SMOKE, store=str(store), progress=False)
+
+
+def test_labels_and_changes() -> None:
+    assert kfac.label("kfac-g", "none") == "kfac-g"
+    assert kfac.label("kfac-f", "l2") == "kfac-f+l2"
+    changes = kfac.optimizer_changes("kfac-f", "decoupled")
+    assert changes["optimizer.kfac.curvature"] == "fisher"
+    assert changes["optimizer.weight_decay"] == kfac.WEIGHT_DECAY
+    assert kfac.optimizer_changes("sgd", "none")["optimizer.weight_decay"] == 0.0
+
+
+@pytest.mark.parametrize("optimizer, mode", [("adam", "none"), ("sgd", "wd")])
+def test_optimizer_changes_rejects_unknown(optimizer: str, mode: str) -> None:
+    with pytest.raises(ValueError, match="allowed"):
+        kfac.optimizer_changes(optimizer, mode)
+
+
+def test_checkpoints_cover_the_run() -> None:
+    steps = kfac.checkpoints(999)
+    assert steps[0] == 0 and steps[-1] == 999 and len(steps) == kfac.CHECKPOINTS
+    assert kfac.checkpoints(3) == [0, 1, 2, 3]
+
+
+def test_log_correlation() -> None:
+    x = np.array([1.0, 3.0, 10.0, 40.0])
+    assert kfac.log_correlation(x, 2.5 * x) == pytest.approx(1.0, abs=1e-12)
+    assert kfac.log_correlation(x, 1 / x) == pytest.approx(-1.0, abs=1e-12)
+
+
+def test_relative_difference() -> None:
+    reference = np.arange(1.0, 7.0).reshape(2, 3)
+    np.testing.assert_allclose(kfac.relative_difference(reference, 1.5 * reference), [0.5, 0.5])
+
+
+@dataclass(frozen=True)
+class DrivenCase:
+    decay: float
+    radial: float  # fraction of each step along -w (0: the premise of the recurrence)
+    seed: int
+
+
+def _trajectory(case: DrivenCase, lr: float = 0.05, steps: int = 200, dim: int = 8):
+    """Exact ``||w_k||^2`` and angular updates of ``w+ = (1 - lr decay) w - lr d`` with
+    random tangent ``d`` (plus ``radial`` times ``||d||`` along ``w_hat``), float64."""
+    rng = np.random.default_rng(case.seed)
+    w = torch.from_numpy(rng.standard_normal(dim))
+    norms, angles = [float(w @ w)], []
+    for _ in range(steps):
+        d = torch.from_numpy(rng.standard_normal(dim)) * rng.uniform(0.5, 2.0)
+        w_hat = w / w.norm()
+        d = d - (d @ w_hat) * w_hat
+        d = d + case.radial * d.norm() * w_hat
+        after = (1 - lr * case.decay) * w - lr * d
+        angles.append(float(angular_update(w[None], after[None])[0]))
+        w = after
+        norms.append(float(w @ w))
+    return np.array(norms), np.array(angles), lr
+
+
+@pytest.mark.parametrize("case", [DrivenCase(0.0, 0.0, 0), DrivenCase(0.5, 0.0, 1)],
+                         ids=["no-decay", "decoupled"])
+def test_driven_norms_exact_for_tangent_steps(case: DrivenCase) -> None:
+    norms, angles, lr = _trajectory(case)
+    driven = kfac.driven_norm_sq(norms, angles, lr=lr, decoupled_decay=case.decay)
+    np.testing.assert_allclose(driven, norms[:-1], rtol=1e-10)
+
+
+def test_driven_norms_miss_a_radial_part() -> None:
+    norms, angles, lr = _trajectory(DrivenCase(0.0, 0.05, 2))
+    driven = kfac.driven_norm_sq(norms, angles, lr=lr, decoupled_decay=0.0)
+    assert np.max(np.abs(driven / norms[:-1] - 1)) > 0.05
+
+
+def test_kfac_step_is_theory_normalized_step(smoke_settings: Settings) -> None:
+    checks = kfac.kfac_step_check(smoke_settings, "kfac-g", width=4, batch=64)
+    assert {key.split("/")[0] for key in checks} == {"hidden1", "hidden2"}
+    for key, check in checks.items():
+        limit = 1e-10 if key.endswith("held") else kfac.RESCALED_FACTORS_LIMIT
+        assert check["mismatch"] < limit, key
+        assert check["measured_norm"] > 0
+
+
+def test_rescaling_changes_sgd_but_not_undamped_kfac(smoke_settings: Settings) -> None:
+    def loss_gap(optimizer: str, damping: float) -> float:
+        runs = [kfac.rescaled_trajectory(smoke_settings, optimizer, damping, c, 8)
+                for c in (1.0, kfac.RESCALE)]
+        return float(np.max(np.abs(runs[1]["loss"] / runs[0]["loss"] - 1)))
+
+    near_zero = loss_gap("kfac-g", kfac.NEAR_ZERO_DAMPING)
+    assert near_zero < 1e-3
+    assert loss_gap("kfac-g", kfac.DAMPING) > 10 * near_zero
+    assert loss_gap("sgd", kfac.DAMPING) > 1e-2
+
+
+def test_smoke_build(smoke_settings: Settings, tmp_path) -> None:
+    report = kfac.build(smoke_settings)
+    folder = report.write(tmp_path / "kfac")
+    records = json.loads((folder / "report.json").read_text())
+    assert records and all(set(r) == set(RECORD_FIELDS) for r in records)
+    experiments = {r["experiment"] for r in records}
+    assert experiments == {"gauss_newton_norm", "effective_damping", "normalized_update",
+                           "rescaling_immunity"}
+    results = report.agreement()
+    assert results and all(r.holds for r in results), [
+        (r.bound.experiment, r.bound.quantity, r.value) for r in results if not r.holds]
+    loaded = load(folder)
+    figures = [f["file"] for s in loaded.index["sections"] for f in s["figures"]]
+    assert len(figures) == 6 and all((folder / f).exists() for f in figures)
+    assert set(loaded.curves["experiment"]) >= {"jacobian_norm_table", "curvature_traces"}
+    assert loaded.index["runs"] and loaded.index["settings"]["size"] == "smoke"
+
+
+def test_diverging_fisher_run_is_marked_failed(tmp_path) -> None:
+    """A K-FAC-F run whose outputs blow up comes back failed (no targets can be sampled from
+    non-finite outputs; the suite leaves such runs out) instead of raising."""
+    config = models.override(models.TrainConfig(checkpoint_every=0), {
+        "model.norm": "none", "model.depth": 1, "model.width": 8, "steps": 40,
+        "probe_every": 0, "costly_probe_every": 0, "eval_every": 0,
+        **kfac.optimizer_changes("kfac-f", "none"), "optimizer.lr": 50.0,
+        "optimizer.kfac.damping": 1e-6})
+    with models.RunStore(tmp_path / "runs.db") as store:
+        run = models.train(config, store=store, progress=False)
+    assert run.status is models.RunStatus.FAILED
+    assert not np.isfinite(run.metrics.query("name == 'loss'")["value"].iloc[-1])

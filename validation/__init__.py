@@ -1,0 +1,64 @@
+"""scalewise.validation: theory against measurement on real networks, written as report folders.
+
+Each suite trains small normalized networks with :mod:`models`, predicts the same quantities with
+:mod:`sim` and :mod:`theory`, and writes a :class:`validation.report.Report`: Markdown with the
+figures, ``report.json`` with one record per comparison, and the agreement bounds it meets or
+misses. ``scalewise validate SUITE`` runs one from the command line; from Python::
+
+    import validation
+    from validation.suite import Settings
+    report = validation.build("effective-lr", Settings(size="smoke"))
+    report.write("reports/effective-lr")
+
+This module imports nothing heavy, so that listing the suites stays fast.
+
+>>> sorted(SUITES)
+['effective-lr', 'ics', 'kfac']
+"""
+
+from __future__ import annotations
+
+import importlib
+from enum import Enum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from validation.report import LoadedReport, Report
+    from validation.suite import Settings
+
+SUITES: dict[str, str] = {
+    "effective-lr": "validation.effective_lr",
+    "kfac": "validation.kfac",
+    "ics": "validation.ics",
+}
+"""Suite name -> the module whose ``build(settings) -> Report`` makes its report."""
+
+
+class Size(str, Enum):
+    """``smoke``: every experiment shortened to seconds (the end-to-end tests); ``reference``:
+    the scale of the committed reports under ``validation/reference/`` (minutes on a CPU)."""
+
+    SMOKE = "smoke"
+    REFERENCE = "reference"
+
+
+def _check(name: str) -> str:
+    if name not in SUITES:
+        raise ValueError(f"suite = {name!r}; allowed: {', '.join(SUITES)}")
+    return name
+
+
+def build(name: str, settings: Settings) -> Report:
+    """Run suite ``name`` with ``settings`` and return its report (not yet written)."""
+    return importlib.import_module(SUITES[_check(name)]).build(settings)
+
+
+def reference(name: str) -> LoadedReport:
+    """The committed reference report of suite ``name`` (:func:`validation.report.load`)."""
+    from validation.report import load
+    from validation.suite import REFERENCE_DIR
+
+    return load(REFERENCE_DIR / _check(name))
+
+
+__all__ = ["SUITES", "Size", "build", "reference"]

@@ -1,0 +1,73 @@
+"""What every validation suite shares: its :class:`Settings`, the run store its runs are trained
+into, and :func:`train_runs`.
+
+A suite is a function ``build(settings) -> Report`` (registered in :data:`validation.SUITES`).
+``size`` (:class:`validation.Size`) picks its scale. Runs are stored under their config hash, so
+a suite interrupted and started again resumes its runs and reuses the finished ones.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm import tqdm
+
+import models
+from models.store import Run, RunStore
+from validation import Size
+
+REFERENCE_DIR = Path(__file__).resolve().parent / "reference"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How a suite runs: ``size``, the torch ``device`` of its runs (auto, cpu, cuda...), the
+    ``store`` file its runs go to, an optional ``data_root`` holding CIFAR-10 (adds the GPU-scale
+    experiments where a suite has them), ``seed`` and ``progress`` bars."""
+
+    size: Size = Size.REFERENCE
+    device: str = "cpu"
+    store: str | None = None
+    data_root: str | None = None
+    seed: int = 0
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        try:
+            object.__setattr__(self, "size", Size(self.size))
+        except ValueError:
+            raise ValueError(f"size = {self.size!r}; allowed: "
+                             f"{', '.join(s.value for s in Size)}") from None
+        if isinstance(self.store, os.PathLike):
+            object.__setattr__(self, "store", os.fspath(self.store))
+        if isinstance(self.data_root, os.PathLike):
+            object.__setattr__(self, "data_root", os.fspath(self.data_root))
+
+    @property
+    def smoke(self) -> bool:
+        return self.size is Size.SMOKE
+
+    def describe(self) -> dict[str, object]:
+        """What a report records of how it was made (no paths of this machine)."""
+        return {"size": self.size.value, "device": self.device, "seed": self.seed,
+                "cifar10": self.data_root is not None, "code_version": models.store.code_version()}
+
+
+def open_store(settings: Settings) -> RunStore:
+    """The run store of ``settings.store`` (default: the user's, see
+    :func:`models.store.default_store_path`)."""
+    return RunStore(settings.store)
+
+
+def train_runs(configs: Sequence[models.TrainConfig], settings: Settings, *,
+               desc: str) -> list[Run]:
+    """Train ``configs`` in order (each on ``settings.device``) into the store of ``settings``,
+    with one progress bar over them; finished runs are reused. A diverged run comes back with
+    status ``failed`` and whatever it measured; the caller decides what that means."""
+    configs = [models.override(c, {"device": settings.device}) for c in configs]
+    with open_store(settings) as store:
+        bar = tqdm(configs, desc=desc, unit="run", disable=not settings.progress)
+        return [models.train(config, store=store, progress=False) for config in bar]
