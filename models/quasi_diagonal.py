@@ -25,17 +25,39 @@ Both add ``damping`` to the variances / second moments they divide by.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
+
+Direction = tuple[torch.Tensor, torch.Tensor]  # the preconditioned (P_W, P_b); step: -lr times
+
+
+def quasi_diagonal_direction(grad_weight: torch.Tensor, grad_bias: torch.Tensor,
+                             mean: torch.Tensor, second_moment: torch.Tensor,
+                             damping: float) -> Direction:
+    """001 Eq. (10): the gradient preconditioned by the inverse quasi-diagonal curvature, from
+    the inputs' running ``mean`` and ``second_moment`` (in,); ``damping`` adds to the variance."""
+    variance = (second_moment - mean * mean).clamp_min(0) + damping  # (in,)
+    d_weight = (grad_weight - torch.outer(grad_bias, mean)) / variance  # (out, in)
+    return d_weight, grad_bias - d_weight @ mean
+
+
+def diagonal_direction(grad_weight: torch.Tensor, grad_bias: torch.Tensor, mean: torch.Tensor,
+                       second_moment: torch.Tensor, damping: float) -> Direction:
+    """The diagonal of the same curvature: each input column over ``E[a_j^2] + damping``, the
+    bias as it is (``mean`` unused, so both directions share one signature)."""
+    return grad_weight / (second_moment + damping), grad_bias
 
 
 class _InputStatistics(torch.optim.Optimizer):
     """An optimizer over ``layers`` (each ``nn.Linear`` with a bias) that records the running
     mean and second moment of each layer's inputs with a forward pre-hook (training mode, grad
-    enabled only), in the state of the layer's weight: ``mean`` and ``second_moment`` (in,)."""
+    enabled only), in the state of the layer's weight: ``mean`` and ``second_moment`` (in,).
+    A subclass sets ``direction``, one of the direction functions above."""
+
+    direction: ClassVar[Callable[..., Direction]]
 
     def __init__(self, layers: Sequence[nn.Linear], *, lr: float, stat_decay: float = 0.95,
                  damping: float = 1e-8):
@@ -89,29 +111,16 @@ class _InputStatistics(torch.optim.Optimizer):
             weight.add_(d_weight, alpha=-group["lr"])
             bias.add_(d_bias, alpha=-group["lr"])
 
-    @staticmethod
-    def direction(grad_weight: torch.Tensor, grad_bias: torch.Tensor, mean: torch.Tensor,
-                  second_moment: torch.Tensor, damping: float
-                  ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The preconditioned gradient ``(P_W, P_b)``; the step is ``-lr`` times it."""
-        raise NotImplementedError
-
 
 class QuasiDiagonal(_InputStatistics):
     """Gradient descent in the coordinates of 001 Eq. (9): the quasi-diagonal preconditioner
     (001 Eq. 10; see the module docstring)."""
 
-    @staticmethod
-    def direction(grad_weight, grad_bias, mean, second_moment, damping):
-        variance = (second_moment - mean * mean).clamp_min(0) + damping  # (in,)
-        d_weight = (grad_weight - torch.outer(grad_bias, mean)) / variance  # (out, in)
-        return d_weight, grad_bias - d_weight @ mean
+    direction = staticmethod(quasi_diagonal_direction)
 
 
 class DiagonalSecondMoment(_InputStatistics):
     """The diagonal of the quasi-diagonal curvature: each input column scaled by
     ``1 / E[a_j^2]``, the bias left as it is (see the module docstring)."""
 
-    @staticmethod
-    def direction(grad_weight, grad_bias, mean, second_moment, damping):
-        return grad_weight / (second_moment + damping), grad_bias
+    direction = staticmethod(diagonal_direction)

@@ -25,7 +25,7 @@ from models.store import Run, RunStatus
 from models.training import schedule
 from theory import equilibrium as eq
 from validation import exponential_lr, mechanism_one
-from validation.report import Bound, Record, Report, record
+from validation.report import Bound, Record, Report, record, spread_steps
 from validation.suite import Settings, train_runs
 
 DRIVEN, EQUILIBRIUM, NORM_GROWTH, STEP_DECAY = "driven", "equilibrium", "norm_growth", "step_decay"
@@ -152,7 +152,7 @@ def record_steps(steps: int, points: int = RECORD_POINTS) -> np.ndarray:
     >>> record_steps(100, 5).tolist()
     [0, 24, 49, 74, 99]
     """
-    return np.unique(np.linspace(0, steps - 1, points).astype(int))
+    return np.array(spread_steps(0, steps - 1, points))
 
 
 def curve_records(experiment: str, optimizer: str, layer: str, quantity: str,

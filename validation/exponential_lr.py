@@ -39,7 +39,7 @@ from models import DataConfig, ModelConfig, load_dataset, train_step
 from models.data import BatchSampler, Data
 from models.networks import ScaleInvariant, build_model, scale_invariant_params
 from theory import schedules as li_arora
-from validation.report import Bound, Record, Report, record
+from validation.report import Bound, Record, Report, record, spread_steps
 from validation.suite import Settings, Size
 
 EXPERIMENT = "exponential_lr"
@@ -167,7 +167,7 @@ def _compare(w_a: torch.Tensor, w_b: torch.Tensor, buffer_a: np.ndarray, step: i
 
 def checkpoint_steps(steps: int) -> np.ndarray:
     """About :data:`CHECKPOINTS` steps spread over ``1..steps``."""
-    return np.unique(np.linspace(1, steps, CHECKPOINTS).round().astype(int))
+    return np.array(spread_steps(1, steps, CHECKPOINTS))
 
 
 def _records(pair: PairTrajectory, steps: np.ndarray) -> list[Record]:

@@ -35,7 +35,7 @@ from models.covariate_shift import second_moment
 from models.data import BatchSampler
 from models.quasi_diagonal import DiagonalSecondMoment, QuasiDiagonal
 from theory import kronecker
-from validation.report import Bound, Report, record
+from validation.report import Bound, Report, record, spread_steps
 from validation.suite import Settings
 
 EXACT = 1e-6  # float64 identities that hold up to rounding (invariances, step norms)
@@ -184,7 +184,7 @@ def steps_to(curve: np.ndarray, threshold: float) -> float:
 
 def check_steps(steps: int, count: int = 12) -> list[int]:
     """``count`` steps spread over a run of ``steps`` (the points of ``"<q>@<k>"`` records)."""
-    return sorted({int(k) for k in np.linspace(steps // count, steps - 1, count)})
+    return spread_steps(steps // count, steps - 1, count)
 
 
 def curve_frame(experiment: str, optimizer: str, quantity: str, source: str,

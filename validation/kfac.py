@@ -42,7 +42,7 @@ from models.kfac import KFAC
 from models.networks import scale_invariant_params
 from models.store import Run, RunStatus
 from theory import kfac as kfac_theory
-from validation.report import Bound, Report, record
+from validation.report import Bound, Report, record, spread_steps
 from validation.suite import Settings, Size, train_runs
 
 SUITE = "kfac"
@@ -115,7 +115,7 @@ def checkpoints(steps: int, count: int = CHECKPOINTS) -> list[int]:
     >>> checkpoints(100, 5)
     [0, 25, 50, 75, 100]
     """
-    return sorted({int(k) for k in np.linspace(0, steps, count).round()})
+    return spread_steps(0, steps, count)
 
 
 def _base_config(settings: Settings, **changes: Any) -> models.TrainConfig:

@@ -24,7 +24,7 @@ from matplotlib.figure import Figure
 
 import models
 from models.store import Run
-from validation.report import Bound, Record, Report, record
+from validation.report import Bound, Record, Report, record, spread_steps
 from validation.suite import Settings, Size, train_runs
 
 LR, WEIGHT_DECAY = 0.1, 1e-2  # alpha lambda = 1e-3: norms settle in ~1 / (4 alpha lambda) steps
@@ -114,7 +114,7 @@ def mean_test_accuracy(runs: list[Run]) -> float:
 def checkpoint_steps(steps: int) -> np.ndarray:
     """About :data:`CHECKPOINTS` steps spread over ``1..steps - 1`` (the probed steps after the
     first update)."""
-    return np.unique(np.linspace(1, steps - 1, CHECKPOINTS).round().astype(int))
+    return np.array(spread_steps(1, steps - 1, CHECKPOINTS))
 
 
 def curve_records(experiment: str, label: str, predicted: Run, measured: Run) -> list[Record]:

@@ -78,6 +78,16 @@ def record(experiment: str, optimizer: str, layer: str, quantity: str, *, predic
                   relative_error(predicted, measured))
 
 
+def spread_steps(first: int, last: int, count: int) -> list[int]:
+    """About ``count`` steps spread evenly over ``first..last``, both included (the points of
+    ``"<q>@<k>"`` records), rounded down; fewer when the range holds fewer integers.
+
+    >>> spread_steps(0, 99, 5)
+    [0, 24, 49, 74, 99]
+    """
+    return sorted({int(k) for k in np.linspace(first, last, count)})
+
+
 def base_quantity(quantity: str) -> str:
     """``quantity`` without its step: a comparison along a curve is recorded at chosen steps
     ``k`` as ``"<quantity>@<k>"`` (``"norm_sq@1000"``)."""
