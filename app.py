@@ -16,15 +16,15 @@ import streamlit as st
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 
-import models
-import sim
-import theory
-import validation
-from models import comparison, covariate_shift, gauss_newton_norms
-from models.store import RunStore, StoreError, default_store_path
-from sim import curves
-from validation.report import LoadedReport
-from validation.suite import REFERENCE_DIR
+from scalewise import models
+from scalewise import sim
+from scalewise import theory
+from scalewise import validation
+from scalewise.models import comparison, covariate_shift, gauss_newton_norms
+from scalewise.models.store import RunStore, StoreError, default_store_path
+from scalewise.sim import curves
+from scalewise.validation.report import LoadedReport
+from scalewise.validation.suite import REFERENCE_DIR
 
 OPTIMIZERS = tuple(name.value for name in sim.Optimizer)
 LR_CHOICES = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)

@@ -25,7 +25,7 @@ from collections.abc import Callable
 
 import torch
 
-from models.config import (
+from scalewise.models.config import (
     Arch,
     KFACConfig,
     ModelConfig,
@@ -33,9 +33,9 @@ from models.config import (
     OptimizerConfig,
     OptimizerName,
 )
-from models.networks import build_model
-from models.optimizers import build_optimizer
-from models.step import train_step
+from scalewise.models.networks import build_model
+from scalewise.models.optimizers import build_optimizer
+from scalewise.models.step import train_step
 
 BATCH = 128
 IN_SHAPE = (3, 32, 32)

@@ -16,9 +16,9 @@ import time
 
 import numpy as np
 
-import sim
-from sim import figures
-from theory import equilibrium as eq
+from scalewise import sim
+from scalewise.sim import figures
+from scalewise.theory import equilibrium as eq
 
 
 def _timed(fn):

@@ -28,8 +28,8 @@ from pathlib import Path
 
 import torch
 
-from models.store import RunStore
-from models.sweep import (
+from scalewise.models.store import RunStore
+from scalewise.models.sweep import (
     SweepSpec,
     expand,
     import_ray,

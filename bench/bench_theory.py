@@ -9,7 +9,7 @@ from __future__ import annotations
 import platform
 import time
 
-import theory
+from scalewise import theory
 
 
 def main() -> None:

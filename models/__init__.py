@@ -1,7 +1,7 @@
 """scalewise.models: normalized networks, optimizers (K-FAC included), probes, data, training
 and the run store, measured in PyTorch on CPU or CUDA.
 
->>> import models
+>>> from scalewise import models
 >>> config = models.override(models.preset("digits-bn-sgd"), {"steps": 20})
 >>> config.optimizer.name.value, config.steps
 ('sgd', 20)
@@ -12,8 +12,8 @@ are a long-form DataFrame (``step``, ``layer``, ``name``, ``value``).
 
 from __future__ import annotations
 
-from models import probes
-from models.config import (
+from scalewise.models import probes
+from scalewise.models.config import (
     PRESETS,
     Arch,
     Curvature,
@@ -31,12 +31,12 @@ from models.config import (
     override,
     preset,
 )
-from models.data import Data, load_dataset
-from models.networks import build_model
-from models.optimizers import build_optimizer
-from models.step import StepResult, train_step
-from models.store import Run, RunStatus, RunStore, StoreError
-from models.training import evaluate, train
+from scalewise.models.data import Data, load_dataset
+from scalewise.models.networks import build_model
+from scalewise.models.optimizers import build_optimizer
+from scalewise.models.step import StepResult, train_step
+from scalewise.models.store import Run, RunStatus, RunStore, StoreError
+from scalewise.models.training import evaluate, train
 
 __all__ = [
     "PRESETS", "Arch", "Curvature", "Data", "DataConfig", "Dataset", "KFACConfig",

@@ -20,8 +20,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-import sim
-from models.config import (
+from scalewise import sim
+from scalewise.models.config import (
     OptimizerConfig,
     OptimizerName,
     Schedule,
@@ -29,11 +29,11 @@ from models.config import (
     WeightDecayMode,
     WeightDecayPlacement,
 )
-from models.data import load_dataset
-from models.networks import build_model, layer_weights
-from models.probes import unit_rows
-from models.store import Run
-from models.training import schedule
+from scalewise.models.data import load_dataset
+from scalewise.models.networks import build_model, layer_weights
+from scalewise.models.probes import unit_rows
+from scalewise.models.store import Run
+from scalewise.models.training import schedule
 
 QUANTITIES = ("norm_sq", "effective_lr", "angular_update")
 INVARIANCE_TOLERANCE = 1e-4  # |mean cos(w, grad)| of a normalized layer in float32 is ~1e-7

@@ -15,7 +15,7 @@ import pandas as pd
 import sympy as sp
 import torch
 
-from theory import kronecker
+from scalewise.theory import kronecker
 
 _OUTLIER = sp.lambdify(kronecker.norm_sq, kronecker.OUTLIER_EIGENVALUE, "numpy")
 _HOMOGENEOUS = sp.lambdify(kronecker.norm_sq, kronecker.HOMOGENEOUS_OUTLIER_EIGENVALUE, "numpy")

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from models.config import DataConfig, Dataset
+from scalewise.models.config import DataConfig, Dataset
 
 TEACHER_IN_DIM = 16
 TEACHER_HIDDEN = 32

@@ -19,8 +19,8 @@ import sympy as sp
 import torch
 from torch import nn
 
-from models import probes
-from theory import kfac
+from scalewise.models import probes
+from scalewise.theory import kfac
 
 NORMS = ("jacobian_sq_norm", "gn_norm", "kfac_gn_norm")
 ACTIVATIONS = {"linear": nn.Identity, "relu": nn.ReLU}

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parametrize
 
-from models.config import Curvature, WeightDecayMode
+from scalewise.models.config import Curvature, WeightDecayMode
 
 Eigen = tuple[torch.Tensor, torch.Tensor]  # (eigenvalues (n,), eigenvectors (n, n))
 

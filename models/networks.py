@@ -23,7 +23,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrizations
 
-from models.config import Arch, ModelConfig, Norm
+from scalewise.models.config import Arch, ModelConfig, Norm
 
 Granularity = Literal["unit", "layer"]
 
@@ -182,7 +182,7 @@ def build_model(
 
     The global RNG is forked (saved and restored), so building a model leaves it untouched.
 
-    >>> from models.config import ModelConfig
+    >>> from scalewise.models.config import ModelConfig
     >>> net = build_model(ModelConfig(width=8, depth=2), (1, 8, 8), 10, seed=0)
     >>> net(torch.zeros(4, 1, 8, 8)).shape
     torch.Size([4, 10])

@@ -27,14 +27,14 @@ import torch
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
-from models.config import (
+from scalewise.models.config import (
     OptimizerConfig,
     OptimizerName,
     WeightDecayMode,
     WeightDecayPlacement,
 )
-from models.kfac import KFAC
-from models.networks import ScaleInvariant, output_layer, scale_invariant_params
+from scalewise.models.kfac import KFAC
+from scalewise.models.networks import ScaleInvariant, output_layer, scale_invariant_params
 
 NormTargets = Callable[[int], Sequence[float]] | np.ndarray
 

@@ -25,11 +25,11 @@ import torch
 from torch import nn
 from torch.func import functional_call, jacrev, jvp, vjp, vmap
 
-from models.kfac import KFAC, input_factor, output_factor
-from models.networks import Granularity, layer_weights
-from sim.effective import effective_lr as sim_effective_lr
-from sim.spec import Optimizer as SimOptimizer
-from theory.homogeneity import grad_norm_at_unit_norm
+from scalewise.models.kfac import KFAC, input_factor, output_factor
+from scalewise.models.networks import Granularity, layer_weights
+from scalewise.sim.effective import effective_lr as sim_effective_lr
+from scalewise.sim.spec import Optimizer as SimOptimizer
+from scalewise.theory.homogeneity import grad_norm_at_unit_norm
 
 Metric = tuple[str, str, float]  # (layer, name, value); layer "" for the whole network
 

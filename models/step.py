@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.probes import Metric, StepProbe
+from scalewise.models.probes import Metric, StepProbe
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from models.config import TrainConfig
+from scalewise.models.config import TrainConfig
 
 STORE_ENV = "SCALEWISE_STORE"
 DEFAULT_STORE = Path("runs") / "scalewise.sqlite"

@@ -53,9 +53,9 @@ from typing import Any, NoReturn
 
 import pandas as pd
 
-from models.config import TrainConfig, override, preset
-from models.store import METRIC_COLUMNS, RunStatus, RunStore
-from models.training import NETWORK, train
+from scalewise.models.config import TrainConfig, override, preset
+from scalewise.models.store import METRIC_COLUMNS, RunStatus, RunStore
+from scalewise.models.training import NETWORK, train
 
 SPEC_KEYS = ("name", "preset", "base", "axes", "seeds", "resources", "metric", "goal")
 RESOURCE_KEYS = ("num_cpus", "num_gpus")

@@ -53,19 +53,19 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from models.config import RUN_ID, ModelConfig, OptimizerConfig, Schedule, TrainConfig
-from models.data import BatchSampler, Data, Split, load_dataset
-from models.networks import (
+from scalewise.models.config import RUN_ID, ModelConfig, OptimizerConfig, Schedule, TrainConfig
+from scalewise.models.data import BatchSampler, Data, Split, load_dataset
+from scalewise.models.networks import (
     ScaleInvariant,
     build_model,
     layer_weights,
     scale_invariant_params,
 )
-from models.optimizers import build_optimizer, graft_norms
-from models.probes import costly_probes, norm_sq, unit_rows
-from models.step import StepResult, train_step
-from models.store import Metric, Run, RunStatus, RunStore, StoreError
-from sim.schedules import Constant, Exponential, StepDecay, WarmupCosine, lr_factors
+from scalewise.models.optimizers import build_optimizer, graft_norms
+from scalewise.models.probes import costly_probes, norm_sq, unit_rows
+from scalewise.models.step import StepResult, train_step
+from scalewise.models.store import Metric, Run, RunStatus, RunStore, StoreError
+from scalewise.sim.schedules import Constant, Exponential, StepDecay, WarmupCosine, lr_factors
 
 NETWORK = ""  # the ``layer`` of metrics about the whole network, as in models.probes
 PROBE_BATCH = 64  # training inputs the costly probes see (their Jacobians are B x C x P)

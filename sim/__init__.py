@@ -8,7 +8,7 @@ turns measured gradient norms into predicted weight norms, :func:`exponential_lr
 weight decay as an exponential learning-rate schedule, and :mod:`sim.figures` (imported on its
 own: it needs matplotlib) draws the notes' figures.
 
->>> import sim
+>>> from scalewise import sim
 >>> t = sim.simulate("sgd", lr=[0.1, 1.0], steps=100)
 >>> t.norm_sq.shape
 (100, 2)
@@ -16,14 +16,14 @@ own: it needs matplotlib) draws the notes' figures.
 
 from __future__ import annotations
 
-from sim.dynamics import ENGINES, drive, simulate
-from sim.equilibria import equilibrium, long_run_averages
-from sim.equivalence import direction_mismatch, exponential_lr_pair
-from sim.losses import RayleighQuotient
-from sim.recurrence import effective_damping
-from sim.schedules import Constant, Exponential, StepDecay, WarmupCosine
-from sim.spec import MEMORY_LIMIT_BYTES, Optimizer
-from sim.trajectory import Trajectory
+from scalewise.sim.dynamics import ENGINES, drive, simulate
+from scalewise.sim.equilibria import equilibrium, long_run_averages
+from scalewise.sim.equivalence import direction_mismatch, exponential_lr_pair
+from scalewise.sim.losses import RayleighQuotient
+from scalewise.sim.recurrence import effective_damping
+from scalewise.sim.schedules import Constant, Exponential, StepDecay, WarmupCosine
+from scalewise.sim.spec import MEMORY_LIMIT_BYTES, Optimizer
+from scalewise.sim.trajectory import Trajectory
 
 __all__ = [
     "ENGINES",

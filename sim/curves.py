@@ -10,12 +10,12 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from sim.dynamics import simulate
-from sim.equilibria import equilibrium
-from sim.recurrence import effective_damping
-from sim.spec import Optimizer
-from theory import equilibrium as eq
-from theory.optimizers import NO_EQUILIBRIUM
+from scalewise.sim.dynamics import simulate
+from scalewise.sim.equilibria import equilibrium
+from scalewise.sim.recurrence import effective_damping
+from scalewise.sim.spec import Optimizer
+from scalewise.theory import equilibrium as eq
+from scalewise.theory.optimizers import NO_EQUILIBRIUM
 
 POINTS = 400  # points per curve: enough for a smooth curve on a log step axis
 RECORDS = 10_000  # records per recurrence run at most: recording every step of a long run is slow

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from sim.recurrence import run_recurrence
-from sim.schedules import ScheduleLike
-from sim.spec import MEMORY_LIMIT_BYTES, Optimizer, SimulationSpec, make_spec
-from sim.sphere import GradientFn, run_sphere
-from sim.trajectory import Trajectory
-from sim.validation import integer_at_least, positive_array
+from scalewise.sim.recurrence import run_recurrence
+from scalewise.sim.schedules import ScheduleLike
+from scalewise.sim.spec import MEMORY_LIMIT_BYTES, Optimizer, SimulationSpec, make_spec
+from scalewise.sim.sphere import GradientFn, run_sphere
+from scalewise.sim.trajectory import Trajectory
+from scalewise.sim.validation import integer_at_least, positive_array
 
 ENGINES = ("auto", "recurrence", "sphere")
 

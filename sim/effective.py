@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from sim.spec import Optimizer
-from theory import equilibrium as eq
-from theory.optimizers import scale_free_effective_lr
+from scalewise.sim.spec import Optimizer
+from scalewise.theory import equilibrium as eq
+from scalewise.theory.optimizers import scale_free_effective_lr
 
 _SCALE_FREE_STEP = (Optimizer.ADAM, Optimizer.ADAMW, Optimizer.RMSPROP, Optimizer.ADAGRAD)
 

@@ -16,11 +16,11 @@ from typing import Any
 
 import numpy as np
 
-from sim.effective import effective_lr
-from sim.spec import Optimizer
-from sim.trajectory import Trajectory
-from sim.validation import integer_at_least
-from theory import optimizers as closed_forms
+from scalewise.sim.effective import effective_lr
+from scalewise.sim.spec import Optimizer
+from scalewise.sim.trajectory import Trajectory
+from scalewise.sim.validation import integer_at_least
+from scalewise.theory import optimizers as closed_forms
 
 
 @cache

@@ -19,12 +19,12 @@ from typing import Any
 
 import numpy as np
 
-from sim.optimizers import OptimizerState
-from sim.spec import MEMORY_LIMIT_BYTES, Optimizer, make_spec
-from sim.sphere import GradientFn, random_unit_vectors, run_sphere
-from sim.trajectory import Trajectory
-from sim.validation import integer_at_least
-from theory import schedules as li_arora
+from scalewise.sim.optimizers import OptimizerState
+from scalewise.sim.spec import MEMORY_LIMIT_BYTES, Optimizer, make_spec
+from scalewise.sim.sphere import GradientFn, random_unit_vectors, run_sphere
+from scalewise.sim.trajectory import Trajectory
+from scalewise.sim.validation import integer_at_least
+from scalewise.theory import schedules as li_arora
 
 
 def exponential_lr_pair(

@@ -13,10 +13,10 @@ import numpy as np
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 
-from sim.dynamics import simulate
-from sim.equilibria import equilibrium
-from sim.schedules import StepDecay
-from theory import equilibrium as eq
+from scalewise.sim.dynamics import simulate
+from scalewise.sim.equilibria import equilibrium
+from scalewise.sim.schedules import StepDecay
+from scalewise.theory import equilibrium as eq
 
 
 def _figure(ncols: int, width: float = 9.0, height: float = 3.4) -> tuple[Figure, list]:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from sim.validation import finite_array
+from scalewise.sim.validation import finite_array
 
 
 @dataclass(frozen=True, eq=False)

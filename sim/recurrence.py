@@ -20,10 +20,10 @@ from collections.abc import Callable
 import numpy as np
 import sympy as sp
 
-from sim.spec import SimulationSpec, check_memory
-from sim.trajectory import Trajectory
-from theory import equilibrium as eq
-from theory import kfac
+from scalewise.sim.spec import SimulationSpec, check_memory
+from scalewise.sim.trajectory import Trajectory
+from scalewise.theory import equilibrium as eq
+from scalewise.theory import kfac
 
 _PARAMETERS = (eq.alpha, eq.lam, eq.g)
 

@@ -16,7 +16,7 @@ from typing import Protocol, Union
 
 import numpy as np
 
-from sim.validation import integer_at_least, positive_array, scalar, unit_interval_array
+from scalewise.sim.validation import integer_at_least, positive_array, scalar, unit_interval_array
 
 
 class Schedule(Protocol):

@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from sim.schedules import ScheduleLike, lr_factors
-from sim.validation import (
+from scalewise.sim.schedules import ScheduleLike, lr_factors
+from scalewise.sim.validation import (
     broadcast_shape,
     integer_at_least,
     nonnegative_array,

@@ -21,10 +21,10 @@ from collections.abc import Callable
 
 import numpy as np
 
-from sim.effective import effective_lr
-from sim.optimizers import Hyper, OptimizerState, init_state, update
-from sim.spec import SimulationSpec, check_memory
-from sim.trajectory import Trajectory
+from scalewise.sim.effective import effective_lr
+from scalewise.sim.optimizers import Hyper, OptimizerState, init_state, update
+from scalewise.sim.spec import SimulationSpec, check_memory
+from scalewise.sim.trajectory import Trajectory
 
 GradientFn = Callable[[np.ndarray], np.ndarray]
 

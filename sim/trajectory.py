@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sim.spec import SimulationSpec
+from scalewise.sim.spec import SimulationSpec
 
 
 @dataclass(frozen=True, eq=False)

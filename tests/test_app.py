@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-import models
-import theory
-import validation
-import validation.suite
-from models.store import STORE_ENV, RunStore
+from scalewise import models
+from scalewise import theory
+from scalewise import validation
+import scalewise.validation.suite
+from scalewise.models.store import STORE_ENV, RunStore
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 

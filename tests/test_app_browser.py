@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from models.store import STORE_ENV
+from scalewise.models.store import STORE_ENV
 
 CHROMIUM = Path("/usr/bin/chromium")
 ROOT = Path(__file__).resolve().parents[1]

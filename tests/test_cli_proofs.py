@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from scalewise_cli import main
-from theory.catalogue import catalogue_markdown, results_table
-from theory.identity import CheckResult
+from scalewise.cli import main
+from scalewise.theory.catalogue import catalogue_markdown, results_table
+from scalewise.theory.identity import CheckResult
 
 CATALOGUE = Path(__file__).resolve().parents[1] / "docs" / "identities.md"
 

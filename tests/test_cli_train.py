@@ -10,10 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models.config import DISK_DATASETS, PRESETS, OptimizerName, override, preset
-from models.store import RunStatus, RunStore
-from scalewise_cli import runs as runs_command
-from scalewise_cli import train as train_command
+from scalewise.models.config import DISK_DATASETS, PRESETS, OptimizerName, override, preset
+from scalewise.models.store import RunStatus, RunStore
+from scalewise.cli import runs as runs_command
+from scalewise.cli import train as train_command
 
 TINY_FLAGS = ["--width", "8", "--batch-size", "32", "--train-size", "128", "--test-size", "64",
               "--steps", "6", "--eval-every", "3", "--costly-probe-every", "0",
@@ -21,7 +21,7 @@ TINY_FLAGS = ["--width", "8", "--batch-size", "32", "--train-size", "128", "--te
 
 
 def cli(argv: Sequence[str]) -> int:
-    """The two commands registered as ``scalewise_cli.main`` registers every command."""
+    """The two commands registered as ``scalewise.cli.main`` registers every command."""
     parser = argparse.ArgumentParser(prog="scalewise")
     subparsers = parser.add_subparsers(dest="command", required=True)
     for name, module in (("train", train_command), ("runs", runs_command)):

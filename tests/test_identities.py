@@ -11,8 +11,8 @@ import re
 import pytest
 import sympy as sp
 
-import theory
-from theory.identity import Identity, Registry, exactly_equal, unpack
+from scalewise import theory
+from scalewise.theory.identity import Identity, Registry, exactly_equal, unpack
 
 NAMES = list(theory.IDENTITIES)
 

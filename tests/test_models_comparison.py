@@ -9,10 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import models
-from models import comparison
-from models.store import Run, RunStatus, RunStore
-from theory import equilibrium as eq
+from scalewise import models
+from scalewise.models import comparison
+from scalewise.models.store import Run, RunStatus, RunStore
+from scalewise.theory import equilibrium as eq
 
 
 def synthetic_run(grad_norms: np.ndarray, *, init_norm_sq: float, cos: float = 0.0) -> Run:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from models import covariate_shift
+from scalewise.models import covariate_shift
 
 
 @pytest.mark.parametrize("homogeneous", [False, True], ids=["plain", "homogeneous"])

@@ -24,7 +24,7 @@ curvlinops = pytest.importorskip("curvlinops")
 
 from test_models_probes import LINEAR, RELU, Net
 
-from models.probes import kfac_gn_factors, kfac_gn_norm
+from scalewise.models.probes import kfac_gn_factors, kfac_gn_norm
 
 RTOL, ATOL = 1e-10, 1e-12
 NETS = LINEAR + RELU

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from models.config import DataConfig
-from models.data import (
+from scalewise.models.config import DataConfig
+from scalewise.models.data import (
     CIFAR10_FOLDER,
     CIFAR10_TEST,
     CIFAR10_TRAIN,

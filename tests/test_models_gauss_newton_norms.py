@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
-from models import gauss_newton_norms as gnn
+from scalewise.models import gauss_newton_norms as gnn
 
 
 def test_inputs_are_exactly_whitened() -> None:

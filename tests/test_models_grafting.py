@@ -13,9 +13,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models.config import TrainConfig, override
-from models.store import RunStatus, RunStore
-from models.training import train
+from scalewise.models.config import TrainConfig, override
+from scalewise.models.store import RunStatus, RunStore
+from scalewise.models.training import train
 
 STEPS = 12
 TINY = {

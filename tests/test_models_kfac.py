@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from torch.func import jacrev, vmap
 
-from models.config import (
+from scalewise.models.config import (
     Arch,
     Curvature,
     KFACConfig,
@@ -24,11 +24,11 @@ from models.config import (
     OptimizerName,
     WeightDecayMode,
 )
-from models.kfac import KFAC, damped_solve, eigen, input_factor
-from models.networks import build_model
-from models.optimizers import build_optimizer
-from models.step import train_step
-from theory.kfac import effective_damping, normalized_kfac_step
+from scalewise.models.kfac import KFAC, damped_solve, eigen, input_factor
+from scalewise.models.networks import build_model
+from scalewise.models.optimizers import build_optimizer
+from scalewise.models.step import train_step
+from scalewise.theory.kfac import effective_damping, normalized_kfac_step
 
 
 def _spd(n: int, gen: torch.Generator) -> torch.Tensor:

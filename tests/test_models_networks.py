@@ -11,8 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.config import Arch, ModelConfig, Norm
-from models.networks import (
+from scalewise.models.config import Arch, ModelConfig, Norm
+from scalewise.models.networks import (
     build_model,
     layer_weights,
     output_layer,

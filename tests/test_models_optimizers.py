@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from models.config import (
+from scalewise.models.config import (
     Arch,
     ModelConfig,
     Norm,
@@ -20,8 +20,8 @@ from models.config import (
     WeightDecayMode,
     WeightDecayPlacement,
 )
-from models.networks import build_model, output_layer, scale_invariant_params
-from models.optimizers import (
+from scalewise.models.networks import build_model, output_layer, scale_invariant_params
+from scalewise.models.optimizers import (
     AdaGraft,
     build_optimizer,
     decayed_params,
@@ -29,8 +29,8 @@ from models.optimizers import (
     param_groups,
     renormalize,
 )
-from models.step import train_step
-from theory.equilibrium import norm_sq_step
+from scalewise.models.step import train_step
+from scalewise.theory.equilibrium import norm_sq_step
 
 STEPS = 4
 

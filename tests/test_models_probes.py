@@ -12,8 +12,8 @@ import torch
 from torch import nn
 from torch.func import functional_call, jacrev, vmap
 
-from models.kfac import KFAC
-from models.probes import (
+from scalewise.models.kfac import KFAC
+from scalewise.models.probes import (
     angular_update,
     cos_w_grad,
     costly_probes,
@@ -28,8 +28,8 @@ from models.probes import (
     norm_sq,
     unit_rows,
 )
-from theory.kfac import gn_norm as theory_gn_norm
-from theory.kfac import kfac_gn_norm as theory_kfac_gn_norm
+from scalewise.theory.kfac import gn_norm as theory_gn_norm
+from scalewise.theory.kfac import kfac_gn_norm as theory_kfac_gn_norm
 
 RTOL, ATOL = 1e-10, 1e-12
 

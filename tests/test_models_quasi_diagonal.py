@@ -9,8 +9,8 @@ import sympy as sp
 import torch
 from torch import nn
 
-from models.quasi_diagonal import DiagonalSecondMoment, QuasiDiagonal
-from theory.preconditioning import quasi_diagonal_curvature
+from scalewise.models.quasi_diagonal import DiagonalSecondMoment, QuasiDiagonal
+from scalewise.theory.preconditioning import quasi_diagonal_curvature
 
 N_IN, N_OUT, BATCH = 3, 2, 16
 

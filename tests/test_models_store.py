@@ -10,8 +10,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from models.config import TrainConfig, override
-from models.store import DEFAULT_STORE, STORE_ENV, RunStatus, RunStore, StoreError
+from scalewise.models.config import TrainConfig, override
+from scalewise.models.store import DEFAULT_STORE, STORE_ENV, RunStatus, RunStore, StoreError
 
 CONFIG = override(TrainConfig(), {"steps": 7, "name": "store-test"})
 

@@ -15,11 +15,11 @@ import pandas as pd
 import pytest
 import torch
 
-from models.config import TrainConfig, override
-from models.data import DataNotFoundError
-from models.step import StepResult
-from models.store import RunStatus, RunStore, StoreError
-from models.training import resolve_device, train
+from scalewise.models.config import TrainConfig, override
+from scalewise.models.data import DataNotFoundError
+from scalewise.models.step import StepResult
+from scalewise.models.store import RunStatus, RunStore, StoreError
+from scalewise.models.training import resolve_device, train
 
 TINY = {
     "model.width": 8, "data.batch_size": 32, "data.train_size": 256, "data.test_size": 64,
@@ -108,9 +108,9 @@ def test_resumed_run_equals_uninterrupted_run_bitwise(
 KILL_AT_STEP_9 = """
 import os, signal, sys
 import torch
-from models.config import TrainConfig
-from models.store import RunStore
-from models.training import train
+from scalewise.models.config import TrainConfig
+from scalewise.models.store import RunStore
+from scalewise.models.training import train
 
 torch.set_num_threads(1)
 

@@ -25,7 +25,7 @@ def test_exactly_two_fresh_machine_commands() -> None:
 
 
 def test_cli_lines_name_real_subcommands() -> None:
-    from scalewise_cli import COMMANDS
+    from scalewise.cli import COMMANDS
 
     used = set(re.findall(r"^scalewise (\w+)", TEXT, flags=re.M))
     assert used and used <= set(COMMANDS)

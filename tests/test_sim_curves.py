@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import sim
-from sim import curves
-from theory.optimizers import NO_EQUILIBRIUM
+from scalewise import sim
+from scalewise.sim import curves
+from scalewise.theory.optimizers import NO_EQUILIBRIUM
 
 
 def test_norm_growth_follows_the_square_root_law_late() -> None:

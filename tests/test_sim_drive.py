@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import sim
+from scalewise import sim
 
 
 def _explicit_sgd(w0: np.ndarray, loss: sim.RayleighQuotient, lrs: np.ndarray,

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-import sim
-from sim.equilibria import equilibrium, long_run_averages
-from theory.optimizers import EQUILIBRIA
+from scalewise import sim
+from scalewise.sim.equilibria import equilibrium, long_run_averages
+from scalewise.theory.optimizers import EQUILIBRIA
 
 QUANTITIES = ("norm_sq", "effective_lr", "angular_update")
 

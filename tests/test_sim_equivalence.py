@@ -8,9 +8,9 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-import sim
-from sim.equivalence import direction_mismatch, exponential_lr_pair
-from theory import schedules as li_arora
+from scalewise import sim
+from scalewise.sim.equivalence import direction_mismatch, exponential_lr_pair
+from scalewise.theory import schedules as li_arora
 
 
 @dataclass(frozen=True)
@@ -57,9 +57,9 @@ def test_directions_agree_to_rounding(case: Case) -> None:
 def test_torchs_empty_buffer_breaks_the_momentum_equivalence() -> None:
     """The control: starting the decay-free momentum run from a zero buffer (torch's default)
     leaves it pointing elsewhere, so the initial buffer is part of the statement."""
-    from sim.optimizers import OptimizerState
-    from sim.spec import make_spec
-    from sim.sphere import run_sphere
+    from scalewise.sim.optimizers import OptimizerState
+    from scalewise.sim.spec import make_spec
+    from scalewise.sim.sphere import run_sphere
 
     with_wd, growing = exponential_lr_pair("sgdm", lr=0.1, weight_decay=0.01, momentum=0.9,
                                            steps=300, dim=8, runs=2, seed=3)

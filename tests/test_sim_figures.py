@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from matplotlib.figure import Figure
 
-from scalewise_cli import figures as figures_command
-from sim import figures
+from scalewise.cli import figures as figures_command
+from scalewise.sim import figures
 
 SMALL = {
     "fig6_norm_growth": dict(steps=2000),

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from sim.optimizers import Hyper, init_state, update
-from sim.spec import Optimizer
+from scalewise.sim.optimizers import Hyper, init_state, update
+from scalewise.sim.spec import Optimizer
 
 
 @dataclass(frozen=True)

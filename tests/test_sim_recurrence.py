@@ -8,9 +8,9 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-import sim
-from sim.recurrence import laurent_terms
-from theory import equilibrium as eq
+from scalewise import sim
+from scalewise.sim.recurrence import laurent_terms
+from scalewise.theory import equilibrium as eq
 
 
 def test_fixed_point_grid_equals_theory() -> None:

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-import sim
-from sim.schedules import lr_factors
+from scalewise import sim
+from scalewise.sim.schedules import lr_factors
 
 
 def _torch_factors(make_scheduler, steps: int) -> np.ndarray:

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-import sim
-from sim.sphere import noise_gradient, random_unit_vectors
+from scalewise import sim
+from scalewise.sim.sphere import noise_gradient, random_unit_vectors
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pytest
 
-import sim
+from scalewise import sim
 
 
 @dataclass(frozen=True)

@@ -16,9 +16,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models.config import OptimizerName, preset
-from models.store import RunStatus, RunStore
-from models.sweep import (
+from scalewise.models.config import OptimizerName, preset
+from scalewise.models.store import RunStatus, RunStore
+from scalewise.models.sweep import (
     RAY_MISSING,
     Trial,
     TrialResult,
@@ -31,7 +31,7 @@ from models.sweep import (
     summarize,
     sweep_status,
 )
-from scalewise_cli import sweep as sweep_command
+from scalewise.cli import sweep as sweep_command
 
 TINY = {"steps": 6, "model.width": 8, "data.train_size": 128, "data.test_size": 64,
         "data.batch_size": 32, "eval_every": 0, "costly_probe_every": 0, "probe_every": 0,
@@ -162,7 +162,7 @@ def recorded(spec_data: Mapping[str, Any], store: RunStore) -> list[Trial]:
 
 
 def test_recorded_trial_equals_a_direct_run(tmp_path: Path) -> None:
-    from models.training import train
+    from scalewise.models.training import train
 
     trial = expand(parse_spec(spec_with(axes={}, seeds=[3])))[0]
     with RunStore(tmp_path / "sweep.sqlite") as store, RunStore(tmp_path / "direct.sqlite") as d:

@@ -12,8 +12,8 @@ import pytest
 import torch
 from torch.func import jvp
 
-from theory.kfac import normalized_kfac_step
-from theory.regularization import deep_linear_l2_min
+from scalewise.theory.kfac import normalized_kfac_step
+from scalewise.theory.regularization import deep_linear_l2_min
 
 RTOL, ATOL = 1e-10, 1e-12
 

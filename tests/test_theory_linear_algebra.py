@@ -11,7 +11,7 @@ import pytest
 import sympy as sp
 import torch
 
-from theory import adaptive, kronecker, preconditioning, symbolic
+from scalewise.theory import adaptive, kronecker, preconditioning, symbolic
 
 RTOL, ATOL = 1e-10, 1e-12
 

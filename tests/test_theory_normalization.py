@@ -12,9 +12,9 @@ import sympy as sp
 import torch
 import torch.nn.functional as F
 
-from theory import homogeneity as hom
-from theory import normalization as nrm
-from theory import symbolic
+from scalewise.theory import homogeneity as hom
+from scalewise.theory import normalization as nrm
+from scalewise.theory import symbolic
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 import sympy as sp
 
-from theory import equilibrium, optimizers, schedules
-from theory.optimizers import (
+from scalewise.theory import equilibrium, optimizers, schedules
+from scalewise.theory.optimizers import (
     EQUILIBRIA,
     NO_EQUILIBRIUM,
     alpha,

@@ -12,13 +12,13 @@ import pandas as pd
 import pytest
 from test_models_data import write_cifar
 
-import models
-from models import comparison
-from models.store import RunStore
-from theory import equilibrium as eq
-from validation import effective_lr as elr
-from validation.report import RECORD_FIELDS, Report, load
-from validation.suite import Settings, Size
+from scalewise import models
+from scalewise.models import comparison
+from scalewise.models.store import RunStore
+from scalewise.theory import equilibrium as eq
+from scalewise.validation import effective_lr as elr
+from scalewise.validation.report import RECORD_FIELDS, Report, load
+from scalewise.validation.suite import Settings, Size
 
 
 def test_fit_growth_k0_recovers_the_sqrt_law_exactly() -> None:

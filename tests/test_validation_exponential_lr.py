@@ -14,11 +14,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from models import load_dataset
-from models.networks import scale_invariant_params
-from validation import exponential_lr as exp_lr
-from validation.report import RECORD_FIELDS, Report, load
-from validation.suite import Settings
+from scalewise.models import load_dataset
+from scalewise.models.networks import scale_invariant_params
+from scalewise.validation import exponential_lr as exp_lr
+from scalewise.validation.report import RECORD_FIELDS, Report, load
+from scalewise.validation.suite import Settings
 
 STEPS = 40
 

@@ -10,10 +10,10 @@ import pytest
 import torch
 from torch import nn
 
-from theory import kronecker
-from validation import Size, ics
-from validation.report import RECORD_FIELDS
-from validation.suite import Settings
+from scalewise.theory import kronecker
+from scalewise.validation import Size, ics
+from scalewise.validation.report import RECORD_FIELDS
+from scalewise.validation.suite import Settings
 
 
 def test_whitened_gaussian_has_exact_moments() -> None:

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-import models
-from models.probes import angular_update
-from validation import kfac
-from validation.report import RECORD_FIELDS, load
-from validation.suite import Settings, Size
+from scalewise import models
+from scalewise.models.probes import angular_update
+from scalewise.validation import kfac
+from scalewise.validation.report import RECORD_FIELDS, load
+from scalewise.validation.suite import Settings, Size
 
 
 @pytest.fixture(scope="module")

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 import torch
 
-from models.store import RunStatus, RunStore
-from validation import mechanism_one as m1
-from validation.report import RECORD_FIELDS, Report, load
-from validation.suite import Settings
+from scalewise.models.store import RunStatus, RunStore
+from scalewise.validation import mechanism_one as m1
+from scalewise.validation.report import RECORD_FIELDS, Report, load
+from scalewise.validation.suite import Settings
 
 EXPERIMENTS = (m1.weight_decay_placement, m1.norm_grafting, m1.renormalization)
 

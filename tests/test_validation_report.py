@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
-import validation
-from scalewise_cli import build_parser
-from validation.report import (
+from scalewise import validation
+from scalewise.cli import build_parser
+from scalewise.validation.report import (
     CURVE_COLUMNS,
     RECORD_FIELDS,
     Bound,
@@ -25,7 +25,7 @@ from validation.report import (
     relative_error,
     thin,
 )
-from validation.suite import Settings
+from scalewise.validation.suite import Settings
 
 
 def test_relative_error_edge_cases() -> None:

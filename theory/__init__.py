@@ -1,6 +1,6 @@
 """scalewise.theory: every identity of the seeds as an exactly checkable SymPy object.
 
->>> import theory
+>>> from scalewise import theory
 >>> theory.IDENTITIES["wd_effective_lr"].check().holds
 True
 
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from theory import (
+from scalewise.theory import (
     adaptive,  # noqa: F401
     equilibrium,  # noqa: F401  (each topic module registers its identities)
     homogeneity,  # noqa: F401
@@ -25,7 +25,7 @@ from theory import (
     regularization,  # noqa: F401
     schedules,  # noqa: F401
 )
-from theory.identity import IDENTITIES, SLIPS, CheckResult, Identity, Slip
+from scalewise.theory.identity import IDENTITIES, SLIPS, CheckResult, Identity, Slip
 
 __all__ = ["IDENTITIES", "SLIPS", "CheckResult", "Identity", "Slip", "check_all"]
 

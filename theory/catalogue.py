@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from theory.identity import IDENTITIES, SLIPS, CheckResult, Identity
+from scalewise.theory.identity import IDENTITIES, SLIPS, CheckResult, Identity
 
 FORMATS = ("table", "markdown", "latex")
 

@@ -19,8 +19,8 @@ from functools import cache
 
 import sympy as sp
 
-from theory.identity import identity, slip
-from theory.symbolic import vector
+from scalewise.theory.identity import identity, slip
+from scalewise.theory.symbolic import vector
 
 alpha, lam, g, x, x0, k = sp.symbols("alpha lambda g x x_0 k", positive=True)
 

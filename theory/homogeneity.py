@@ -24,9 +24,9 @@ import sympy as sp
 from sympy.core.function import AppliedUndef
 from sympy.polys.fields import sfield
 
-from theory import equilibrium
-from theory.identity import identity, slip, unpack
-from theory.symbolic import gradient, norm, vector
+from scalewise.theory import equilibrium
+from scalewise.theory.identity import identity, slip, unpack
+from scalewise.theory.symbolic import gradient, norm, vector
 
 k = sp.Symbol("k", real=True)
 gamma = sp.Symbol("gamma", positive=True)

@@ -23,9 +23,9 @@ from functools import cache
 import sympy as sp
 from sympy import kronecker_product as kron
 
-from theory.adaptive import standardized_expectation
-from theory.identity import identity, slip, unpack
-from theory.symbolic import matrix, symmetric, vec, vector
+from scalewise.theory.adaptive import standardized_expectation
+from scalewise.theory.identity import identity, slip, unpack
+from scalewise.theory.symbolic import matrix, symmetric, vec, vector
 
 norm_sq, nu = sp.symbols("mu nu", positive=True)
 

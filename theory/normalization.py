@@ -22,9 +22,9 @@ from functools import cache
 
 import sympy as sp
 
-from theory.homogeneity import reduce_radicals
-from theory.identity import identity, slip, unpack
-from theory.symbolic import gradient, matrix, norm, unvec, vector
+from scalewise.theory.homogeneity import reduce_radicals
+from scalewise.theory.identity import identity, slip, unpack
+from scalewise.theory.symbolic import gradient, matrix, norm, unvec, vector
 
 s, gamma, wn_gain = sp.symbols("s gamma g", positive=True)
 

@@ -50,7 +50,7 @@ from typing import NamedTuple
 import numpy as np
 import sympy as sp
 
-from theory.equilibrium import (
+from scalewise.theory.equilibrium import (
     WD_APPROACH_RATE,
     WD_EFFECTIVE_LR,
     WD_NORM_SQ,
@@ -61,7 +61,7 @@ from theory.equilibrium import (
     x,
     x0,
 )
-from theory.identity import identity
+from scalewise.theory.identity import identity
 
 mu, beta1, beta2, d = sp.symbols("mu beta_1 beta_2 d", positive=True)
 p = sp.Symbol("p", real=True)  # E<w_k, m_k>

@@ -22,9 +22,9 @@ from functools import cache, reduce
 import sympy as sp
 from sympy import kronecker_product as kron
 
-from theory.identity import identity, slip, unpack
-from theory.kronecker import homogeneous_second_moment
-from theory.symbolic import matrix, symmetric, vec, vector
+from scalewise.theory.identity import identity, slip, unpack
+from scalewise.theory.kronecker import homogeneous_second_moment
+from scalewise.theory.symbolic import matrix, symmetric, vec, vector
 
 alpha, eta = sp.symbols("alpha eta", positive=True)
 nu = sp.Symbol("nu", positive=True)

@@ -26,10 +26,10 @@ from functools import cache
 import numpy as np
 import sympy as sp
 
-from theory.equilibrium import alpha, k, lam
-from theory.identity import identity
-from theory.optimizers import mu, on_hyperparameter_domain
-from theory.symbolic import vector
+from scalewise.theory.equilibrium import alpha, k, lam
+from scalewise.theory.identity import identity
+from scalewise.theory.optimizers import mu, on_hyperparameter_domain
+from scalewise.theory.symbolic import vector
 
 r = sp.Symbol("r", positive=True)  # growth factor of the equivalent run, w~_k = w_k / r^k
 _Q = sp.Symbol("Q", positive=True)  # r^k (or (1 - alpha lam)^k) in the induction step

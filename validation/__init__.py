@@ -5,8 +5,8 @@ Each suite trains small normalized networks with :mod:`models`, predicts the sam
 figures, ``report.json`` with one record per comparison, and the agreement bounds it meets or
 misses. ``scalewise validate SUITE`` runs one from the command line; from Python::
 
-    import validation
-    from validation.suite import Settings
+    from scalewise import validation
+    from scalewise.validation.suite import Settings
     report = validation.build("effective-lr", Settings(size="smoke"))
     report.write("reports/effective-lr")
 
@@ -23,13 +23,13 @@ from enum import Enum
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from validation.report import LoadedReport, Report
-    from validation.suite import Settings
+    from scalewise.validation.report import LoadedReport, Report
+    from scalewise.validation.suite import Settings
 
 SUITES: dict[str, str] = {
-    "effective-lr": "validation.effective_lr",
-    "kfac": "validation.kfac",
-    "ics": "validation.ics",
+    "effective-lr": "scalewise.validation.effective_lr",
+    "kfac": "scalewise.validation.kfac",
+    "ics": "scalewise.validation.ics",
 }
 """Suite name -> the module whose ``build(settings) -> Report`` makes its report."""
 
@@ -55,8 +55,8 @@ def build(name: str, settings: Settings) -> Report:
 
 def reference(name: str) -> LoadedReport:
     """The committed reference report of suite ``name`` (:func:`validation.report.load`)."""
-    from validation.report import load
-    from validation.suite import REFERENCE_DIR
+    from scalewise.validation.report import load
+    from scalewise.validation.suite import REFERENCE_DIR
 
     return load(REFERENCE_DIR / _check(name))
 

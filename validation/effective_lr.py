@@ -18,15 +18,15 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-import models
-import sim
-from models import comparison
-from models.store import Run, RunStatus
-from models.training import schedule
-from theory import equilibrium as eq
-from validation import exponential_lr, mechanism_one
-from validation.report import Bound, Record, Report, record, spread_steps
-from validation.suite import Settings, train_runs
+from scalewise import models
+from scalewise import sim
+from scalewise.models import comparison
+from scalewise.models.store import Run, RunStatus
+from scalewise.models.training import schedule
+from scalewise.theory import equilibrium as eq
+from scalewise.validation import exponential_lr, mechanism_one
+from scalewise.validation.report import Bound, Record, Report, record, spread_steps
+from scalewise.validation.suite import Settings, train_runs
 
 DRIVEN, EQUILIBRIUM, NORM_GROWTH, STEP_DECAY = "driven", "equilibrium", "norm_growth", "step_decay"
 RECORD_POINTS = 12  # steps per curve at which a comparison is recorded

@@ -35,12 +35,12 @@ import torch
 from matplotlib.figure import Figure
 from torch import nn
 
-from models import DataConfig, ModelConfig, load_dataset, train_step
-from models.data import BatchSampler, Data
-from models.networks import ScaleInvariant, build_model, scale_invariant_params
-from theory import schedules as li_arora
-from validation.report import Bound, Record, Report, record, spread_steps
-from validation.suite import Settings, Size
+from scalewise.models import DataConfig, ModelConfig, load_dataset, train_step
+from scalewise.models.data import BatchSampler, Data
+from scalewise.models.networks import ScaleInvariant, build_model, scale_invariant_params
+from scalewise.theory import schedules as li_arora
+from scalewise.validation.report import Bound, Record, Report, record, spread_steps
+from scalewise.validation.suite import Settings, Size
 
 EXPERIMENT = "exponential_lr"
 LR, WEIGHT_DECAY, MOMENTUM = 0.1, 1e-2, 0.9  # lr*wd = 1e-3 <= (1 - sqrt(0.9))^2 = 2.6e-3

@@ -30,13 +30,13 @@ import torch.nn.functional as F
 from matplotlib.figure import Figure
 from torch import nn
 
-import models
-from models.covariate_shift import second_moment
-from models.data import BatchSampler
-from models.quasi_diagonal import DiagonalSecondMoment, QuasiDiagonal
-from theory import kronecker
-from validation.report import Bound, Report, record, spread_steps
-from validation.suite import Settings
+from scalewise import models
+from scalewise.models.covariate_shift import second_moment
+from scalewise.models.data import BatchSampler
+from scalewise.models.quasi_diagonal import DiagonalSecondMoment, QuasiDiagonal
+from scalewise.theory import kronecker
+from scalewise.validation.report import Bound, Report, record, spread_steps
+from scalewise.validation.suite import Settings
 
 EXACT = 1e-6  # float64 identities that hold up to rounding (invariances, step norms)
 SMOOTHING = 25  # steps of the trailing mean that smooths minibatch losses

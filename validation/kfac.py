@@ -33,17 +33,17 @@ import pandas as pd
 import torch
 from matplotlib.figure import Figure
 
-import models
-import sim
-from models.comparison import wide
-from models.data import BatchSampler
-from models.gauss_newton_norms import network_family_norms
-from models.kfac import KFAC
-from models.networks import scale_invariant_params
-from models.store import Run, RunStatus
-from theory import kfac as kfac_theory
-from validation.report import Bound, Report, record, spread_steps
-from validation.suite import Settings, Size, train_runs
+from scalewise import models
+from scalewise import sim
+from scalewise.models.comparison import wide
+from scalewise.models.data import BatchSampler
+from scalewise.models.gauss_newton_norms import network_family_norms
+from scalewise.models.kfac import KFAC
+from scalewise.models.networks import scale_invariant_params
+from scalewise.models.store import Run, RunStatus
+from scalewise.theory import kfac as kfac_theory
+from scalewise.validation.report import Bound, Report, record, spread_steps
+from scalewise.validation.suite import Settings, Size, train_runs
 
 SUITE = "kfac"
 WD_MODES = ("none", "decoupled", "l2")

@@ -15,9 +15,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-import models
-from models.store import Run, RunStore
-from validation import Size
+from scalewise import models
+from scalewise.models.store import Run, RunStore
+from scalewise.validation import Size
 
 REFERENCE_DIR = Path(__file__).resolve().parent / "reference"
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from models.store import (
+from scalewise.models.store import (
     DEFAULT_STORE,
     EXPORT_FORMATS,
     Run,

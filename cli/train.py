@@ -24,9 +24,9 @@ import typing
 from enum import Enum
 from typing import Any
 
-from models.config import PRESETS, TrainConfig, override, preset
-from models.store import DEFAULT_STORE, Run, RunStatus, RunStore
-from models.training import train
+from scalewise.models.config import PRESETS, TrainConfig, override, preset
+from scalewise.models.store import DEFAULT_STORE, Run, RunStatus, RunStore
+from scalewise.models.training import train
 
 ALIASES = {"optimizer.name": "optimizer", "data.name": "dataset", "data.root": "data-root"}
 SECTIONS = ("model.", "data.", "optimizer.")  # dropped from flag names: --width, --lr

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from theory.catalogue import catalogue_markdown
+from scalewise.theory.catalogue import catalogue_markdown
 
 DEFAULT = Path("docs/identities.md")
 

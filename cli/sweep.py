@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from models.store import DEFAULT_STORE, RunStatus, RunStore
-from models.sweep import (
+from scalewise.models.store import DEFAULT_STORE, RunStatus, RunStore
+from scalewise.models.sweep import (
     SweepSpec,
     Trial,
     TrialResult,

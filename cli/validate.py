@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from validation import SUITES, Size
+from scalewise.validation import SUITES, Size
 
 EXIT_INTERRUPTED = 130
 
@@ -48,9 +48,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from validation import build
-    from validation.report import agreement_table
-    from validation.suite import Settings
+    from scalewise.validation import build
+    from scalewise.validation.report import agreement_table
+    from scalewise.validation.suite import Settings
 
     out = Path(args.out or Path("reports") / args.suite)
     start = time.perf_counter()

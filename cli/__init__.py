@@ -1,6 +1,6 @@
 """The ``scalewise`` command line: one subcommand per module of this package.
 
-Each module ``scalewise_cli.<command>`` defines ``register(subparsers)``, which adds the
+Each module ``scalewise.cli.<command>`` defines ``register(subparsers)``, which adds the
 subcommand ``<command>``, and ``run(args) -> int``, its exit status.
 """
 
@@ -22,7 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:
-        module = importlib.import_module(f"scalewise_cli.{name}")
+        module = importlib.import_module(f"scalewise.cli.{name}")
         module.register(subparsers)
         subparsers.choices[name].set_defaults(run=module.run)
     return parser

@@ -1,0 +1,5 @@
+import sys
+
+from scalewise.cli import main
+
+sys.exit(main())

@@ -1,5 +1,0 @@
-import sys
-
-from scalewise_cli import main
-
-sys.exit(main())
