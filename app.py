@@ -20,9 +20,9 @@ from scalewise import models
 from scalewise import sim
 from scalewise import theory
 from scalewise import validation
-from scalewise.models import comparison, covariate_shift, gauss_newton_norms
+from scalewise.validation import comparison, covariate_shift, gauss_newton
 from scalewise.models.store import RunStore, StoreError, default_store_path
-from scalewise.sim import curves
+from scalewise.figures import curves
 from scalewise.validation.report import LoadedReport
 from scalewise.validation.suite import REFERENCE_DIR
 
@@ -68,7 +68,7 @@ def damping(lr: float, weight_decay: float, eta: float, steps: int) -> pd.DataFr
 
 @st.cache_data(max_entries=8, show_spinner=False)
 def family_norms(depths: tuple[int, ...], width: int, seed: int) -> pd.DataFrame:
-    return gauss_newton_norms.network_family_norms(depths, width=width, seed=seed)
+    return gauss_newton.network_family_norms(depths, width=width, seed=seed)
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
@@ -421,7 +421,7 @@ def _stored_gn_norms() -> pd.DataFrame:
     try:
         with RunStore(path) as store:
             runs = store.runs()
-        frames = [gauss_newton_norms.stored_norms(stored_run(str(path), r.id, version(r)).metrics)
+        frames = [gauss_newton.stored_norms(stored_run(str(path), r.id, version(r)).metrics)
                   .assign(run=r.id) for r in runs.itertuples()]
     except (ValueError, OSError):  # an unreadable store or run: fall back to the live family
         return pd.DataFrame()

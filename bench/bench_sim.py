@@ -17,7 +17,7 @@ import time
 import numpy as np
 
 from scalewise import sim
-from scalewise.sim import figures
+from scalewise.figures import notes as figures
 from scalewise.theory import equilibrium as eq
 
 

@@ -6,9 +6,9 @@ Measured in one run on this machine, each into a fresh temporary store:
 
 * start-up: ``ray.init`` (in-process, ``--num-cpus`` CPUs), then the first round trip of a
   trivial task (a worker process started);
-* Ray: :func:`models.sweep.run_sweep` on the started Ray (start-up not included; the first
+* Ray: :func:`scalewise.sweep.run_sweep` on the started Ray (start-up not included; the first
   trials pay the import of torch in each worker);
-* sequential: :func:`models.sweep.run_trial` and :func:`models.sweep.record` per trial, the
+* sequential: :func:`scalewise.sweep.run_trial` and :func:`scalewise.sweep.record` per trial, the
   work a Ray task and the driver do, in this process with ``--threads`` torch threads (default:
   torch's default; a Ray worker runs one thread per CPU it reserves, one here).
 
@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 
 from scalewise.models.store import RunStore
-from scalewise.models.sweep import (
+from scalewise.sweep import (
     SweepSpec,
     expand,
     import_ray,

@@ -10,7 +10,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "figures",
         help="draw the simulator figures (001 Fig. 6-7, optimizer comparison, 004 Fig. 3)",
-        description="Simulate and draw every figure of sim.figures, written as PNG and PDF.",
+        description="Simulate and draw every figure of figures.notes, written as PNG and PDF.",
     )
     parser.add_argument("--out", required=True, metavar="DIR", help="output directory")
     parser.add_argument("--format", action="append", choices=("png", "pdf", "svg"),
@@ -19,7 +19,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from scalewise.sim.figures import save_all  # matplotlib is imported only by this command
+    from scalewise.figures.notes import save_all  # matplotlib is imported only by this command
 
     start = time.perf_counter()
     written = save_all(args.out, formats=tuple(args.formats or ("png", "pdf")), dpi=args.dpi)

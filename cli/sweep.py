@@ -2,7 +2,7 @@
 (or ``--status``) shows where each trial stands. Both end with the summary table (best per
 optimizer, mean and std over seeds), which ``--summary-csv PATH`` also writes.
 
-The spec format is documented in :mod:`models.sweep`. Running the same command again skips the
+The spec format is documented in :mod:`scalewise.sweep.spec`. Running the same command again skips the
 trials already completed in the store and runs the rest.
 """
 
@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from scalewise.models.store import DEFAULT_STORE, RunStatus, RunStore
-from scalewise.models.sweep import (
+from scalewise.sweep import (
     SweepSpec,
     Trial,
     TrialResult,

@@ -5,8 +5,8 @@ for SGD (001 Eq. 23) on whole hyperparameter grids; the *sphere* engine trains e
 scale-invariant weight vectors with the real update rules of SGD, momentum SGD, Adam, AdamW,
 RMSprop and Adagrad. :func:`equilibrium` gives theory's closed-form equilibria, :func:`drive`
 turns measured gradient norms into predicted weight norms, :func:`exponential_lr_pair` shows
-weight decay as an exponential learning-rate schedule, and :mod:`sim.figures` (imported on its
-own: it needs matplotlib) draws the notes' figures.
+weight decay as an exponential learning-rate schedule; :mod:`scalewise.figures` draws the notes'
+figures from them.
 
 >>> from scalewise import sim
 >>> t = sim.simulate("sgd", lr=[0.1, 1.0], steps=100)

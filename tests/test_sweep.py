@@ -18,7 +18,7 @@ import pytest
 
 from scalewise.models.config import OptimizerName, preset
 from scalewise.models.store import RunStatus, RunStore
-from scalewise.models.sweep import (
+from scalewise.sweep import (
     RAY_MISSING,
     Trial,
     TrialResult,

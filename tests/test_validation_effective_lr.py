@@ -13,7 +13,7 @@ import pytest
 from test_models_data import write_cifar
 
 from scalewise import models
-from scalewise.models import comparison
+from scalewise.validation import comparison
 from scalewise.models.store import RunStore
 from scalewise.theory import equilibrium as eq
 from scalewise.validation import effective_lr as elr

@@ -7,7 +7,7 @@ and the response to step decays (004 Sec. 4.1, Fig. 3); then the paper's first m
 
 Networks: the digits MLP and small CNN with batch norm (CPU, minutes), and a CIFAR-10 ResNet
 when ``settings.data_root`` holds the data. Only scale-invariant layers
-(:func:`models.comparison.invariant_layers`) are predicted; the output layer is reported apart.
+(:func:`validation.comparison.invariant_layers`) are predicted; the output layer is reported apart.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from matplotlib.figure import Figure
 
 from scalewise import models
 from scalewise import sim
-from scalewise.models import comparison
+from scalewise.validation import comparison
 from scalewise.models.store import Run, RunStatus
 from scalewise.models.training import schedule
 from scalewise.theory import equilibrium as eq
@@ -103,7 +103,7 @@ def _setting(setting: Setting, smoke: bool) -> Setting:
 @dataclass(frozen=True)
 class Measured:
     """A trained run with its label, network and comparison table
-    (:func:`models.comparison.compare_run`)."""
+    (:func:`validation.comparison.compare_run`)."""
 
     network: str
     label: str

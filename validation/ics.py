@@ -31,7 +31,7 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from scalewise import models
-from scalewise.models.covariate_shift import second_moment
+from scalewise.validation.covariate_shift import second_moment
 from scalewise.models.data import BatchSampler
 from scalewise.models.quasi_diagonal import DiagonalSecondMoment, QuasiDiagonal
 from scalewise.theory import kronecker

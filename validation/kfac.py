@@ -35,9 +35,9 @@ from matplotlib.figure import Figure
 
 from scalewise import models
 from scalewise import sim
-from scalewise.models.comparison import wide
+from scalewise.validation.comparison import wide
 from scalewise.models.data import BatchSampler
-from scalewise.models.gauss_newton_norms import network_family_norms
+from scalewise.validation.gauss_newton import network_family_norms
 from scalewise.models.kfac import KFAC
 from scalewise.models.networks import scale_invariant_params
 from scalewise.models.store import Run, RunStatus
@@ -230,7 +230,7 @@ def gauss_newton_norm(report: Report, settings: Settings) -> None:
         "**Predicted.** `theory.kfac.KFAC_GN_NORM` = (L+1)||J||_F^2 with L+1 weight matrices "
         "(004 Lemma 2 and Theorem 1; 000 slides, Mechanism 2), exact for bias-free *linear* "
         "networks with whitened inputs. As the control, the untrained family of "
-        "`models.gauss_newton_norms` (bias-free, width 4, whitened inputs, float64) meets it "
+        "`validation.gauss_newton` (bias-free, width 4, whitened inputs, float64) meets it "
         "to rounding: records `init-linear`, worst relative error "
         f"{_worst(report, experiment, 'init-linear'):.1e}. For ReLU networks at initialization "
         f"the same ratio misses by up to {relu_error:.0%} (records `init-relu`).\n\n"

@@ -8,7 +8,7 @@ import pytest
 from matplotlib.figure import Figure
 
 from scalewise.cli import figures as figures_command
-from scalewise.sim import figures
+from scalewise.figures import notes as figures
 
 SMALL = {
     "fig6_norm_growth": dict(steps=2000),

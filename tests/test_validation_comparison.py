@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from scalewise import models
-from scalewise.models import comparison
+from scalewise.validation import comparison
 from scalewise.models.store import Run, RunStatus, RunStore
 from scalewise.theory import equilibrium as eq
 

@@ -1,4 +1,4 @@
-"""models.gauss_newton_norms: 004 Theorem 1 measured on deep linear networks, exactly."""
+"""validation.gauss_newton: 004 Theorem 1 measured on deep linear networks, exactly."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
-from scalewise.models import gauss_newton_norms as gnn
+from scalewise.validation import gauss_newton as gnn
 
 
 def test_inputs_are_exactly_whitened() -> None:

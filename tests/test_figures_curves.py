@@ -1,4 +1,4 @@
-"""sim.curves: the tables behind the explorer's Fig. 6 / Fig. 7 pages agree with theory."""
+"""figures.curves: the tables behind the explorer's Fig. 6 / Fig. 7 pages agree with theory."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from scalewise import sim
-from scalewise.sim import curves
+from scalewise.figures import curves
 from scalewise.theory.optimizers import NO_EQUILIBRIUM
 
 
