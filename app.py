@@ -15,18 +15,16 @@ import pandas as pd
 import streamlit as st
 from matplotlib import colormaps
 from matplotlib.figure import Figure
-
-from scalewise import models
-from scalewise import sim
-from scalewise import theory
-from scalewise import validation
-from scalewise.validation import comparison, covariate_shift, gauss_newton
-from scalewise.models.store import RunStore, StoreError, default_store_path
 from scalewise.figures import curves
+from scalewise.models.store import RunStore, StoreError, default_store_path
+from scalewise.validation import comparison, covariate_shift, gauss_newton
 from scalewise.validation.report import LoadedReport
 from scalewise.validation.suite import REFERENCE_DIR
 
-OPTIMIZERS = tuple(name.value for name in sim.Optimizer)
+from scalewise import models, theory, validation
+from scalewise.vocabulary import Optimizer
+
+OPTIMIZERS = tuple(o.value for o in Optimizer if o.properties.simulated)
 LR_CHOICES = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
 STEP_CHOICES = (1000, 3000, 10_000, 30_000, 100_000)
 SMALL_RUN_PRESET = "digits-bn-sgd"

@@ -24,17 +24,16 @@ import time
 from collections.abc import Callable
 
 import torch
-
 from scalewise.models.config import (
     Arch,
     KFACConfig,
     ModelConfig,
     Norm,
+    Optimizer,
     OptimizerConfig,
-    OptimizerName,
 )
 from scalewise.models.networks import build_model
-from scalewise.models.optimizers import build_optimizer
+from scalewise.models.optimizer_factory import build_optimizer
 from scalewise.models.step import train_step
 
 BATCH = 128
@@ -42,7 +41,7 @@ IN_SHAPE = (3, 32, 32)
 CLASSES = 10
 
 
-def _runner(name: OptimizerName, probe: bool, device: torch.device) -> Callable[[int], float]:
+def _runner(name: Optimizer, probe: bool, device: torch.device) -> Callable[[int], float]:
     """A function running ``n`` training steps of one configuration, returning seconds/step."""
     model = build_model(ModelConfig(arch=Arch.VGG, norm=Norm.BATCH), IN_SHAPE, CLASSES,
                         seed=0).to(device)
@@ -71,9 +70,9 @@ def _synchronize(device: torch.device) -> None:
 def measure(blocks: int, block: int, device: torch.device) -> dict[str, list[float]]:
     """Per-step seconds of each configuration, one entry per block, blocks interleaved."""
     runners = {
-        "sgd": _runner(OptimizerName.SGD, False, device),
-        "sgd+probes": _runner(OptimizerName.SGD, True, device),
-        "kfac": _runner(OptimizerName.KFAC, False, device),
+        "sgd": _runner(Optimizer.SGD, False, device),
+        "sgd+probes": _runner(Optimizer.SGD, True, device),
+        "kfac": _runner(Optimizer.KFAC, False, device),
     }
     for run in runners.values():  # warm-up: allocations, first factors and inverses
         run(2)

@@ -19,7 +19,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from scalewise.figures.notes import save_all  # matplotlib is imported only by this command
+    from scalewise.figures.notes import (
+        save_all,  # matplotlib is imported only by this command
+    )
 
     start = time.perf_counter()
     written = save_all(args.out, formats=tuple(args.formats or ("png", "pdf")), dpi=args.dpi)

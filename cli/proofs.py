@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from scalewise import theory
 from scalewise.theory.catalogue import FORMATS, results_table
+
+from scalewise import theory
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

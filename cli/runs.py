@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 import pandas as pd
-
 from scalewise.models.store import (
     DEFAULT_STORE,
     EXPORT_FORMATS,

@@ -9,13 +9,14 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
-
 from scalewise.sim.dynamics import simulate
 from scalewise.sim.equilibria import equilibrium
 from scalewise.sim.recurrence import effective_damping
-from scalewise.sim.spec import Optimizer
 from scalewise.theory import equilibrium as eq
 from scalewise.theory.optimizers import NO_EQUILIBRIUM
+
+from scalewise import checks
+from scalewise.vocabulary import Optimizer
 
 POINTS = 400  # points per curve: enough for a smooth curve on a log step axis
 RECORDS = 10_000  # records per recurrence run at most: recording every step of a long run is slow
@@ -39,7 +40,7 @@ def norm_growth_table(lrs: Sequence[float], *, steps: int, grad_norm: float = 1.
     ``||w_k||^2 = sqrt(1 + k / k0)`` and its effective LR (001 Sec. 4.3;
     :func:`theory.equilibrium.growth_norm_sq`)."""
     if len(lrs) == 0:
-        raise ValueError("lrs must hold at least one learning rate")
+        checks.fail("lrs", lrs, "at least one learning rate")
     lr = np.asarray(lrs, dtype=np.float64)  # (lrs,)
     t = simulate("sgd", lr=lr, grad_norm=grad_norm, steps=steps,
                  record_every=_record_every(steps))

@@ -22,8 +22,8 @@ from scalewise.models.config import (
     KFACConfig,
     ModelConfig,
     Norm,
+    Optimizer,
     OptimizerConfig,
-    OptimizerName,
     Schedule,
     TrainConfig,
     WeightDecayMode,
@@ -33,14 +33,14 @@ from scalewise.models.config import (
 )
 from scalewise.models.data import Data, load_dataset
 from scalewise.models.networks import build_model
-from scalewise.models.optimizers import build_optimizer
+from scalewise.models.optimizer_factory import build_optimizer
 from scalewise.models.step import StepResult, train_step
 from scalewise.models.store import Run, RunStatus, RunStore, StoreError
 from scalewise.models.training import evaluate, train
 
 __all__ = [
     "PRESETS", "Arch", "Curvature", "Data", "DataConfig", "Dataset", "KFACConfig",
-    "ModelConfig", "Norm", "OptimizerConfig", "OptimizerName", "Run", "RunStatus", "RunStore",
+    "ModelConfig", "Norm", "OptimizerConfig", "Optimizer", "Run", "RunStatus", "RunStore",
     "Schedule", "StepResult", "StoreError", "TrainConfig", "WeightDecayMode",
     "WeightDecayPlacement", "build_model", "build_optimizer", "evaluate", "load_dataset",
     "override", "preset", "probes", "train", "train_step",

@@ -11,7 +11,7 @@ on disk exist (:func:`models.data.load_dataset`), so that a config can be read o
 lacks the data.
 
 >>> TrainConfig(optimizer=OptimizerConfig(name="adamw", lr=1e-3)).optimizer.name
-<OptimizerName.ADAMW: 'adamw'>
+<Optimizer.ADAMW: 'adamw'>
 >>> OptimizerConfig(lr=-1.0)
 Traceback (most recent call last):
 ...
@@ -32,6 +32,9 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, ClassVar
 
+from scalewise import checks
+from scalewise.vocabulary import Decay, Optimizer
+
 
 class Arch(str, Enum):
     MLP = "mlp"
@@ -46,16 +49,6 @@ class Norm(str, Enum):
     BATCH = "batch"
     LAYER = "layer"
     WEIGHT = "weight"
-
-
-class OptimizerName(str, Enum):
-    SGD = "sgd"
-    SGDM = "sgdm"
-    ADAM = "adam"
-    ADAMW = "adamw"
-    RMSPROP = "rmsprop"
-    ADAGRAD = "adagrad"
-    KFAC = "kfac"
 
 
 class WeightDecayMode(str, Enum):
@@ -110,47 +103,23 @@ RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 # ------------------------------------------------------------------------------ validation
 
-def _fail(name: str, value: Any, allowed: str) -> typing.NoReturn:
-    raise ValueError(f"{name} = {value!r} is invalid; allowed: {allowed}")
-
-
 def _coerce_enum(config: Any, name: str, kind: type[Enum], *, optional: bool = False) -> None:
     """Replace the string in field ``name`` of a frozen ``config`` by its ``kind`` member."""
     value = getattr(config, name)
-    if optional and value is None:
-        return
-    allowed = {m.value: m for m in kind}
-    if not isinstance(value, str) or value not in allowed:
-        _fail(config.path(name), value,
-              "one of " + ", ".join(allowed) + (" or None" if optional else ""))
-    object.__setattr__(config, name, allowed[value])
+    by_value = {m.value: m for m in kind}
+    checks.one_of(config.path(name), value, [*by_value, *kind], optional=optional)
+    object.__setattr__(config, name, by_value.get(value, value))
 
 
 def _check_int(config: Any, name: str, minimum: int, *, optional: bool = False) -> None:
-    value = getattr(config, name)
-    if optional and value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        allowed = f"an integer >= {minimum}" + (" or None" if optional else "")
-        _fail(config.path(name), value, allowed)
+    checks.integer(config.path(name), getattr(config, name), minimum, optional=optional)
 
 
 def _check_float(config: Any, name: str, low: float, high: float = math.inf, *,
                  low_open: bool = False, high_open: bool = True) -> None:
     """``value`` must be a finite number in the interval from ``low`` to ``high``."""
-    value = getattr(config, name)
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    ok = ok and (value > low if low_open else value >= low)
-    ok = ok and (value < high if high_open else value <= high)
-    if not ok:
-        _fail(config.path(name), value, _interval(low, high, low_open, high_open))
-
-
-def _interval(low: float, high: float, low_open: bool, high_open: bool) -> str:
-    if high == math.inf:
-        return f"a finite number {'>' if low_open else '>='} {low:g}"
-    left, right = "(" if low_open else "[", ")" if high_open else "]"
-    return f"a finite number in {left}{low:g}, {high:g}{right}"
+    checks.number(config.path(name), getattr(config, name), low, high, low_open=low_open,
+                  high_open=high_open)
 
 
 class _Validated:
@@ -195,10 +164,10 @@ class DataConfig(_Validated):
         if isinstance(self.root, os.PathLike):
             object.__setattr__(self, "root", os.fspath(self.root))
         if self.name in DISK_DATASETS and not self.root:
-            _fail(self.path("root"), self.root,
+            checks.fail(self.path("root"), self.root,
                   f"the folder holding the {self.name.value} files (nothing is downloaded)")
         if self.root is not None and not isinstance(self.root, str):
-            _fail(self.path("root"), self.root, "a folder path (str) or None")
+            checks.fail(self.path("root"), self.root, "a folder path (str) or None")
         _check_int(self, "batch_size", 1)
         _check_int(self, "train_size", 1, optional=True)
         _check_int(self, "test_size", 1, optional=True)
@@ -224,7 +193,7 @@ class KFACConfig(_Validated):
 
 @dataclass(frozen=True)
 class OptimizerConfig(_Validated):
-    """The optimizer, its weight decay, schedule and step hooks (see :mod:`models.optimizers`).
+    """The optimizer, its weight decay, schedule and step hooks (see :mod:`scalewise.models.optimizer_factory`).
 
     ``graft_direction`` makes the run AdaGraft (000 Algorithm 2): per parameter tensor, each
     step has the magnitude of the step of ``name`` and the direction of the step of
@@ -239,9 +208,9 @@ class OptimizerConfig(_Validated):
 
     PREFIX: ClassVar[str] = "optimizer."
 
-    name: OptimizerName = OptimizerName.SGD
+    name: Optimizer = Optimizer.SGD
     lr: float = 0.1
-    momentum: float = 0.9  # used by sgdm, rmsprop and kfac
+    momentum: float | None = None  # sgdm and kfac; None: the optimizer's default (vocabulary)
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = 1e-8
     rmsprop_alpha: float = 0.99  # RMSprop's smoothing constant (torch's alpha)
@@ -250,7 +219,7 @@ class OptimizerConfig(_Validated):
     wd_placement: WeightDecayPlacement = WeightDecayPlacement.ALL
     kfac: KFACConfig = field(default_factory=KFACConfig)
     renormalize: bool = False  # rescale each scale-invariant unit to unit norm after each step
-    graft_direction: OptimizerName | None = None  # AdaGraft: name's magnitude, this direction
+    graft_direction: Optimizer | None = None  # AdaGraft: name's magnitude, this direction
     graft_norms_from: str | None = None  # norm grafting: the id of the run whose norms to take
     schedule: Schedule = Schedule.CONSTANT
     milestones: tuple[int, ...] = ()  # step decay: multiply lr by gamma at these steps
@@ -258,13 +227,13 @@ class OptimizerConfig(_Validated):
     warmup_steps: int = 0
 
     def __post_init__(self) -> None:
-        _coerce_enum(self, "name", OptimizerName)
+        _coerce_enum(self, "name", Optimizer)
         _coerce_enum(self, "wd_mode", WeightDecayMode)
         _coerce_enum(self, "wd_placement", WeightDecayPlacement)
         _coerce_enum(self, "schedule", Schedule)
-        _coerce_enum(self, "graft_direction", OptimizerName, optional=True)
+        _coerce_enum(self, "graft_direction", Optimizer, optional=True)
         _check_float(self, "lr", 0.0, low_open=True)
-        _check_float(self, "momentum", 0.0, 1.0)
+        self._resolve_momentum()
         _check_float(self, "eps", 0.0, low_open=True)
         _check_float(self, "rmsprop_alpha", 0.0, 1.0, low_open=True)
         _check_float(self, "weight_decay", 0.0)
@@ -274,56 +243,75 @@ class OptimizerConfig(_Validated):
         self._check_milestones()
         self._check_weight_decay()
         if not isinstance(self.renormalize, bool):
-            _fail(self.path("renormalize"), self.renormalize, "True or False")
+            checks.fail(self.path("renormalize"), self.renormalize, "True or False")
         self._check_grafting()
+
+    def _resolve_momentum(self) -> None:
+        """``None`` becomes the default of whichever optimizer of the run uses momentum
+        (:data:`scalewise.vocabulary.PROPERTIES`); a nonzero momentum for a run none of whose
+        optimizers uses it is refused rather than ignored."""
+        users = [o for o in (self.name, self.graft_direction)
+                 if o is not None and o.properties.uses_momentum]
+        if self.momentum is None:
+            value = users[0].properties.default_momentum if users else 0.0
+            object.__setattr__(self, "momentum", value)
+        _check_float(self, "momentum", 0.0, 1.0)
+        if self.momentum and not users:
+            checks.fail(self.path("momentum"), self.momentum,
+                        f"0 or None for optimizer.name = {self.name.value!r} (momentum is used by "
+                        + ", ".join(o.value for o in Optimizer if o.properties.uses_momentum)
+                        + ")")
 
     def _check_betas(self) -> None:
         betas = tuple(self.betas)
         if len(betas) != 2 or not all(isinstance(b, (int, float)) and 0 <= b < 1 for b in betas):
-            _fail(self.path("betas"), self.betas, "two numbers in [0, 1)")
+            checks.fail(self.path("betas"), self.betas, "two numbers in [0, 1)")
         object.__setattr__(self, "betas", betas)
 
     def _check_milestones(self) -> None:
         steps = tuple(self.milestones)
         ints = all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in steps)
         if not ints or list(steps) != sorted(set(steps)):
-            _fail(self.path("milestones"), self.milestones, "strictly increasing integers >= 1")
+            checks.fail(self.path("milestones"), self.milestones, "strictly increasing integers >= 1")
         object.__setattr__(self, "milestones", steps)
 
     def _check_grafting(self) -> None:
         direction = self.graft_direction
-        if direction is not None and OptimizerName.KFAC in (self.name, direction):
-            _fail(self.path("graft_direction"), direction.value,
+        if direction is not None and Optimizer.KFAC in (self.name, direction):
+            checks.fail(self.path("graft_direction"), direction.value,
                   "an optimizer other than kfac, and None with optimizer.name = 'kfac' "
                   "(K-FAC is not grafted)")
         if direction is not None and direction is self.name:
-            _fail(self.path("graft_direction"), direction.value,
+            checks.fail(self.path("graft_direction"), direction.value,
                   f"an optimizer other than optimizer.name = {self.name.value!r} (grafting an "
                   "optimizer onto itself is that optimizer), or None")
         source = self.graft_norms_from
         if source is not None and not (isinstance(source, str) and RUN_ID.fullmatch(source)):
-            _fail(self.path("graft_norms_from"), source, "a run id (letters, digits, '.', '_' "
+            checks.fail(self.path("graft_norms_from"), source, "a run id (letters, digits, '.', '_' "
                   "and '-') or None")
         if source is not None and self.renormalize:
-            _fail(self.path("graft_norms_from"), source,
+            checks.fail(self.path("graft_norms_from"), source,
                   "None with optimizer.renormalize (both set the norms of the normalized layers)")
 
     def _check_weight_decay(self) -> None:
-        """A decay needs a mode, and where it shrinks the weights by ``1 - alpha*lambda``
-        (decoupled; l2 with SGD or K-FAC) that factor must stay in (0, 1] (001 Eq. 22)."""
+        """A decay needs a mode; an optimizer whose own decay is decoupled (AdamW) takes no L2;
+        and where the decay shrinks the weights by ``1 - lr weight_decay`` (decoupled, or L2
+        without a preconditioner) that factor must stay positive (001 Eq. 22)."""
         if self.weight_decay > 0 and self.wd_mode is WeightDecayMode.NONE:
-            _fail(self.path("wd_mode"), self.wd_mode.value,
-                  "l2 or decoupled when optimizer.weight_decay > 0")
-        if (OptimizerName.ADAMW in (self.name, self.graft_direction)
-                and self.wd_mode is WeightDecayMode.L2):
-            _fail(self.path("wd_mode"), self.wd_mode.value,
-                  "decoupled or none with adamw (its decay is decoupled; use adam for l2)")
-        shrinks = self.wd_mode is WeightDecayMode.DECOUPLED or (
-            self.wd_mode is WeightDecayMode.L2
-            and self.name in (OptimizerName.SGD, OptimizerName.SGDM, OptimizerName.KFAC))
-        if shrinks and self.lr * self.weight_decay >= 1:
-            _fail(self.path("weight_decay"), self.weight_decay,
-                  f"lr * weight_decay < 1 (lr = {self.lr:g}), so that 1 - lr*weight_decay > 0")
+            checks.fail(self.path("wd_mode"), self.wd_mode.value,
+                        "l2 or decoupled when optimizer.weight_decay > 0")
+        if self.wd_mode is WeightDecayMode.NONE:
+            return
+        decay = Decay.COUPLED if self.wd_mode is WeightDecayMode.L2 else Decay.DECOUPLED
+        optimizers = [o for o in (self.name, self.graft_direction) if o is not None]
+        decoupled = [o.value for o in optimizers if o.properties.decay is Decay.DECOUPLED]
+        if decoupled and decay is Decay.COUPLED:
+            checks.fail(self.path("wd_mode"), self.wd_mode.value,
+                        f"decoupled or none with {decoupled[0]} (its decay is decoupled; its "
+                        "coupled twin takes l2, e.g. adam for adamw)")
+        if any(o.properties.shrinks(decay) for o in optimizers):
+            checks.decay_factor(self.lr, self.weight_decay, name=self.path("weight_decay"),
+                                context=f"(lr = {self.lr:g})")
 
 
 @dataclass(frozen=True)
@@ -347,36 +335,36 @@ class TrainConfig(_Validated):
         for part, kind in (("model", ModelConfig), ("data", DataConfig),
                            ("optimizer", OptimizerConfig)):
             if not isinstance(getattr(self, part), kind):
-                _fail(part, getattr(self, part), f"a {kind.__name__}")
+                checks.fail(part, getattr(self, part), f"a {kind.__name__}")
         _check_int(self, "steps", 1)
         _check_int(self, "seed", 0)
         for every in ("probe_every", "costly_probe_every", "eval_every", "checkpoint_every"):
             _check_int(self, every, 0)
         if not isinstance(self.device, str) or not _DEVICE.fullmatch(self.device):
-            _fail("device", self.device, "auto, cpu, cuda, cuda:<index> or mps")
+            checks.fail("device", self.device, "auto, cpu, cuda, cuda:<index> or mps")
         if not isinstance(self.name, str):
-            _fail("name", self.name, "a string")
+            checks.fail("name", self.name, "a string")
         self._check_combination()
 
     def _check_combination(self) -> None:
         if self.model.arch is not Arch.MLP and self.data.name not in IMAGE_DATASETS:
-            _fail("model.arch", self.model.arch.value,
+            checks.fail("model.arch", self.model.arch.value,
                   f"mlp for data.name = {self.data.name.value!r} (vector inputs); "
                   "vgg and resnet need images (digits, mnist, cifar10)")
         if (self.optimizer.schedule is Schedule.WARMUP_COSINE
                 and self.optimizer.warmup_steps >= self.steps):
-            _fail("optimizer.warmup_steps", self.optimizer.warmup_steps,
+            checks.fail("optimizer.warmup_steps", self.optimizer.warmup_steps,
                   f"an integer < steps ({self.steps}) with the warmup-cosine schedule")
         if (self.optimizer.schedule is Schedule.EXPONENTIAL
                 and abs((self.steps - 1) * math.log(self.optimizer.gamma)) > _MAX_LOG_FACTOR):
-            _fail("optimizer.gamma", self.optimizer.gamma,
+            checks.fail("optimizer.gamma", self.optimizer.gamma,
                   f"a factor whose power gamma**{self.steps - 1} (the last step's) is a normal "
                   "float, so the learning rate neither overflows nor vanishes")
         if self.optimizer.graft_norms_from is not None and self.model.norm is Norm.NONE:
-            _fail("optimizer.graft_norms_from", self.optimizer.graft_norms_from,
+            checks.fail("optimizer.graft_norms_from", self.optimizer.graft_norms_from,
                   "None with model.norm = 'none' (no normalized layer to graft norms onto)")
-        if self.optimizer.name is OptimizerName.KFAC and self.model.norm not in KFAC_NORMS:
-            _fail("model.norm", self.model.norm.value,
+        if self.optimizer.name is Optimizer.KFAC and self.model.norm not in KFAC_NORMS:
+            checks.fail("model.norm", self.model.norm.value,
                   "none, batch or layer with optimizer.name = 'kfac' (K-FAC preconditions the "
                   "weights of Linear and Conv2d layers; weight norm reparameterizes them)")
 
@@ -385,12 +373,24 @@ class TrainConfig(_Validated):
 
     @classmethod
     def from_json(cls, text: str) -> TrainConfig:
-        return from_dict(cls, json.loads(text))
+        return from_dict(cls, _without_unused_momentum(json.loads(text)))
 
     def run_id(self) -> str:
         """A stable id: the first 12 hex digits of the SHA-256 of :meth:`to_json`, so the same
         config always names the same run (and resumes it)."""
         return hashlib.sha256(self.to_json().encode()).hexdigest()[:12]
+
+
+def _without_unused_momentum(data: dict[str, Any]) -> dict[str, Any]:
+    """Stored configs once carried a momentum of 0.9 for every optimizer; where no optimizer of
+    the run uses momentum it is dropped, so such runs load as what they trained."""
+    optimizer = data.get("optimizer", {})
+    names = [optimizer.get("name", Optimizer.SGD.value), optimizer.get("graft_direction")]
+    uses = [Optimizer(n).properties.uses_momentum for n in names
+            if n in {o.value for o in Optimizer}]
+    if "momentum" in optimizer and not any(uses):
+        optimizer.pop("momentum")
+    return data
 
 
 def from_dict(cls: type, data: Mapping[str, Any], prefix: str = "") -> Any:
@@ -400,7 +400,7 @@ def from_dict(cls: type, data: Mapping[str, Any], prefix: str = "") -> Any:
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
     if unknown:
-        _fail(prefix + unknown[0], data[unknown[0]],
+        checks.fail(prefix + unknown[0], data[unknown[0]],
               "one of the fields " + ", ".join(sorted(names)))
     kwargs = {}
     for name, value in data.items():
@@ -431,7 +431,7 @@ def _replace(config: Any, nested: Mapping[str, Any], prefix: str) -> Any:
     kwargs = {}
     for name, value in nested.items():
         if name not in names:
-            _fail(prefix + name, value, "one of the fields " + ", ".join(sorted(names)))
+            checks.fail(prefix + name, value, "one of the fields " + ", ".join(sorted(names)))
         sub = getattr(config, name)
         if dataclasses.is_dataclass(sub) and isinstance(value, Mapping):
             value = _replace(sub, value, f"{prefix}{name}.")
@@ -487,5 +487,5 @@ otherwise."""
 
 def preset(name: str) -> TrainConfig:
     if name not in PRESETS:
-        _fail("preset", name, "one of " + ", ".join(PRESETS))
+        checks.fail("preset", name, "one of " + ", ".join(PRESETS))
     return PRESETS[name]

@@ -32,10 +32,11 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from scalewise.models.config import Curvature, WeightDecayMode
 from torch import nn
 from torch.nn.utils import parametrize
 
-from scalewise.models.config import Curvature, WeightDecayMode
+from scalewise import checks
 
 Eigen = tuple[torch.Tensor, torch.Tensor]  # (eigenvalues (n,), eigenvectors (n, n))
 
@@ -292,15 +293,10 @@ def _split(direction: torch.Tensor, params: list[torch.Tensor]) -> list[torch.Te
 
 def _check_hyperparameters(lr: float, momentum: float, damping: float, weight_decay: float,
                            factor_decay: float, factor_interval: int, inverse_interval: int) -> None:
-    checks = [
-        ("lr", lr > 0, "> 0", lr),
-        ("momentum", 0 <= momentum < 1, "in [0, 1)", momentum),
-        ("damping", damping >= 0, ">= 0", damping),
-        ("weight_decay", weight_decay >= 0, ">= 0", weight_decay),
-        ("factor_decay", 0 <= factor_decay < 1, "in [0, 1)", factor_decay),
-        ("factor_interval", factor_interval >= 1, ">= 1", factor_interval),
-        ("inverse_interval", inverse_interval >= 1, ">= 1", inverse_interval),
-    ]
-    for name, ok, allowed, value in checks:
-        if not ok:
-            raise ValueError(f"{name} must be {allowed}, got {value}")
+    checks.positive("lr", lr)
+    checks.unit_interval("momentum", momentum)
+    checks.nonnegative("damping", damping)
+    checks.nonnegative("weight_decay", weight_decay)
+    checks.unit_interval("factor_decay", factor_decay)
+    checks.integer("factor_interval", factor_interval, 1)
+    checks.integer("inverse_interval", inverse_interval, 1)

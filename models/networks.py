@@ -20,10 +20,11 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch
+from scalewise.models.config import Arch, ModelConfig, Norm
 from torch import nn
 from torch.nn.utils import parametrizations
 
-from scalewise.models.config import Arch, ModelConfig, Norm
+from scalewise import checks
 
 Granularity = Literal["unit", "layer"]
 
@@ -112,8 +113,7 @@ def _mlp(config: ModelConfig, in_shape: tuple[int, ...], num_classes: int) -> nn
 
 def _image_shape(in_shape: tuple[int, ...], arch: Arch) -> tuple[int, int]:
     if len(in_shape) != 3:
-        raise ValueError(f"in_shape must be (channels, height, width) for arch={arch.value}, "
-                         f"got {in_shape}")
+        checks.fail("in_shape", in_shape, f"(channels, height, width) for arch={arch.value}")
     return in_shape[0], min(in_shape[1:])
 
 
@@ -187,13 +187,10 @@ def build_model(
     >>> net(torch.zeros(4, 1, 8, 8)).shape
     torch.Size([4, 10])
     """
-    if config.arch not in _BUILDERS:
-        raise ValueError(f"config.arch must be one of {[a.value for a in Arch]}, got {config.arch!r}")
-    if config.width < 1 or config.depth < 1:
-        raise ValueError(f"config.width and config.depth must be >= 1, got width={config.width}, "
-                         f"depth={config.depth}")
-    if num_classes < 2:
-        raise ValueError(f"num_classes must be >= 2, got {num_classes}")
+    checks.one_of("model.arch", config.arch, _BUILDERS)
+    checks.integer("model.width", config.width, 1)
+    checks.integer("model.depth", config.depth, 1)
+    checks.integer("num_classes", num_classes, 2)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return _BUILDERS[config.arch](config, tuple(in_shape), num_classes)

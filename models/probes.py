@@ -22,21 +22,20 @@ import contextlib
 from collections.abc import Iterator
 
 import torch
-from torch import nn
-from torch.func import functional_call, jacrev, jvp, vjp, vmap
-
 from scalewise.models.kfac import KFAC, input_factor, output_factor
 from scalewise.models.networks import Granularity, layer_weights
 from scalewise.sim.effective import effective_lr as sim_effective_lr
-from scalewise.sim.spec import Optimizer as SimOptimizer
 from scalewise.theory.homogeneity import grad_norm_at_unit_norm
+from torch import nn
+from torch.func import functional_call, jacrev, jvp, vjp, vmap
+
+from scalewise import checks
+from scalewise.vocabulary import Optimizer
 
 Metric = tuple[str, str, float]  # (layer, name, value); layer "" for the whole network
 
 _ELEMENTWISE = (nn.ReLU, nn.LeakyReLU, nn.Tanh, nn.Sigmoid, nn.GELU, nn.ELU, nn.SiLU,
                 nn.Softplus, nn.Identity)
-_ADAPTIVE = {torch.optim.Adam: SimOptimizer.ADAM, torch.optim.AdamW: SimOptimizer.ADAMW,
-             torch.optim.RMSprop: SimOptimizer.RMSPROP, torch.optim.Adagrad: SimOptimizer.ADAGRAD}
 
 
 # ----------------------------------------------------------------------------- cheap, per unit
@@ -74,34 +73,34 @@ def angular_update(before: torch.Tensor, after: torch.Tensor) -> torch.Tensor:
     return 2 * torch.atan2((u - v).norm(dim=1), (u + v).norm(dim=1))
 
 
-def effective_lr_form(optimizer: torch.optim.Optimizer) -> str:
-    """The effective-LR form of ``optimizer``: one of :class:`sim.spec.Optimizer`'s values (SGD,
-    momentum SGD: ``lr / ||w||^2``; Adam, AdamW, RMSprop, Adagrad: ``lr / ||w||``; see
-    :func:`sim.effective.effective_lr`), or ``kfac``: K-FAC's step is invariant to the scale of
-    the weights up to damping (001 Sec. 5.2), so its effective LR is ``lr``. An AdaGraft
-    optimizer takes the form of the optimizer that sets its step's magnitude."""
+def effective_lr_form(optimizer: torch.optim.Optimizer) -> Optimizer:
+    """Which optimizer's effective-LR form ``optimizer`` steps with
+    (:func:`scalewise.sim.effective.effective_lr`: ``lr / ||w||^2`` for SGD and momentum SGD,
+    ``lr / ||w||`` for the Adam family, ``lr`` for K-FAC, whose step is invariant to the scale of
+    the weights up to damping, 001 Sec. 5.2). An AdaGraft optimizer takes the form of the
+    optimizer that sets its step's magnitude."""
     inner = getattr(optimizer, "magnitude", optimizer)
     if isinstance(inner, KFAC):
-        return "kfac"
-    if isinstance(inner, torch.optim.SGD):
+        return Optimizer.KFAC
+    if type(inner) is torch.optim.SGD:
         momentum = any(g.get("momentum", 0) for g in inner.param_groups)
-        return (SimOptimizer.SGDM if momentum else SimOptimizer.SGD).value
-    for kind, form in _ADAPTIVE.items():
-        if type(inner) is kind:
-            return form.value
-    raise ValueError(f"optimizer: no effective-LR form for {type(inner).__name__}")
+        return Optimizer.SGDM if momentum else Optimizer.SGD
+    for name in Optimizer:
+        module, _, kind = name.properties.torch_class.rpartition(".")
+        if module == "torch.optim" and type(inner) is getattr(torch.optim, kind):
+            return name
+    checks.fail("optimizer", type(inner).__name__, "a torch.optim optimizer of "
+                "scalewise.vocabulary.Optimizer, or K-FAC (no effective-LR form for others)")
 
 
-def effective_lr(lr: float, squared_norm: torch.Tensor, form: str) -> torch.Tensor:
+def effective_lr(lr: float, squared_norm: torch.Tensor, form: Optimizer) -> torch.Tensor:
     """Effective learning rate per unit for ``form`` (see :func:`effective_lr_form`)."""
-    if form == "kfac":
-        return torch.full_like(squared_norm, lr)
-    values = sim_effective_lr(SimOptimizer(form), squared_norm.cpu().numpy(), lr)
+    values = sim_effective_lr(form, squared_norm.cpu().numpy(), lr)
     return torch.as_tensor(values, dtype=squared_norm.dtype, device=squared_norm.device)
 
 
 def unit_probes(
-    before: torch.Tensor, grad: torch.Tensor, after: torch.Tensor, lr: float, form: str
+    before: torch.Tensor, grad: torch.Tensor, after: torch.Tensor, lr: float, form: Optimizer
 ) -> dict[str, torch.Tensor]:
     """Every cheap probe per unit (rows of ``before``/``grad``/``after``, (units, fan_in)) for
     one step from ``before`` to ``after`` taken with gradient ``grad`` and learning rate ``lr``."""
@@ -221,8 +220,7 @@ def kfac_gn_factors(
     Block ``l`` of ``G_hat`` is ``S (x) A`` in PyTorch's row-major parameter order.
     """
     _check_linear_sequential(model)
-    if samples is not None and samples < 1:
-        raise ValueError(f"samples must be >= 1 or None, got {samples}")
+    checks.integer("samples", samples, 1, optional=True)
     with torch.enable_grad():
         outputs, records = _linear_activations(model, inputs)  # outputs (B, C)
         batch, classes = outputs.shape

@@ -31,6 +31,8 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from scalewise import checks
+
 Direction = tuple[torch.Tensor, torch.Tensor]  # the preconditioned (P_W, P_b); step: -lr times
 
 
@@ -61,14 +63,11 @@ class _InputStatistics(torch.optim.Optimizer):
 
     def __init__(self, layers: Sequence[nn.Linear], *, lr: float, stat_decay: float = 0.95,
                  damping: float = 1e-8):
-        if not lr > 0:
-            raise ValueError(f"lr = {lr}; allowed: a number > 0")
-        if not 0 <= stat_decay < 1:
-            raise ValueError(f"stat_decay = {stat_decay}; allowed: 0 <= stat_decay < 1")
-        if not damping >= 0:
-            raise ValueError(f"damping = {damping}; allowed: a number >= 0")
+        checks.positive("lr", lr)
+        checks.unit_interval("stat_decay", stat_decay)
+        checks.nonnegative("damping", damping)
         if not layers or not all(isinstance(x, nn.Linear) and x.bias is not None for x in layers):
-            raise ValueError("layers: allowed: a non-empty sequence of nn.Linear with a bias")
+            checks.fail("layers", layers, "a non-empty sequence of nn.Linear with a bias")
         groups = [{"params": [layer.weight, layer.bias]} for layer in layers]
         super().__init__(groups, {"lr": lr, "stat_decay": stat_decay, "damping": damping})
         self._hooks = [layer.register_forward_pre_hook(self._recorder(group))

@@ -6,9 +6,8 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from torch import nn
-
 from scalewise.models.probes import Metric, StepProbe
+from torch import nn
 
 
 @dataclass(frozen=True)

@@ -50,22 +50,36 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from torch import nn
-from tqdm import tqdm
-
-from scalewise.models.config import RUN_ID, ModelConfig, OptimizerConfig, Schedule, TrainConfig
+from scalewise.models.config import (
+    RUN_ID,
+    ModelConfig,
+    OptimizerConfig,
+    Schedule,
+    TrainConfig,
+)
 from scalewise.models.data import BatchSampler, Data, Split, load_dataset
+from scalewise.models.grafting import graft_norms
 from scalewise.models.networks import (
     ScaleInvariant,
     build_model,
     layer_weights,
     scale_invariant_params,
 )
-from scalewise.models.optimizers import build_optimizer, graft_norms
+from scalewise.models.optimizer_factory import build_optimizer
 from scalewise.models.probes import costly_probes, norm_sq, unit_rows
 from scalewise.models.step import StepResult, train_step
 from scalewise.models.store import Metric, Run, RunStatus, RunStore, StoreError
-from scalewise.sim.schedules import Constant, Exponential, StepDecay, WarmupCosine, lr_factors
+from scalewise.sim.schedules import (
+    Constant,
+    Exponential,
+    StepDecay,
+    WarmupCosine,
+    lr_factors,
+)
+from torch import nn
+from tqdm import tqdm
+
+from scalewise import checks
 
 NETWORK = ""  # the ``layer`` of metrics about the whole network, as in models.probes
 PROBE_BATCH = 64  # training inputs the costly probes see (their Jacobians are B x C x P)
@@ -87,10 +101,10 @@ def train(config: TrainConfig, *, store: RunStore | None = None, run_id: str | N
     ``on_step(k, result)`` is called after step ``k`` (and after its checkpoint, if any).
     """
     if not isinstance(config, TrainConfig):
-        raise ValueError(f"config = {config!r} is invalid; allowed: a TrainConfig")
+        checks.fail("config", config, "a TrainConfig")
     if run_id is not None and not RUN_ID.fullmatch(run_id):
-        raise ValueError(f"run_id = {run_id!r} is invalid; allowed: letters, digits, '.', '_' "
-                         "and '-' (it names the checkpoint file)")
+        checks.fail("run_id", run_id, "letters, digits, '.', '_' and '-' (it names the "
+                    "checkpoint file)")
     device = resolve_device(config.device)
     data = load_dataset(config.data, seed=config.seed)  # missing files fail before anything
     owned = store is None
@@ -111,11 +125,10 @@ def resolve_device(name: str) -> torch.device:
                  "mps": torch.backends.mps.is_available(), "cpu": True}
     device = torch.device(name)
     if not available[device.type]:
-        raise ValueError(f"device = {name!r} is invalid here; allowed: auto or cpu "
-                         f"({device.type} is not available on this machine)")
+        checks.fail("device", name, f"auto or cpu ({device.type} is not available on this "
+                    "machine)")
     if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
-        raise ValueError(f"device = {name!r} is invalid here; allowed: cuda:0 to "
-                         f"cuda:{torch.cuda.device_count() - 1}")
+        checks.fail("device", name, f"cuda:0 to cuda:{torch.cuda.device_count() - 1}")
     return device
 
 
@@ -246,7 +259,7 @@ def _describe(model: ModelConfig) -> str:
 
 def graft_targets(metrics: pd.DataFrame, invariants: Sequence[ScaleInvariant],
                   steps: int) -> np.ndarray:
-    """Per-step layer norms (steps, layers) for :func:`models.optimizers.graft_norms` from
+    """Per-step layer norms (steps, layers) for :func:`scalewise.models.grafting.graft_norms` from
     another run's long-form ``metrics``: row ``k`` holds ``sqrt(units * norm_sq)`` of each of
     ``invariants``' layers logged at step ``k + 1`` (the per-unit mean of the squared norms
     after ``k + 1`` updates; ``units = 1`` for LN layers).

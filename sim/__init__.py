@@ -22,8 +22,10 @@ from scalewise.sim.equivalence import direction_mismatch, exponential_lr_pair
 from scalewise.sim.losses import RayleighQuotient
 from scalewise.sim.recurrence import effective_damping
 from scalewise.sim.schedules import Constant, Exponential, StepDecay, WarmupCosine
-from scalewise.sim.spec import MEMORY_LIMIT_BYTES, Optimizer
+from scalewise.sim.spec import MEMORY_LIMIT_BYTES
 from scalewise.sim.trajectory import Trajectory
+
+from scalewise.vocabulary import Optimizer
 
 __all__ = [
     "ENGINES",

@@ -7,10 +7,12 @@ from typing import Any
 
 from scalewise.sim.recurrence import run_recurrence
 from scalewise.sim.schedules import ScheduleLike
-from scalewise.sim.spec import MEMORY_LIMIT_BYTES, Optimizer, SimulationSpec, make_spec
+from scalewise.sim.spec import MEMORY_LIMIT_BYTES, SimulationSpec, make_spec
 from scalewise.sim.sphere import GradientFn, run_sphere
 from scalewise.sim.trajectory import Trajectory
-from scalewise.sim.validation import integer_at_least, positive_array
+
+from scalewise import checks
+from scalewise.vocabulary import Optimizer
 
 ENGINES = ("auto", "recurrence", "sphere")
 
@@ -42,7 +44,7 @@ def simulate(
     weight vector trained by ``optimizer`` (001 Sec. 4.3 and 5.1).
 
     ``optimizer``: ``"sgd"``, ``"sgdm"``, ``"adam"``, ``"adamw"``, ``"rmsprop"``, ``"adagrad"``
-    with ``torch.optim``'s conventions (see :mod:`sim.optimizers`); ``momentum`` for ``"sgdm"``,
+    with ``torch.optim``'s conventions (see :mod:`sim.update_rules`); ``momentum`` for ``"sgdm"``,
     ``betas`` and ``eps`` for Adam/AdamW, ``rmsprop_alpha`` (torch's ``alpha``) and ``eps`` for
     RMSprop, ``eps`` for Adagrad.
     ``lr``, ``weight_decay``, ``grad_norm`` (gradient norm at unit weight norm),
@@ -105,9 +107,9 @@ def drive(
     directions of the measured norms: the same mean-field model, with gradients independent
     across steps, as theory's equilibria. Average over runs with ``trajectory.run_mean``.
     """
-    norms = positive_array("grad_norms", grad_norms)
+    norms = checks.positive("grad_norms", grad_norms)
     if norms.ndim == 0:
-        raise ValueError("grad_norms must have shape (steps,) or (steps, layers), got a number")
+        checks.fail("grad_norms", grad_norms, "an array of shape (steps,) or (steps, layers)")
     spec = make_spec(
         optimizer, lr=lr, weight_decay=weight_decay, steps=norms.shape[0], grad_norm=norms,
         grad_norm_per_step=True, init_norm=init_norm, momentum=momentum, betas=betas, eps=eps,
@@ -122,22 +124,21 @@ def _run(spec: SimulationSpec, *, engine: str, dim: int | None, runs: int, seed:
          loss_gradient: GradientFn | None, keep_direction: bool,
          memory_limit: float) -> Trajectory:
     if engine not in ENGINES:
-        raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
+        checks.one_of("engine", engine, ENGINES)
     exact = spec.optimizer is Optimizer.SGD and loss_gradient is None and not keep_direction
     if engine == "recurrence" and not exact:
-        raise ValueError(
-            "engine='recurrence' is exact for optimizer 'sgd' only, without loss_gradient or "
-            f"keep_direction; got optimizer {spec.optimizer.value!r}: use engine='sphere' or 'auto'"
-        )
+        checks.fail("engine", engine, "'sphere' or 'auto' here: the recurrence is exact for "
+                    "optimizer 'sgd' only, without loss_gradient or keep_direction, and this is "
+                    f"optimizer {spec.optimizer.value!r}")
     if engine == "recurrence" or (engine == "auto" and exact):
         return run_recurrence(spec, memory_limit)
     if dim is None:
-        raise ValueError(f"dim (an integer >= 2) is required by the sphere engine, which "
-                         f"simulates optimizer {spec.optimizer.value!r}")
+        checks.fail("dim", dim, "an integer >= 2: the sphere engine, which simulates optimizer "
+                    f"{spec.optimizer.value!r}, needs the dimension of its vectors")
     if loss_gradient is not None and not callable(loss_gradient):
-        raise ValueError(f"loss_gradient must be callable (unit vectors -> gradients), "
-                         f"got {loss_gradient!r}")
-    return run_sphere(spec, dim=integer_at_least("dim", dim, 2),
-                      runs=integer_at_least("runs", runs, 1),
-                      seed=integer_at_least("seed", seed, 0), loss_gradient=loss_gradient,
+        checks.fail("loss_gradient", loss_gradient, "a callable (unit vectors -> gradients) "
+                    "or None")
+    return run_sphere(spec, dim=checks.integer("dim", dim, 2),
+                      runs=checks.integer("runs", runs, 1),
+                      seed=checks.integer("seed", seed, 0), loss_gradient=loss_gradient,
                       keep_direction=keep_direction, memory_limit=memory_limit)

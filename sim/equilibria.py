@@ -15,12 +15,12 @@ from functools import cache
 from typing import Any
 
 import numpy as np
-
 from scalewise.sim.effective import effective_lr
-from scalewise.sim.spec import Optimizer
 from scalewise.sim.trajectory import Trajectory
-from scalewise.sim.validation import integer_at_least
 from scalewise.theory import optimizers as closed_forms
+
+from scalewise import checks
+from scalewise.vocabulary import Optimizer
 
 
 @cache
@@ -47,14 +47,11 @@ def equilibrium(
     """
     name = Optimizer.parse(optimizer).value
     if name in closed_forms.NO_EQUILIBRIUM:
-        raise ValueError(f"optimizer {name!r} has no equilibrium: "
-                         f"{closed_forms.NO_EQUILIBRIUM[name]}")
-    if name not in closed_forms.EQUILIBRIA:
-        known = ", ".join(repr(k) for k in closed_forms.EQUILIBRIA)
-        raise ValueError(f"optimizer {name!r} has no closed-form equilibrium in theory; "
-                         f"optimizers with one: {known}")
+        checks.fail("optimizer", optimizer, "an optimizer with an equilibrium; "
+                    f"{name!r} has none: {closed_forms.NO_EQUILIBRIUM[name]}")
+    checks.one_of("optimizer", name, closed_forms.EQUILIBRIA)
     if not (isinstance(betas, (tuple, list)) and len(betas) == 2):
-        raise ValueError(f"betas must be a pair (beta1, beta2), got {betas!r}")
+        checks.fail("betas", betas, "a pair (beta1, beta2)")
     return _closed_form(name)(lr=lr, weight_decay=weight_decay, grad_norm=grad_norm,
                               momentum=momentum, beta1=betas[0], beta2=betas[1], dim=dim)
 
@@ -67,11 +64,11 @@ def long_run_averages(trajectory: Trajectory, burn_in: int) -> dict[str, np.ndar
     constant learning rate."""
     spec = trajectory.spec
     if spec.record_every != 1 or not spec.has_static_coefficients:
-        raise ValueError("trajectory must record every step (record_every=1) with a constant "
-                         "learning rate and gradient norm")
-    steps = integer_at_least("burn_in", burn_in, 0)
+        checks.fail("trajectory", trajectory, "a trajectory that records every step "
+                    "(record_every=1) with a constant learning rate and gradient norm")
+    steps = checks.integer("burn_in", burn_in, 0)
     if steps > spec.steps - 2:
-        raise ValueError(f"burn_in must be <= steps - 2 = {spec.steps - 2}, got {burn_in}")
+        checks.fail("burn_in", burn_in, f"an integer <= steps - 2 = {spec.steps - 2}")
     x = np.concatenate([trajectory.norm_sq[steps:], trajectory.final_norm_sq[None]])  # (n+1, ...)
     # <w_k, w_{k+1}> = cos(theta_k) ||w_k|| ||w_{k+1}||
     dot = np.cos(trajectory.angular_update[steps:]) * np.sqrt(x[:-1] * x[1:])

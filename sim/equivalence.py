@@ -18,13 +18,14 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-
-from scalewise.sim.optimizers import OptimizerState
-from scalewise.sim.spec import MEMORY_LIMIT_BYTES, Optimizer, make_spec
+from scalewise.sim.spec import MEMORY_LIMIT_BYTES, make_spec
 from scalewise.sim.sphere import GradientFn, random_unit_vectors, run_sphere
 from scalewise.sim.trajectory import Trajectory
-from scalewise.sim.validation import integer_at_least
+from scalewise.sim.update_rules import OptimizerState
 from scalewise.theory import schedules as li_arora
+
+from scalewise import checks
+from scalewise.vocabulary import Optimizer
 
 
 def exponential_lr_pair(
@@ -44,11 +45,9 @@ def exponential_lr_pair(
     """``(with_weight_decay, growing_lr)``: the two equivalent runs of ``"sgd"`` or ``"sgdm"``,
     both keeping their directions (``trajectory.direction``). ``lr``, ``weight_decay`` and
     ``momentum`` are numbers; momentum needs ``lr wd <= (1 - sqrt(momentum))^2``."""
-    parsed = Optimizer.parse(optimizer)
-    if parsed not in (Optimizer.SGD, Optimizer.SGDM):
-        raise ValueError(f"optimizer must be 'sgd' or 'sgdm' for the exponential-LR "
-                         f"equivalence, got {optimizer!r}")
-    k = np.arange(integer_at_least("steps", steps, 1))
+    parsed = checks.one_of("optimizer", Optimizer.parse(optimizer),
+                           (Optimizer.SGD, Optimizer.SGDM))
+    k = np.arange(checks.integer("steps", steps, 1))
     common = dict(steps=steps, grad_norm=grad_norm, grad_norm_per_step=False,
                   init_norm=init_norm, momentum=momentum, betas=(0.9, 0.999), eps=1e-8,
                   rmsprop_alpha=0.99, record_every=1, renormalize=False)
@@ -59,10 +58,10 @@ def exponential_lr_pair(
         growing_lrs = li_arora.sgdm_equivalent_lr(k, lr=lr, weight_decay=weight_decay,
                                                   momentum=momentum)
     growing = make_spec(parsed, lr=1.0, weight_decay=0.0, schedule=growing_lrs, **common)
-    dim = integer_at_least("dim", dim, 2)
-    init_seed, noise_seed = np.random.SeedSequence(integer_at_least("seed", seed, 0)).spawn(2)
+    dim = checks.integer("dim", dim, 2)
+    init_seed, noise_seed = np.random.SeedSequence(checks.integer("seed", seed, 0)).spawn(2)
     w0 = init_norm * random_unit_vectors(np.random.default_rng(init_seed),
-                                         (integer_at_least("runs", runs, 1), dim))
+                                         (checks.integer("runs", runs, 1), dim))
     buffer0 = (np.zeros_like(w0) if parsed is Optimizer.SGD else li_arora.sgdm_equivalent_state(
         w0, np.zeros_like(w0), 0, lr=lr, weight_decay=weight_decay, momentum=momentum)[1])
     run = dict(dim=dim, runs=runs, seed=noise_seed.generate_state(1)[0].item(),

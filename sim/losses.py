@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from scalewise.sim.validation import finite_array
+from scalewise import checks
 
 
 @dataclass(frozen=True, eq=False)
@@ -25,9 +25,9 @@ class RayleighQuotient:
     _matrix: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        a = finite_array("matrix", self.matrix)
+        a = checks.real("matrix", self.matrix)
         if a.ndim != 2 or a.shape[0] != a.shape[1] or not np.allclose(a, a.T, rtol=0, atol=1e-12):
-            raise ValueError(f"matrix must be a symmetric square matrix, got shape {a.shape}")
+            checks.fail("matrix", a, "a symmetric square matrix")
         object.__setattr__(self, "_matrix", a)
 
     @property

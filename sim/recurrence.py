@@ -19,11 +19,12 @@ from collections.abc import Callable
 
 import numpy as np
 import sympy as sp
-
 from scalewise.sim.spec import SimulationSpec, check_memory
 from scalewise.sim.trajectory import Trajectory
 from scalewise.theory import equilibrium as eq
 from scalewise.theory import kfac
+
+from scalewise import checks
 
 _PARAMETERS = (eq.alpha, eq.lam, eq.g)
 
@@ -34,10 +35,10 @@ def laurent_terms(expr: sp.Expr, var: sp.Symbol) -> dict[int, sp.Expr]:
     for term in sp.Add.make_args(sp.expand(expr)):
         coefficient, power = term.as_coeff_exponent(var)
         if not (power.is_integer and coefficient.free_symbols.isdisjoint({var})):
-            raise ValueError(f"expr must be a Laurent polynomial in {var}, got the term {term}")
+            checks.fail("expr", expr, f"a Laurent polynomial in {var} (not the term {term})")
         terms[int(power)] = terms.get(int(power), 0) + coefficient
     if sp.simplify(sum(c * var**p for p, c in terms.items()) - expr) != 0:
-        raise ValueError(f"expr is not the sum of its terms in {var}: {expr}")
+        checks.fail("expr", expr, f"the sum of its terms in powers of {var}")
     return {p: sp.factor(c) for p, c in terms.items()}
 
 

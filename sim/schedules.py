@@ -16,7 +16,7 @@ from typing import Protocol, Union
 
 import numpy as np
 
-from scalewise.sim.validation import integer_at_least, positive_array, scalar, unit_interval_array
+from scalewise import checks
 
 
 class Schedule(Protocol):
@@ -45,10 +45,10 @@ class StepDecay:
 
     def __post_init__(self) -> None:
         for m in self.milestones:
-            integer_at_least("milestones", m, 1)
+            checks.integer("milestones", m, 1)
         if list(self.milestones) != sorted(set(self.milestones)):
-            raise ValueError(f"milestones must be strictly increasing, got {self.milestones}")
-        scalar("gamma", self.gamma, positive_array)
+            checks.fail("milestones", self.milestones, "strictly increasing integers >= 1")
+        checks.number("gamma", self.gamma, 0.0, low_open=True)
 
     def factors(self, steps: int) -> np.ndarray:
         drops = np.searchsorted(np.asarray(self.milestones), np.arange(steps), side="right")
@@ -63,7 +63,7 @@ class Exponential:
     gamma: float
 
     def __post_init__(self) -> None:
-        scalar("gamma", self.gamma, positive_array)
+        checks.number("gamma", self.gamma, 0.0, low_open=True)
 
     def factors(self, steps: int) -> np.ndarray:
         return self.gamma ** np.arange(steps, dtype=np.float64)
@@ -82,14 +82,12 @@ class WarmupCosine:
     min_factor: float = 0.0
 
     def __post_init__(self) -> None:
-        integer_at_least("warmup_steps", self.warmup_steps, 0)
-        scalar("min_factor", self.min_factor, unit_interval_array)
+        checks.integer("warmup_steps", self.warmup_steps, 0)
+        checks.number("min_factor", self.min_factor, 0.0, 1.0)
 
     def factors(self, steps: int) -> np.ndarray:
         if self.warmup_steps >= steps:
-            raise ValueError(
-                f"warmup_steps must be < steps ({steps}), got {self.warmup_steps}"
-            )
+            checks.fail("warmup_steps", self.warmup_steps, f"an integer < steps ({steps})")
         k = np.arange(steps, dtype=np.float64)
         warm = (k + 1) / max(self.warmup_steps, 1)
         phase = (k - self.warmup_steps) / (steps - self.warmup_steps)
@@ -102,15 +100,11 @@ def lr_factors(schedule: ScheduleLike, steps: int) -> np.ndarray:
     if schedule is None:
         return Constant().factors(steps)
     if isinstance(schedule, (np.ndarray, list, tuple)):
-        factors = positive_array("schedule", schedule)
+        factors = checks.positive("schedule", schedule)
         if factors.shape != (steps,):
-            raise ValueError(
-                f"schedule as an array must have shape (steps,) = ({steps},), got {factors.shape}"
-            )
+            checks.fail("schedule", schedule, f"an array of shape (steps,) = ({steps},)")
         return factors
     if not hasattr(schedule, "factors"):
-        raise ValueError(
-            "schedule must be None, an array of per-step factors, or a schedule such as "
-            f"Constant, StepDecay, Exponential, WarmupCosine; got {schedule!r}"
-        )
-    return positive_array("schedule", schedule.factors(steps))
+        checks.fail("schedule", schedule, "None, an array of per-step factors, or a schedule "
+                    "such as Constant, StepDecay, Exponential, WarmupCosine")
+    return checks.positive("schedule", schedule.factors(steps))

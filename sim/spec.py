@@ -9,51 +9,17 @@ against each other; their common shape is the *hyperparameter shape* of every re
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
 from typing import Any
 
 import numpy as np
-
 from scalewise.sim.schedules import ScheduleLike, lr_factors
-from scalewise.sim.validation import (
-    broadcast_shape,
-    integer_at_least,
-    nonnegative_array,
-    positive_array,
-    scalar,
-    unit_interval_array,
-)
+
+from scalewise import checks
+from scalewise.vocabulary import Optimizer
 
 MEMORY_LIMIT_BYTES = 4 * 2**30
 """Largest allocation a simulation may ask for by default; above it the call fails before
 allocating (raise it with ``memory_limit=``, or record less often with ``record_every=``)."""
-
-
-class Optimizer(str, Enum):
-    """The update rules simulated, with ``torch.optim``'s conventions. Weight decay is coupled (an
-    L2 term ``weight_decay * w`` added to the gradient) except for AdamW, where it is decoupled
-    (``w <- (1 - lr weight_decay) w`` before the Adam step)."""
-
-    SGD = "sgd"
-    SGDM = "sgdm"
-    ADAM = "adam"
-    ADAMW = "adamw"
-    RMSPROP = "rmsprop"
-    ADAGRAD = "adagrad"
-
-    @classmethod
-    def parse(cls, name: Any) -> Optimizer:
-        try:
-            return cls(name)
-        except ValueError as error:
-            known = ", ".join(repr(o.value) for o in cls)
-            raise ValueError(f"optimizer must be one of {known}, got {name!r}") from error
-
-    @property
-    def shrinks_by_lr_times_wd(self) -> bool:
-        """True when each step multiplies ``w`` by ``1 - lr * weight_decay`` (SGD's coupled L2
-        and AdamW's decoupled decay), which must stay positive."""
-        return self in (Optimizer.SGD, Optimizer.SGDM, Optimizer.ADAMW)
 
 
 @dataclass(frozen=True, eq=False)
@@ -118,34 +84,30 @@ def make_spec(
     renormalize: bool,
 ) -> SimulationSpec:
     """Validate every input (ValueError naming the parameter and the allowed range)."""
-    optimizer = Optimizer.parse(optimizer)
-    steps = integer_at_least("steps", steps, 1)
+    optimizer = Optimizer.parse(optimizer, simulated=True)
+    properties = optimizer.properties
+    steps = checks.integer("steps", steps, 1)
     hyper = {
-        "lr": positive_array("lr", lr),
-        "weight_decay": nonnegative_array("weight_decay", weight_decay),
-        "init_norm": positive_array("init_norm", init_norm),
-        "momentum": unit_interval_array("momentum", momentum),
+        "lr": checks.positive("lr", lr),
+        "weight_decay": checks.nonnegative("weight_decay", weight_decay),
+        "init_norm": checks.positive("init_norm", init_norm),
+        "momentum": checks.unit_interval("momentum", momentum),
     }
-    norms = positive_array("grad_norm", grad_norm)
+    norms = checks.positive("grad_norm", grad_norm)
     if grad_norm_per_step and (norms.ndim == 0 or norms.shape[0] != steps):
-        raise ValueError(f"grad_norm per step must have shape (steps, ...) with steps = {steps}, "
-                         f"got {norms.shape}")
+        checks.fail("grad_norm", norms, f"an array of shape (steps, ...) with steps = {steps}, "
+                    "one gradient norm per step")
     hyper["grad_norm"] = norms[0] if grad_norm_per_step else norms
-    shape = broadcast_shape(hyper)
-    if optimizer is not Optimizer.SGDM and np.any(hyper["momentum"] != 0):
-        raise ValueError(f"momentum is used by 'sgdm' only; it must be 0 for {optimizer.value!r}, "
-                         f"got {momentum!r}")
+    shape = checks.broadcast(hyper)
+    if not properties.uses_momentum and np.any(hyper["momentum"] != 0):
+        checks.fail("momentum", momentum, f"0 for {optimizer.value!r} (momentum is used by "
+                    "'sgdm' only)")
     factors = lr_factors(schedule, steps)
-    if optimizer.shrinks_by_lr_times_wd:
-        largest = hyper["lr"] * factors.max() * hyper["weight_decay"]
-        if np.any(largest >= 1):
-            raise ValueError(
-                f"lr * weight_decay must be < 1 at every step for {optimizer.value!r} (the decay "
-                "factor 1 - lr * weight_decay must stay positive); the largest is "
-                f"{largest.max():g}"
-            )
+    if properties.shrinks(properties.decay):
+        checks.decay_factor(hyper["lr"] * factors.max(), hyper["weight_decay"],
+                            context=f"at every step for {optimizer.value!r}")
     if not (isinstance(betas, (tuple, list)) and len(betas) == 2):
-        raise ValueError(f"betas must be a pair (beta1, beta2), got {betas!r}")
+        checks.fail("betas", betas, "a pair (beta1, beta2)")
     return SimulationSpec(
         optimizer=optimizer,
         lr=hyper["lr"],
@@ -154,13 +116,13 @@ def make_spec(
         grad_norm_per_step=grad_norm_per_step,
         init_norm=hyper["init_norm"],
         momentum=hyper["momentum"],
-        betas=(scalar("betas[0]", betas[0], unit_interval_array),
-               scalar("betas[1]", betas[1], unit_interval_array)),
-        eps=scalar("eps", eps, positive_array),
-        rmsprop_alpha=scalar("rmsprop_alpha", rmsprop_alpha, unit_interval_array),
+        betas=(checks.number("betas[0]", betas[0], 0.0, 1.0),
+               checks.number("betas[1]", betas[1], 0.0, 1.0)),
+        eps=checks.number("eps", eps, 0.0, low_open=True),
+        rmsprop_alpha=checks.number("rmsprop_alpha", rmsprop_alpha, 0.0, 1.0),
         lr_factors=factors,
         steps=steps,
-        record_every=integer_at_least("record_every", record_every, 1),
+        record_every=checks.integer("record_every", record_every, 1),
         renormalize=bool(renormalize),
         shape=shape,
     )

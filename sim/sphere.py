@@ -11,7 +11,7 @@ independent run. Each step the gradient is tangent to the sphere through ``w`` a
   maps unit vectors ``(..., dim)`` to the gradient of a scale-invariant loss at them (same shape),
   e.g. :class:`sim.losses.RayleighQuotient`; ``grad_norm`` then scales the loss.
 
-The optimizer step is :func:`sim.optimizers.update` (``torch.optim``'s rules). It is the ground
+The optimizer step is :func:`sim.update_rules.update` (``torch.optim``'s rules). It is the ground
 truth for optimizers whose norm dynamics do not close as a scalar recurrence.
 """
 
@@ -20,11 +20,12 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-
 from scalewise.sim.effective import effective_lr
-from scalewise.sim.optimizers import Hyper, OptimizerState, init_state, update
 from scalewise.sim.spec import SimulationSpec, check_memory
 from scalewise.sim.trajectory import Trajectory
+from scalewise.sim.update_rules import Hyper, OptimizerState, init_state, update
+
+from scalewise import checks
 
 GradientFn = Callable[[np.ndarray], np.ndarray]
 
@@ -57,13 +58,13 @@ def noise_gradient(rng: np.random.Generator, w_hat: np.ndarray) -> np.ndarray:
 def _checked_loss_gradient(loss_gradient: GradientFn, w_hat: np.ndarray) -> np.ndarray:
     grad = np.asarray(loss_gradient(w_hat), dtype=np.float64)
     if grad.shape != w_hat.shape or not np.all(np.isfinite(grad)):
-        raise ValueError(f"loss_gradient must return finite gradients of shape {w_hat.shape} "
-                         f"(the shape of its input), got shape {grad.shape}")
+        checks.fail("loss_gradient", loss_gradient, "a function returning finite gradients of "
+                    f"shape {w_hat.shape} (the shape of its input); it returned shape {grad.shape}")
     radial = np.abs(np.einsum("...d,...d->...", grad, w_hat))
     if np.any(radial > _TANGENT_TOLERANCE * (1 + _norm(grad)[..., 0])):
-        raise ValueError("loss_gradient must return gradients tangent to the sphere "
-                         "(w_hat . grad = 0), as the gradient of a scale-invariant loss is "
-                         "(001 Eq. 16)")
+        checks.fail("loss_gradient", loss_gradient, "a function returning gradients tangent to "
+                    "the sphere (w_hat . grad = 0), as the gradient of a scale-invariant loss is "
+                    "(001 Eq. 16)")
     return grad
 
 

@@ -24,11 +24,12 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-
 from scalewise.models.config import TrainConfig
 from scalewise.models.store import METRIC_COLUMNS, RunStatus, RunStore
 from scalewise.models.training import train
-from scalewise.sweep.spec import SweepSpec, Trial, expand, fail
+from scalewise.sweep.spec import SweepSpec, Trial, expand
+
+from scalewise import checks
 
 PENDING = "pending"  # the status shown for a trial with no run in the store
 RAY_MISSING = "sweeps run on Ray, which is not installed: pip install 'scalewise[sweep]'"
@@ -157,7 +158,7 @@ def _check_resources(available: Mapping[str, float], spec: SweepSpec) -> None:
     """Refuse a trial bigger than the whole cluster: Ray would keep it pending forever."""
     for key, need in (("CPU", spec.num_cpus), ("GPU", spec.num_gpus)):
         if need > available.get(key, 0.0):
-            fail(f"resources.num_{key.lower()}s", need,
+            checks.fail(f"resources.num_{key.lower()}s", need,
                   f"at most {available.get(key, 0.0):g}, the {key}s of the Ray cluster")
 
 

@@ -33,9 +33,11 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 from scalewise.models.config import TrainConfig, override, preset
+
+from scalewise import checks
 
 SPEC_KEYS = ("name", "preset", "base", "axes", "seeds", "resources", "metric", "goal")
 RESOURCE_KEYS = ("num_cpus", "num_gpus")
@@ -69,21 +71,17 @@ class Trial:
 
 
 
-def fail(name: str, value: Any, allowed: str) -> NoReturn:
-    raise ValueError(f"{name} = {value!r} is invalid; allowed: {allowed}")
-
-
 def load_spec(path: str | Path) -> SweepSpec:
     """Read a spec from a ``.yaml``/``.yml`` or ``.toml`` file (see the module docstring)."""
     path = Path(path)
     if path.suffix not in (".yaml", ".yml", ".toml"):
-        fail("spec", str(path), "a file ending in .yaml, .yml or .toml")
+        checks.fail("spec", str(path), "a file ending in .yaml, .yml or .toml")
     if not path.is_file():
-        fail("spec", str(path), "an existing spec file")
+        checks.fail("spec", str(path), "an existing spec file")
     text = path.read_text()
     data = _parse_toml(text) if path.suffix == ".toml" else _parse_yaml(text)
     if not isinstance(data, Mapping):
-        fail("spec", str(path), "a file holding a mapping (name, preset, base, axes, seeds, ...)")
+        checks.fail("spec", str(path), "a file holding a mapping (name, preset, base, axes, seeds, ...)")
     return parse_spec({"name": path.stem, **data})
 
 
@@ -106,10 +104,10 @@ def parse_spec(data: Mapping[str, Any]) -> SweepSpec:
     axis or resource raise ``ValueError`` naming it. Every trial's config is validated too."""
     unknown = sorted(set(data) - set(SPEC_KEYS))
     if unknown:
-        fail(unknown[0], data[unknown[0]], "the spec keys " + ", ".join(SPEC_KEYS))
+        checks.fail(unknown[0], data[unknown[0]], "the spec keys " + ", ".join(SPEC_KEYS))
     name = data.get("name", "")
     if not isinstance(name, str) or not name:
-        fail("name", name, "a non-empty string")
+        checks.fail("name", name, "a non-empty string")
     start = preset(data["preset"]) if "preset" in data else TrainConfig()
     base = override(start, {"name": name, **_mapping("base", data.get("base", {}))})
     resources = _mapping("resources", data.get("resources", {}))
@@ -123,7 +121,7 @@ def parse_spec(data: Mapping[str, Any]) -> SweepSpec:
 
 def _mapping(key: str, value: Any) -> Mapping[str, Any]:
     if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
-        fail(key, value, "a mapping from dotted field names to values")
+        checks.fail(key, value, "a mapping from dotted field names to values")
     return value
 
 
@@ -131,9 +129,9 @@ def _axes(value: Any) -> tuple[tuple[str, tuple[Any, ...]], ...]:
     axes = _mapping("axes", value)
     for field, values in axes.items():
         if field == "seed":
-            fail("axes.seed", values, "no seed axis (list the seeds under 'seeds')")
+            checks.fail("axes.seed", values, "no seed axis (list the seeds under 'seeds')")
         if not isinstance(values, Sequence) or isinstance(values, str) or not values:
-            fail(f"axes.{field}", values, "a non-empty list of values")
+            checks.fail(f"axes.{field}", values, "a non-empty list of values")
     # lists inside an axis (betas, milestones) become the tuples the configs hold
     return tuple((field, tuple(tuple(v) if isinstance(v, list) else v for v in values))
                  for field, values in axes.items())
@@ -143,29 +141,29 @@ def _seeds(value: Any) -> tuple[int, ...]:
     ok = (isinstance(value, Sequence) and not isinstance(value, str) and value
           and all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in value)
           and len(set(value)) == len(value))
-    return tuple(value) if ok else fail("seeds", value, "a non-empty list of distinct "
+    return tuple(value) if ok else checks.fail("seeds", value, "a non-empty list of distinct "
                                          "integers >= 0")
 
 
 def _resources(value: Mapping[str, Any]) -> dict[str, float]:
     unknown = sorted(set(value) - set(RESOURCE_KEYS))
     if unknown:
-        fail(f"resources.{unknown[0]}", value[unknown[0]], "the keys " + ", ".join(RESOURCE_KEYS))
+        checks.fail(f"resources.{unknown[0]}", value[unknown[0]], "the keys " + ", ".join(RESOURCE_KEYS))
     for key in RESOURCE_KEYS:
         amount = value.get(key, 0)
         if isinstance(amount, bool) or not isinstance(amount, (int, float)) or not (
                 math.isfinite(amount) and amount >= 0):
-            fail(f"resources.{key}", amount, "a finite number >= 0")
+            checks.fail(f"resources.{key}", amount, "a finite number >= 0")
     return {"num_cpus": float(value.get("num_cpus", 1)), "num_gpus": float(value.get("num_gpus", 0))}
 
 
 def _metric(value: Any) -> str:
-    return value if isinstance(value, str) and value else fail(
+    return value if isinstance(value, str) and value else checks.fail(
         "metric", value, "the name of a whole-network metric, e.g. test_accuracy or train_loss")
 
 
 def _goal(value: Any) -> str:
-    return value if value in GOALS else fail("goal", value, " or ".join(GOALS))
+    return value if value in GOALS else checks.fail("goal", value, " or ".join(GOALS))
 
 
 def expand(spec: SweepSpec) -> list[Trial]:
@@ -185,7 +183,7 @@ def expand(spec: SweepSpec) -> list[Trial]:
     counts = Counter(t.run_id for t in trials)
     repeated = next((t for t in trials if counts[t.run_id] > 1), None)
     if repeated is not None:
-        fail("axes", dict(spec.axes), f"axes whose points differ (the point "
+        checks.fail("axes", dict(spec.axes), f"axes whose points differ (the point "
               f"{_describe(repeated.point)} gives a config that another point gives too)")
     return trials
 

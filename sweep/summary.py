@@ -7,11 +7,11 @@ from enum import Enum
 from typing import Any
 
 import pandas as pd
-
 from scalewise.models.store import RunStatus, RunStore
 from scalewise.models.training import NETWORK
 from scalewise.sweep.runner import trial_status
 from scalewise.sweep.spec import SweepSpec, expand
+
 
 def sweep_status(spec: SweepSpec, store: RunStore) -> pd.DataFrame:
     """One row per trial: ``run``, ``optimizer``, the axes, ``seed``, ``status`` (``pending``

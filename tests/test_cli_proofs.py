@@ -35,7 +35,7 @@ def test_proofs_rejects_an_unknown_name(capsys: pytest.CaptureFixture[str]) -> N
 def test_failed_result_is_shown_as_failed() -> None:
     failed = CheckResult("broken", "001 Eq. (1)", holds=False, control_rejected=True, seconds=0.0)
     assert "NO" in results_table([failed], "markdown")
-    with pytest.raises(ValueError, match="fmt must be one of"):
+    with pytest.raises(ValueError, match="fmt = .* allowed: one of table, markdown, latex"):
         results_table([failed], "html")
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scalewise.models.config import DISK_DATASETS, PRESETS, OptimizerName, override, preset
+from scalewise.models.config import DISK_DATASETS, PRESETS, Optimizer, override, preset
 from scalewise.models.store import RunStatus, RunStore
 from scalewise.cli import runs as runs_command
 from scalewise.cli import train as train_command
@@ -137,7 +137,7 @@ def test_grafting_flags(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     with RunStore(store) as opened:
         optimizer = opened["grafted"].config.optimizer
     assert optimizer.graft_norms_from == "decayed"
-    assert optimizer.graft_direction is OptimizerName.ADAM
+    assert optimizer.graft_direction is Optimizer.ADAM
 
 
 def test_dry_run_prints_config_and_id(capsys: pytest.CaptureFixture[str]) -> None:

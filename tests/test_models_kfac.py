@@ -21,12 +21,12 @@ from scalewise.models.config import (
     ModelConfig,
     Norm,
     OptimizerConfig,
-    OptimizerName,
+    Optimizer,
     WeightDecayMode,
 )
 from scalewise.models.kfac import KFAC, damped_solve, eigen, input_factor
 from scalewise.models.networks import build_model
-from scalewise.models.optimizers import build_optimizer
+from scalewise.models.optimizer_factory import build_optimizer
 from scalewise.models.step import train_step
 from scalewise.theory.kfac import effective_damping, normalized_kfac_step
 
@@ -278,7 +278,7 @@ def test_kfac_trains_conv_nets(arch: Arch) -> None:
     """20 steps on one fixed batch (seeded) at least halve the loss."""
     model = build_model(ModelConfig(arch=arch, norm=Norm.BATCH, width=4, depth=2), (1, 8, 8), 3,
                         seed=0)
-    config = OptimizerConfig(name=OptimizerName.KFAC, lr=0.05, kfac=KFACConfig(inverse_interval=5))
+    config = OptimizerConfig(name=Optimizer.KFAC, lr=0.05, kfac=KFACConfig(inverse_interval=5))
     optimizer = build_optimizer(model, config)
     gen = torch.Generator().manual_seed(0)
     x, y = torch.randn(32, 1, 8, 8, generator=gen), torch.randint(0, 3, (32,), generator=gen)
@@ -291,7 +291,7 @@ def test_kfac_trains_conv_nets(arch: Arch) -> None:
 @pytest.mark.parametrize("curvature", list(Curvature), ids=lambda c: c.value)
 def test_state_round_trip_is_bitwise(curvature: Curvature, mode: WeightDecayMode) -> None:
     """Factors, eigendecompositions, momentum and step counts survive ``state_dict``."""
-    config = OptimizerConfig(name=OptimizerName.KFAC, lr=0.05, weight_decay=0.01, wd_mode=mode,
+    config = OptimizerConfig(name=Optimizer.KFAC, lr=0.05, weight_decay=0.01, wd_mode=mode,
                              kfac=KFACConfig(curvature=curvature, inverse_interval=3,
                                              factor_interval=2))
     gen = torch.Generator().manual_seed(5)

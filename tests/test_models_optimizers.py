@@ -16,19 +16,13 @@ from scalewise.models.config import (
     ModelConfig,
     Norm,
     OptimizerConfig,
-    OptimizerName,
+    Optimizer,
     WeightDecayMode,
     WeightDecayPlacement,
 )
 from scalewise.models.networks import build_model, output_layer, scale_invariant_params
-from scalewise.models.optimizers import (
-    AdaGraft,
-    build_optimizer,
-    decayed_params,
-    graft_norms,
-    param_groups,
-    renormalize,
-)
+from scalewise.models.grafting import AdaGraft, graft_norms, renormalize
+from scalewise.models.optimizer_factory import build_optimizer, decayed_params, param_groups
 from scalewise.models.step import train_step
 from scalewise.theory.equilibrium import norm_sq_step
 
@@ -77,7 +71,7 @@ def assert_same_params(a: nn.Module, b: nn.Module, rtol: float = 1e-12, atol: fl
         torch.testing.assert_close(p, q, rtol=rtol, atol=atol, msg=lambda m: f"{name}: {m}")
 
 
-def sgd(name: OptimizerName = OptimizerName.SGD, **kwargs) -> OptimizerConfig:
+def sgd(name: Optimizer = Optimizer.SGD, **kwargs) -> OptimizerConfig:
     return OptimizerConfig(name=name, lr=0.1, weight_decay=0.05, **kwargs)
 
 
@@ -92,8 +86,8 @@ def test_sgd_l2_equals_sgd_decoupled(net: Net, placement: WeightDecayPlacement) 
 def test_momentum_sgd_l2_differs_from_decoupled() -> None:
     """With momentum the L2 term enters the buffer, so the two modes part (001 Sec. 5)."""
     net = NETS[0]
-    l2 = train(net, sgd(OptimizerName.SGDM, wd_mode=WeightDecayMode.L2))
-    decoupled = train(net, sgd(OptimizerName.SGDM, wd_mode=WeightDecayMode.DECOUPLED))
+    l2 = train(net, sgd(Optimizer.SGDM, wd_mode=WeightDecayMode.L2))
+    decoupled = train(net, sgd(Optimizer.SGDM, wd_mode=WeightDecayMode.DECOUPLED))
     with pytest.raises(AssertionError):
         assert_same_params(l2, decoupled, rtol=1e-6, atol=1e-9)
 
@@ -101,7 +95,7 @@ def test_momentum_sgd_l2_differs_from_decoupled() -> None:
 @pytest.mark.parametrize("placement", list(WeightDecayPlacement), ids=lambda p: p.value)
 @pytest.mark.parametrize("net", NETS[:2], ids=IDS[:2])
 def test_decoupled_adam_equals_torch_adamw(net: Net, placement: WeightDecayPlacement) -> None:
-    config = OptimizerConfig(name=OptimizerName.ADAM, lr=0.01, weight_decay=0.5,
+    config = OptimizerConfig(name=Optimizer.ADAM, lr=0.01, weight_decay=0.5,
                              wd_mode=WeightDecayMode.DECOUPLED, wd_placement=placement)
     ours = train(net, config)
     reference = net.build()
@@ -110,16 +104,16 @@ def test_decoupled_adam_equals_torch_adamw(net: Net, placement: WeightDecayPlace
     for x, y in net.batches():
         train_step(reference, adamw, x, y, probe=False)
     assert_same_params(ours, reference)
-    assert_same_params(train(net, replace(config, name=OptimizerName.ADAMW)), reference)
+    assert_same_params(train(net, replace(config, name=Optimizer.ADAMW)), reference)
 
 
 def test_adam_l2_differs_from_adamw() -> None:
     net = NETS[0]
-    config = OptimizerConfig(name=OptimizerName.ADAM, lr=0.01, weight_decay=0.5,
+    config = OptimizerConfig(name=Optimizer.ADAM, lr=0.01, weight_decay=0.5,
                              wd_mode=WeightDecayMode.L2)
     with pytest.raises(AssertionError):
         assert_same_params(train(net, config),
-                           train(net, replace(config, name=OptimizerName.ADAMW,
+                           train(net, replace(config, name=Optimizer.ADAMW,
                                               wd_mode=WeightDecayMode.DECOUPLED)), rtol=1e-6)
 
 
@@ -163,8 +157,8 @@ def _rows(t: torch.Tensor, granularity: str) -> torch.Tensor:
     return t.reshape(t.shape[0] if granularity == "unit" else 1, -1)
 
 
-@pytest.mark.parametrize("name", [OptimizerName.SGD, OptimizerName.ADAM], ids=lambda n: n.value)
-def test_renormalization_keeps_unit_norms_and_sets_effective_lr(name: OptimizerName) -> None:
+@pytest.mark.parametrize("name", [Optimizer.SGD, Optimizer.ADAM], ids=lambda n: n.value)
+def test_renormalization_keeps_unit_norms_and_sets_effective_lr(name: Optimizer) -> None:
     net = NETS[1]
     model = net.build()
     optimizer = build_optimizer(model, OptimizerConfig(name=name, lr=0.05, renormalize=True))
@@ -193,7 +187,7 @@ def test_renormalization_does_not_change_the_function() -> None:
 def test_norm_grafting_sets_layer_norms(kind: str) -> None:
     net = NETS[0]
     model = net.build()
-    optimizer = build_optimizer(model, OptimizerConfig(name=OptimizerName.SGDM, lr=0.1))
+    optimizer = build_optimizer(model, OptimizerConfig(name=Optimizer.SGDM, lr=0.1))
     invariants = scale_invariant_params(model)
     table = torch.linspace(0.5, 3.0, STEPS * len(invariants), dtype=torch.float64)
     table = table.reshape(STEPS, len(invariants)).numpy()
@@ -240,15 +234,15 @@ class GraftCase:
     """AdaGraft from the config: the magnitude of ``name``'s step, the direction of
     ``direction``'s, under weight decay ``mode``."""
 
-    name: OptimizerName
-    direction: OptimizerName
+    name: Optimizer
+    direction: Optimizer
     mode: WeightDecayMode
 
     @property
     def id(self) -> str:
         return f"{self.name.value}-magnitude-{self.direction.value}-direction-{self.mode.value}"
 
-    def config(self, direction: OptimizerName | None) -> OptimizerConfig:
+    def config(self, direction: Optimizer | None) -> OptimizerConfig:
         decay = 0.0 if self.mode is WeightDecayMode.NONE else 0.5
         return OptimizerConfig(name=self.name, lr=0.01, weight_decay=decay, wd_mode=self.mode,
                                wd_placement=WeightDecayPlacement.NORMALIZED,
@@ -256,10 +250,10 @@ class GraftCase:
 
 
 GRAFT_CASES = [
-    GraftCase(OptimizerName.SGD, OptimizerName.ADAM, WeightDecayMode.NONE),
-    GraftCase(OptimizerName.SGDM, OptimizerName.RMSPROP, WeightDecayMode.L2),
-    GraftCase(OptimizerName.ADAM, OptimizerName.SGDM, WeightDecayMode.DECOUPLED),
-    GraftCase(OptimizerName.ADAMW, OptimizerName.ADAGRAD, WeightDecayMode.DECOUPLED),
+    GraftCase(Optimizer.SGD, Optimizer.ADAM, WeightDecayMode.NONE),
+    GraftCase(Optimizer.SGDM, Optimizer.RMSPROP, WeightDecayMode.L2),
+    GraftCase(Optimizer.ADAM, Optimizer.SGDM, WeightDecayMode.DECOUPLED),
+    GraftCase(Optimizer.ADAMW, Optimizer.ADAGRAD, WeightDecayMode.DECOUPLED),
 ]
 
 
@@ -270,11 +264,17 @@ def test_adagraft_from_the_config(case: GraftCase) -> None:
     net = NETS[0]
     ours = train(net, case.config(case.direction))
     reference = net.build()
+    momentum = case.config(case.direction).momentum  # the grafted run's, for both sides
     inner = case.config(None)
     if case.mode is WeightDecayMode.DECOUPLED:
         inner = replace(inner, weight_decay=0.0, wd_mode=WeightDecayMode.NONE)
-    grafted = AdaGraft(build_optimizer(reference, inner),
-                       build_optimizer(reference, replace(inner, name=case.direction)))
+
+    def side(name: Optimizer) -> OptimizerConfig:
+        return replace(inner, name=name,
+                       momentum=momentum if name.properties.uses_momentum else None)
+
+    grafted = AdaGraft(build_optimizer(reference, side(case.name)),
+                       build_optimizer(reference, side(case.direction)))
     if case.mode is WeightDecayMode.DECOUPLED:
         shrink = 1 - inner.lr * case.config(None).weight_decay
         invariant = [s.param for s in scale_invariant_params(reference)]
@@ -292,7 +292,7 @@ def test_adagraft_from_the_config(case: GraftCase) -> None:
 
 def test_rmsprop_smoothing_constant_reaches_torch() -> None:
     net = NETS[0]
-    config = OptimizerConfig(name=OptimizerName.RMSPROP, lr=0.01, rmsprop_alpha=0.5)
+    config = OptimizerConfig(name=Optimizer.RMSPROP, lr=0.01, rmsprop_alpha=0.5)
     ours = train(net, config)
     reference = net.build()
     rmsprop = torch.optim.RMSprop(reference.parameters(), lr=0.01, alpha=0.5,
@@ -305,8 +305,8 @@ def test_rmsprop_smoothing_constant_reaches_torch() -> None:
 
 
 ROUND_TRIPS = [OptimizerConfig(name=name) for name in (
-    OptimizerName.SGDM, OptimizerName.ADAM, OptimizerName.RMSPROP, OptimizerName.ADAGRAD)]
-ROUND_TRIPS.append(OptimizerConfig(name=OptimizerName.SGDM, graft_direction=OptimizerName.ADAM))
+    Optimizer.SGDM, Optimizer.ADAM, Optimizer.RMSPROP, Optimizer.ADAGRAD)]
+ROUND_TRIPS.append(OptimizerConfig(name=Optimizer.SGDM, graft_direction=Optimizer.ADAM))
 
 
 @pytest.mark.parametrize("base", ROUND_TRIPS, ids=lambda c: "-".join(

@@ -327,7 +327,8 @@ def test_run_id_must_be_a_plain_name(tmp_path: Path, run_id: str) -> None:
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
 def test_unavailable_device_is_refused() -> None:
     assert resolve_device("auto") == torch.device("cpu")
-    with pytest.raises(ValueError, match="device = 'cuda' is invalid here"):
+    with pytest.raises(ValueError, match="device = 'cuda' is invalid; allowed: auto or cpu"):
         resolve_device("cuda")

@@ -117,7 +117,7 @@ def test_sphere_engine_agrees_with_theory(name: str, quantity: str, measured) ->
 def test_no_equilibrium_is_an_error_with_its_reason() -> None:
     with pytest.raises(ValueError, match="adagrad"):
         sim.equilibrium("adagrad", lr=0.1, weight_decay=0.01)
-    with pytest.raises(ValueError, match="optimizer must be one of"):
+    with pytest.raises(ValueError, match="optimizer = 'lion' is invalid; allowed: one of sgd"):
         sim.equilibrium("lion", lr=0.1, weight_decay=0.01)
 
 

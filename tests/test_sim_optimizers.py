@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from scalewise.sim.optimizers import Hyper, init_state, update
-from scalewise.sim.spec import Optimizer
+from scalewise.sim.update_rules import Hyper, init_state, update
+from scalewise.vocabulary import Optimizer
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scalewise.models.config import OptimizerName, preset
+from scalewise.models.config import Optimizer, preset
 from scalewise.models.store import RunStatus, RunStore
 from scalewise.sweep import (
     RAY_MISSING,
@@ -85,7 +85,7 @@ def test_grid_is_the_product_of_the_axes_times_the_seeds() -> None:
     trials = expand(parse_spec(GRID))
     points = [(t.config.optimizer.name, t.config.optimizer.weight_decay, t.config.seed)
               for t in trials]
-    assert points == [(OptimizerName(o), wd, s) for o in ("sgd", "adam")
+    assert points == [(Optimizer(o), wd, s) for o in ("sgd", "adam")
                       for wd in (0.0, 1e-3) for s in (0, 1)]
     assert len({t.run_id for t in trials}) == 8
     first = trials[0].config

@@ -367,5 +367,5 @@ def test_schedule_step_must_be_a_non_negative_integer() -> None:
 
 
 def test_unknown_optimizer_is_named() -> None:
-    with pytest.raises(ValueError, match="optimizer must be one of"):
+    with pytest.raises(ValueError, match="optimizer = 'adagrad' is invalid; allowed: one of adam"):
         optimizers.mean_field_model("adagrad")

@@ -24,8 +24,9 @@ from collections.abc import Sequence
 from functools import cache
 
 import sympy as sp
-
 from scalewise.theory.identity import identity, slip
+
+from scalewise import checks
 
 beta, beta1, beta2, t = sp.symbols("beta beta_1 beta_2 t", positive=True)
 alpha, mu, sigma, batch = sp.symbols("alpha mu sigma B", positive=True)
@@ -77,10 +78,8 @@ def standardized_expectation(
     for powers, coefficient in sp.Poly(sp.expand(expr), *noise).terms():
         degree = sum(powers)
         if degree > 2:
-            raise ValueError(
-                f"expr: only polynomials of degree <= 2 in the noise are determined by two "
-                f"moments; got a term of degree {degree}"
-            )
+            checks.fail("expr", expr, "a polynomial of degree <= 2 in the noise (only those "
+                        f"are determined by two moments); it has a term of degree {degree}")
         if degree == 0 or max(powers) == 2:
             total += coefficient
     return total

@@ -10,6 +10,8 @@ from collections.abc import Iterable, Sequence
 
 from scalewise.theory.identity import IDENTITIES, SLIPS, CheckResult, Identity
 
+from scalewise import checks
+
 FORMATS = ("table", "markdown", "latex")
 
 _SEEDS = {
@@ -72,8 +74,7 @@ def _latex_table(rows: list[tuple[str, ...]]) -> str:
 def results_table(results: Sequence[CheckResult], fmt: str = "table") -> str:
     """The results of :func:`theory.check_all` as a text, Markdown or LaTeX table."""
     renderers = {"table": _text_table, "markdown": _markdown_table, "latex": _latex_table}
-    if fmt not in renderers:
-        raise ValueError(f"fmt must be one of {', '.join(FORMATS)}; got {fmt!r}")
+    checks.one_of("fmt", fmt, FORMATS)
     return renderers[fmt](_rows(results))
 
 

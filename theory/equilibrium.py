@@ -18,7 +18,6 @@ from __future__ import annotations
 from functools import cache
 
 import sympy as sp
-
 from scalewise.theory.identity import identity, slip
 from scalewise.theory.symbolic import vector
 

@@ -32,10 +32,11 @@ from functools import cache
 
 import numpy as np
 import sympy as sp
-
 from scalewise.theory.equilibrium import alpha, x
 from scalewise.theory.identity import identity, slip
 from scalewise.theory.symbolic import symmetric, vec, vector
+
+from scalewise import checks
 
 eta, gamma = sp.symbols("eta gamma", positive=True)
 """``eta``: the K-FAC damping of 001 Eq. (26); ``gamma``: a rescaling of a layer's weights."""
@@ -71,7 +72,7 @@ _INPUTS = sp.Matrix(sp.symbols(f"xi1:{WIDTH + 1}", real=True))  # (WIDTH, 1)
 def symbolic_weights(num_matrices: int) -> tuple[sp.Matrix, ...]:
     """``W_0 ... W_{num_matrices - 1}``, each ``(WIDTH, WIDTH)`` with its own real symbols."""
     if num_matrices < 1:
-        raise ValueError(f"num_matrices must be a positive integer, got {num_matrices}")
+        checks.fail("num_matrices", num_matrices, "an integer >= 1")
     return tuple(
         sp.ImmutableMatrix(WIDTH, WIDTH, lambda i, j, l=l: sp.Symbol(f"w{l}_{i}{j}", real=True))
         for l in range(num_matrices)
@@ -536,12 +537,10 @@ def normalized_kfac_step(
     """
     curvature, gradient = np.asarray(curvature, dtype=float), np.asarray(gradient, dtype=float)
     if curvature.ndim != 2 or curvature.shape[0] != curvature.shape[1]:
-        raise ValueError(f"curvature must be a square (n, n) matrix, got shape {curvature.shape}")
+        checks.fail("curvature", curvature, "a square (n, n) matrix")
     if gradient.shape != curvature.shape[:1]:
-        raise ValueError(f"gradient must have shape {curvature.shape[:1]}, got {gradient.shape}")
-    if not damping >= 0:
-        raise ValueError(f"damping must be >= 0, got {damping}")
-    if not norm_sq > 0:
-        raise ValueError(f"norm_sq must be > 0, got {norm_sq}")
+        checks.fail("gradient", gradient, f"an array of shape {curvature.shape[:1]}")
+    checks.nonnegative("damping", damping)
+    checks.positive("norm_sq", norm_sq)
     damped = curvature + effective_damping(damping, norm_sq) * np.eye(curvature.shape[0])
     return np.linalg.solve(damped, gradient)

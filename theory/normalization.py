@@ -21,10 +21,11 @@ from __future__ import annotations
 from functools import cache
 
 import sympy as sp
-
 from scalewise.theory.homogeneity import reduce_radicals
 from scalewise.theory.identity import identity, slip, unpack
 from scalewise.theory.symbolic import gradient, matrix, norm, unvec, vector
+
+from scalewise import checks
 
 s, gamma, wn_gain = sp.symbols("s gamma g", positive=True)
 
@@ -40,7 +41,7 @@ def _ones(rows: int) -> sp.Matrix:
 
 def _check_batch(X: sp.Matrix) -> None:
     if X.rows < 2:
-        raise ValueError(f"X must have at least 2 rows (examples) to normalize, got {X.rows}")
+        checks.fail("X", X.shape, "a matrix of at least 2 rows (examples) to normalize")
 
 
 def _divide_columns(X: sp.Matrix, column_scales: sp.Matrix) -> sp.Matrix:
@@ -81,10 +82,9 @@ def layer_norm(a: sp.Matrix, gains: sp.Matrix, biases: sp.Matrix) -> sp.Matrix:
     """``LN(a; b, g) = g/sigma ⊙ (a - mu 1) + b`` over the ``D`` units of one example
     (001 Eq. 21): ``a``, ``gains`` and ``biases`` are columns of length ``D >= 2``."""
     if a.cols != 1 or a.rows < 2:
-        raise ValueError(f"a must be a column of at least 2 units, got shape {a.shape}")
+        checks.fail("a", a.shape, "a column of at least 2 units")
     if gains.shape != a.shape or biases.shape != a.shape:
-        raise ValueError(f"gains and biases must have the shape of a {a.shape}, got "
-                         f"{gains.shape} and {biases.shape}")
+        checks.fail("gains, biases", (gains.shape, biases.shape), f"the shape of a, {a.shape}")
     centered = batch_center(a)  # (D, 1): the D units play the role of the batch rows
     return centered.multiply_elementwise(gains) / batch_std(a)[0] + biases
 
@@ -93,8 +93,7 @@ def vjp(output: sp.Matrix, inputs: sp.Matrix, output_bar: sp.Matrix) -> sp.Matri
     """Backprop ``inputs_bar[i, j] = sum_{k l} output_bar[k, l] d output[k, l] / d inputs[i, j]``,
     derived by differentiating every entry (the bar notation of 001 Sec. 4)."""
     if output_bar.shape != output.shape:
-        raise ValueError(f"output_bar must have the output's shape {output.shape}, "
-                         f"got {output_bar.shape}")
+        checks.fail("output_bar", output_bar.shape, f"the output's shape {output.shape}")
     return sp.Matrix(
         inputs.rows,
         inputs.cols,

@@ -49,7 +49,6 @@ from typing import NamedTuple
 
 import numpy as np
 import sympy as sp
-
 from scalewise.theory.equilibrium import (
     WD_APPROACH_RATE,
     WD_EFFECTIVE_LR,
@@ -62,6 +61,9 @@ from scalewise.theory.equilibrium import (
     x0,
 )
 from scalewise.theory.identity import identity
+
+from scalewise import checks
+from scalewise.vocabulary import Optimizer
 
 mu, beta1, beta2, d = sp.symbols("mu beta_1 beta_2 d", positive=True)
 p = sp.Symbol("p", real=True)  # E<w_k, m_k>
@@ -161,8 +163,7 @@ def mean_field_model(optimizer: str) -> MeanField:
         adam = MEAN_FIELD["adam"]
         return MeanField(MomentStep(*(e.subs(beta1, 0) for e in adam.moments)), adam.step_scale)
     if optimizer not in MEAN_FIELD:
-        known = sorted([*MEAN_FIELD, "rmsprop"])
-        raise ValueError(f"optimizer must be one of {known}, got {optimizer!r}")
+        checks.one_of("optimizer", optimizer, sorted([*MEAN_FIELD, "rmsprop"]))
     return MEAN_FIELD[optimizer]
 
 
@@ -757,46 +758,26 @@ class Equilibrium:
 
 
 _SYMBOLS = (alpha, lam, g, mu, beta1, d)
-_ADAPTIVE = frozenset({"adam", "adamw", "rmsprop"})
-
-
-def _array(name: str, value, low: float, high: float, *, low_open: bool, high_open: bool = True):
-    """``value`` as a float array inside ``(low, high)``; open or closed ends as flagged."""
-    array = np.asarray(value, dtype=float)
-    below = array <= low if low_open else array < low
-    above = array >= high if high_open else array > high
-    if not np.all(np.isfinite(array)) or np.any(below) or np.any(above):
-        left, right = "(" if low_open else "[", ")" if high_open else "]"
-        raise ValueError(f"{name} must lie in {left}{low}, {high}{right}, got {value!r}")
-    return array
-
-
 def _validated(
     optimizer: str, *, lr, weight_decay, grad_norm, momentum, beta1_value, beta2_value, dim
 ):
     """The arguments of :data:`_SYMBOLS` as float arrays, or a ``ValueError`` naming the culprit."""
-    lr_array = _array("lr", lr, 0.0, np.inf, low_open=True)
-    wd_array = _array("weight_decay", weight_decay, 0.0, np.inf, low_open=True)
-    if np.any(lr_array * wd_array >= 1):
-        raise ValueError("lr * weight_decay must be < 1 for weight decay to shrink the weights")
-    momentum_array = _array("momentum", momentum, 0.0, 1.0, low_open=False)
-    if optimizer != "sgdm" and np.any(momentum_array != 0):
-        raise ValueError(f"momentum must be 0 for {optimizer!r}; momentum SGD is 'sgdm'")
-    _array("beta2", beta2_value, 0.0, 1.0, low_open=False)
-    if optimizer in _ADAPTIVE:
+    properties = Optimizer(optimizer).properties
+    lr_array = checks.positive("lr", lr)
+    wd_array = checks.positive("weight_decay", weight_decay)
+    if properties.shrinks(properties.decay):
+        checks.decay_factor(lr_array, wd_array)
+    momentum_array = checks.unit_interval("momentum", momentum)
+    if not properties.uses_momentum and np.any(momentum_array != 0):
+        checks.fail("momentum", momentum, f"0 for {optimizer!r} (momentum SGD is 'sgdm')")
+    checks.unit_interval("beta2", beta2_value)
+    dim_array = np.asarray(np.nan)
+    if properties.adaptive:
         if dim is None or np.any(np.asarray(dim) != np.round(dim)):
-            raise ValueError(f"dim must be an integer >= 2 for {optimizer!r}, got {dim!r}")
-        dim_array = _array("dim", dim, 2.0, np.inf, low_open=False)
-    else:
-        dim_array = np.asarray(np.nan)
-    return (
-        lr_array,
-        wd_array,
-        _array("grad_norm", grad_norm, 0.0, np.inf, low_open=True),
-        momentum_array,
-        _array("beta1", beta1_value, 0.0, 1.0, low_open=False),
-        dim_array,
-    )
+            checks.fail("dim", dim, f"an integer >= 2 for {optimizer!r}")
+        dim_array = checks.in_interval("dim", dim, 2.0)
+    return (lr_array, wd_array, checks.positive("grad_norm", grad_norm), momentum_array,
+            checks.unit_interval("beta1", beta1_value), dim_array)
 
 
 @cache

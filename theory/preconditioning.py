@@ -20,11 +20,12 @@ from __future__ import annotations
 from functools import cache, reduce
 
 import sympy as sp
-from sympy import kronecker_product as kron
-
 from scalewise.theory.identity import identity, slip, unpack
 from scalewise.theory.kronecker import homogeneous_second_moment
 from scalewise.theory.symbolic import matrix, symmetric, vec, vector
+from sympy import kronecker_product as kron
+
+from scalewise import checks
 
 alpha, eta = sp.symbols("alpha eta", positive=True)
 nu = sp.Symbol("nu", positive=True)
@@ -41,7 +42,7 @@ def cayley_rotation(dim: int) -> sp.Matrix:
     """A generic rotation ``(I - K)(I + K)^{-1}`` with symbolic skew-symmetric ``K``: orthogonal
     with rational entries, so products with it simplify exactly by ``cancel``."""
     if dim < 1:
-        raise ValueError(f"dim: must be a positive integer, got {dim}")
+        checks.fail("dim", dim, "an integer >= 1")
 
     def entry(i: int, j: int) -> sp.Expr:
         return sp.Symbol(f"q_{min(i, j) + 1}{max(i, j) + 1}", real=True) * sp.sign(j - i)
@@ -280,7 +281,7 @@ def symbolic_layer(n_in: int, n_out: int) -> dict[str, sp.Matrix]:
     """Symbols for a layer and its input statistics: ``W (out x in)``, ``b``, ``sigma_sqrt =
     diag(sigma_i)`` (positive), the mean ``m``, and an activation ``a``."""
     if n_in < 1 or n_out < 1:
-        raise ValueError(f"n_in, n_out: must be positive integers, got {n_in}, {n_out}")
+        checks.fail("n_in, n_out", (n_in, n_out), "integers >= 1")
     return {
         "W": matrix("W", n_out, n_in),
         "b": vector("b", n_out),

@@ -22,11 +22,12 @@ from functools import cache
 
 import numpy as np
 import sympy as sp
-
 from scalewise.theory.equilibrium import alpha, lam
 from scalewise.theory.identity import identity, slip
 from scalewise.theory.kfac import rational_numerator
 from scalewise.theory.symbolic import gradient, symmetric, vector
+
+from scalewise import checks
 
 beta = sp.Symbol("beta", positive=True)
 """The product ``w_1 ... w_K`` of a scalar deep linear network, its slope (``|beta|`` in
@@ -148,8 +149,7 @@ def deep_linear_l2_stationary_points(num_layers: int) -> tuple[tuple[sp.Expr, ..
     ``min sum_i t_i`` subject to ``prod_i t_i = beta^2``, solved by Lagrange multipliers. The
     objective grows without bound towards the boundary of the constraint surface, so a unique
     stationary point is the global minimum."""
-    if num_layers < 1:
-        raise ValueError(f"num_layers must be a positive integer, got {num_layers}")
+    checks.integer("num_layers", num_layers, 1)
     squares = sp.symbols(f"t1:{num_layers + 1}", positive=True)
     multiplier = sp.Symbol("nu", positive=True)
     lagrangian = sum(squares) - multiplier * (sp.Mul(*squares) - beta**2)
@@ -202,7 +202,5 @@ def deep_linear_l2_min(slope: np.ndarray | float, num_layers: int) -> np.ndarray
     >>> float(deep_linear_l2_min(-4.0, 2))
     8.0
     """
-    is_integer = isinstance(num_layers, (int, np.integer)) and not isinstance(num_layers, bool)
-    if not is_integer or num_layers < 1:
-        raise ValueError(f"num_layers must be a positive integer, got {num_layers!r}")
+    checks.integer("num_layers", num_layers, 1)
     return _deep_linear_l2_min(np.abs(np.asarray(slope, dtype=float)), num_layers)

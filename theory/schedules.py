@@ -25,11 +25,12 @@ from functools import cache
 
 import numpy as np
 import sympy as sp
-
 from scalewise.theory.equilibrium import alpha, k, lam
 from scalewise.theory.identity import identity
 from scalewise.theory.optimizers import mu, on_hyperparameter_domain
 from scalewise.theory.symbolic import vector
+
+from scalewise import checks
 
 r = sp.Symbol("r", positive=True)  # growth factor of the equivalent run, w~_k = w_k / r^k
 _Q = sp.Symbol("Q", positive=True)  # r^k (or (1 - alpha lam)^k) in the induction step
@@ -253,26 +254,17 @@ _sgdm_scales = _lambdified((SGDM_WEIGHT_SCALE, SGDM_BUFFER_SCALE, SGDM_BUFFER_SH
 
 def _checked(step, lr, weight_decay, momentum=0.0):
     """Float arrays of the arguments, or a ``ValueError`` naming the offending one."""
-    step = np.asarray(step, dtype=float)
-    lr = np.asarray(lr, dtype=float)
-    weight_decay = np.asarray(weight_decay, dtype=float)
-    momentum = np.asarray(momentum, dtype=float)
-    if np.any(step < 0) or np.any(step != np.round(step)):
-        raise ValueError(f"step must be a non-negative integer, got {step!r}")
-    if not np.all(np.isfinite(lr)) or np.any(lr <= 0):
-        raise ValueError(f"lr must be positive and finite, got {lr!r}")
-    if not np.all(np.isfinite(weight_decay)) or np.any(weight_decay < 0):
-        raise ValueError(f"weight_decay must be >= 0 and finite, got {weight_decay!r}")
-    if np.any(lr * weight_decay >= 1):
-        raise ValueError("lr * weight_decay must be < 1 for weight decay to shrink the weights")
-    if np.any(momentum < 0) or np.any(momentum >= 1):
-        raise ValueError(f"momentum must lie in [0, 1), got {momentum!r}")
+    step_array = checks.nonnegative("step", step)
+    if np.any(step_array != np.round(step_array)):
+        checks.fail("step", step, "non-negative integers")
+    lr, weight_decay = checks.positive("lr", lr), checks.nonnegative("weight_decay", weight_decay)
+    checks.decay_factor(lr, weight_decay)
+    momentum = checks.unit_interval("momentum", momentum)
     if np.any(lr * weight_decay > (1 - np.sqrt(momentum)) ** 2):
-        raise ValueError(
-            "lr * weight_decay must be <= (1 - sqrt(momentum))^2 for a real growth factor "
-            "(the momentum equivalence has no real exponential schedule beyond it)"
-        )
-    return step, lr, weight_decay, momentum
+        checks.fail("weight_decay", weight_decay, "lr * weight_decay <= (1 - sqrt(momentum))^2 "
+                    "for a real growth factor (the momentum equivalence has no real exponential "
+                    "schedule beyond it)")
+    return step_array, lr, weight_decay, momentum
 
 
 def sgd_equivalent_lr(step, *, lr, weight_decay) -> np.ndarray:

@@ -9,28 +9,25 @@ from __future__ import annotations
 
 import sympy as sp
 
-
-def _positive_size(name: str, value: int) -> None:
-    if not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+from scalewise import checks
 
 
 def vector(name: str, n: int) -> sp.Matrix:
     """Column of ``n`` independent real symbols ``name1 .. name{n}``."""
-    _positive_size("n", n)
+    checks.integer("n", n, 1)
     return sp.Matrix(sp.symbols(f"{name}1:{n + 1}", real=True))
 
 
 def matrix(name: str, rows: int, cols: int) -> sp.Matrix:
     """``rows x cols`` matrix of independent real symbols ``name_{ij}`` (1-based)."""
-    _positive_size("rows", rows)
-    _positive_size("cols", cols)
+    checks.integer("rows", rows, 1)
+    checks.integer("cols", cols, 1)
     return sp.Matrix(rows, cols, lambda i, j: sp.Symbol(f"{name}_{i + 1}{j + 1}", real=True))
 
 
 def symmetric(name: str, n: int) -> sp.Matrix:
     """Generic symmetric ``n x n`` matrix of real symbols (``name_{ij} = name_{ji}``)."""
-    _positive_size("n", n)
+    checks.integer("n", n, 1)
     return sp.Matrix(
         n, n, lambda i, j: sp.Symbol(f"{name}_{min(i, j) + 1}{max(i, j) + 1}", real=True)
     )
@@ -44,10 +41,8 @@ def vec(m: sp.MatrixBase) -> sp.Matrix:
 def unvec(column: sp.MatrixBase, rows: int) -> sp.Matrix:
     """Inverse of :func:`vec`: the ``rows x (len / rows)`` matrix whose columns stack to
     ``column``."""
-    if not isinstance(rows, int) or rows < 1 or len(column) % rows:
-        raise ValueError(
-            f"rows must be a positive integer dividing the length {len(column)}, got {rows!r}"
-        )
+    if checks.integer("rows", rows, 1) and len(column) % rows:
+        checks.fail("rows", rows, f"a positive integer dividing the length {len(column)}")
     return sp.Matrix(column).reshape(len(column) // rows, rows).T
 
 

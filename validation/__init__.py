@@ -22,6 +22,8 @@ import importlib
 from enum import Enum
 from typing import TYPE_CHECKING
 
+from scalewise import checks
+
 if TYPE_CHECKING:
     from scalewise.validation.report import LoadedReport, Report
     from scalewise.validation.suite import Settings
@@ -43,9 +45,7 @@ class Size(str, Enum):
 
 
 def _check(name: str) -> str:
-    if name not in SUITES:
-        raise ValueError(f"suite = {name!r}; allowed: {', '.join(SUITES)}")
-    return name
+    return checks.one_of("suite", name, SUITES)
 
 
 def build(name: str, settings: Settings) -> Report:

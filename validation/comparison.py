@@ -19,11 +19,8 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-
-from scalewise import sim
 from scalewise.models.config import (
     OptimizerConfig,
-    OptimizerName,
     Schedule,
     TrainConfig,
     WeightDecayMode,
@@ -35,16 +32,24 @@ from scalewise.models.probes import unit_rows
 from scalewise.models.store import Run
 from scalewise.models.training import schedule
 
+from scalewise import sim
+from scalewise.vocabulary import Decay, Equilibrium, Optimizer
+
 QUANTITIES = ("norm_sq", "effective_lr", "angular_update")
 INVARIANCE_TOLERANCE = 1e-4  # |mean cos(w, grad)| of a normalized layer in float32 is ~1e-7
 TAIL_FRACTION = 0.25  # the equilibrium is compared on the last quarter of the run
 MEAN_FIELD_RUNS = 8  # sphere-engine vectors per layer whose mean is the mean-field prediction
-SIM_OPTIMIZER = {OptimizerName.SGD: "sgd", OptimizerName.SGDM: "sgdm",
-                 OptimizerName.ADAM: "adam", OptimizerName.ADAMW: "adamw"}
-"""The simulator's name of each optimizer compared (sim's ``adam`` couples the decay as L2,
-its ``adamw`` decouples it, as torch's do)."""
-_DECAY_MODES = {name: (WeightDecayMode.NONE, WeightDecayMode.L2) for name in SIM_OPTIMIZER}
-_DECAY_MODES[OptimizerName.ADAMW] = (WeightDecayMode.NONE, WeightDecayMode.DECOUPLED)
+COMPARED = tuple(o for o in Optimizer
+                 if o.properties.simulated and o.properties.equilibrium is not Equilibrium.NONE)
+"""The optimizers a run of which is compared: those the simulators run and theory has an
+equilibrium for (SGD exactly; the others on request, ``mean_field=True``)."""
+
+
+def _decay_mode(name: Optimizer) -> WeightDecayMode:
+    """The run's decay mode that applies the decay ``name``'s simulator applies: L2 for a
+    coupled decay, the shrink for a decoupled one (AdamW)."""
+    return (WeightDecayMode.L2 if name.properties.decay is Decay.COUPLED
+            else WeightDecayMode.DECOUPLED)
 
 
 def wide(metrics: pd.DataFrame, name: str) -> pd.DataFrame:
@@ -67,16 +72,15 @@ def invariant_layers(metrics: pd.DataFrame) -> dict[str, bool]:
 
 def _check_comparable(run: Run, mean_field: bool) -> None:
     opt = run.config.optimizer
-    if opt.name is not OptimizerName.SGD and not (mean_field and opt.name in SIM_OPTIMIZER):
-        allowed = ", ".join(name.value for name in SIM_OPTIMIZER)
+    if opt.name is not Optimizer.SGD and not (mean_field and opt.name in COMPARED):
+        allowed = ", ".join(name.value for name in COMPARED)
         raise ValueError(f"run {run.id}: optimizer {opt.name.value!r} is not compared; the driven "
                          "recurrence (001 Eq. 23) is exact for plain SGD only (mean_field=True "
                          f"compares {allowed} with the sphere engine's mean-field model)")
-    if opt.wd_mode not in _DECAY_MODES[opt.name]:
-        allowed = " or ".join(repr(mode.value) for mode in _DECAY_MODES[opt.name])
+    if opt.wd_mode not in (WeightDecayMode.NONE, _decay_mode(opt.name)):
         raise ValueError(f"run {run.id}: wd_mode {opt.wd_mode.value!r} is not compared; allowed: "
-                         f"{allowed} (the decay the simulator's {SIM_OPTIMIZER[opt.name]!r} "
-                         "applies, 001 Eq. 23)")
+                         f"'none' or {_decay_mode(opt.name).value!r} (the decay the simulator's "
+                         f"{opt.name.value!r} applies, 001 Eq. 23)")
     if opt.renormalize or opt.graft_norms_from is not None or opt.graft_direction is not None:
         raise ValueError(f"run {run.id}: its norms are set by renormalization or grafting, not "
                          "by 001 Eq. (23)")
@@ -106,11 +110,10 @@ def unit_dims(config: TrainConfig) -> dict[str, int]:
 
 def simulator_options(config: OptimizerConfig) -> dict[str, object]:
     """The optimizer-specific arguments of :func:`sim.drive`, :func:`sim.simulate` and
-    :func:`sim.equilibrium` for a run's optimizer: ``momentum`` for momentum SGD, ``betas`` for
-    the Adam family, none for SGD."""
-    if config.name is OptimizerName.SGDM:
-        return {"momentum": config.momentum}
-    return {} if config.name is OptimizerName.SGD else {"betas": config.betas}
+    :func:`sim.equilibrium` that theory's forms depend on, for a run's optimizer: those of
+    ``momentum`` and ``betas`` that it reads (:data:`scalewise.vocabulary.PROPERTIES`)."""
+    used = config.name.properties.hyperparameters & {"momentum", "betas"}
+    return {name: getattr(config, name) for name in sorted(used)}
 
 
 def _driven(run: Run, grads: pd.DataFrame, init_norm_sq: np.ndarray, decay: np.ndarray,
@@ -119,8 +122,8 @@ def _driven(run: Run, grads: pd.DataFrame, init_norm_sq: np.ndarray, decay: np.n
     on every layer at once, or one mean-field sphere per layer (the run mean of
     ``MEAN_FIELD_RUNS`` vectors of the layer's unit dimension)."""
     opt = run.config.optimizer
-    common = {"lr": opt.lr, "schedule": schedule(opt), "optimizer": SIM_OPTIMIZER[opt.name]}
-    if opt.name is OptimizerName.SGD:
+    common = {"lr": opt.lr, "schedule": schedule(opt), "optimizer": opt.name.value}
+    if opt.name is Optimizer.SGD:
         t = sim.drive(grads.to_numpy(), weight_decay=decay, init_norm=np.sqrt(init_norm_sq),
                       **common)
         return {q: getattr(t, q) for q in QUANTITIES}
@@ -139,8 +142,8 @@ def _equilibrium(run: Run, weight_decay: float, grad_norm: float,
                  dim: int | None) -> dict[str, np.ndarray]:
     """Theory's equilibrium of the run's optimizer (001 Eq. 24-25; :mod:`theory.optimizers`)."""
     opt = run.config.optimizer
-    adaptive = opt.name in (OptimizerName.ADAM, OptimizerName.ADAMW)
-    return sim.equilibrium(SIM_OPTIMIZER[opt.name], lr=opt.lr, weight_decay=weight_decay,
+    adaptive = opt.name.properties.adaptive
+    return sim.equilibrium(opt.name.value, lr=opt.lr, weight_decay=weight_decay,
                            grad_norm=grad_norm, dim=dim if adaptive else None,
                            **simulator_options(opt))
 

@@ -14,8 +14,9 @@ from __future__ import annotations
 import pandas as pd
 import sympy as sp
 import torch
-
 from scalewise.theory import kronecker
+
+from scalewise import checks
 
 _OUTLIER = sp.lambdify(kronecker.norm_sq, kronecker.OUTLIER_EIGENVALUE, "numpy")
 _HOMOGENEOUS = sp.lambdify(kronecker.norm_sq, kronecker.HOMOGENEOUS_OUTLIER_EIGENVALUE, "numpy")
@@ -34,10 +35,9 @@ def shifted_activations(mean_norm: float, *, dim: int, samples: int,
                         generator: torch.Generator) -> torch.Tensor:
     """``samples`` activations (samples, dim) from ``N(m, I)`` with ``m = mean_norm / sqrt(dim)
     * 1``, so ``||m|| = mean_norm`` (the constant shift of every unit that ICS describes)."""
-    if dim < 2 or samples < 2:
-        raise ValueError(f"dim = {dim}, samples = {samples}; allowed: integers >= 2")
-    if not mean_norm >= 0:
-        raise ValueError(f"mean_norm = {mean_norm}; allowed: a number >= 0")
+    checks.integer("dim", dim, 2)
+    checks.integer("samples", samples, 2)
+    checks.number("mean_norm", mean_norm, 0.0)
     noise = torch.randn(samples, dim, generator=generator, dtype=torch.float64)
     return noise + mean_norm / dim**0.5
 

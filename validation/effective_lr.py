@@ -17,16 +17,14 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
-
-from scalewise import models
-from scalewise import sim
-from scalewise.validation import comparison
 from scalewise.models.store import Run, RunStatus
 from scalewise.models.training import schedule
 from scalewise.theory import equilibrium as eq
-from scalewise.validation import exponential_lr, mechanism_one
+from scalewise.validation import comparison, exponential_lr, mechanism_one
 from scalewise.validation.report import Bound, Record, Report, record, spread_steps
 from scalewise.validation.suite import Settings, train_runs
+
+from scalewise import models, sim
 
 DRIVEN, EQUILIBRIUM, NORM_GROWTH, STEP_DECAY = "driven", "equilibrium", "norm_growth", "step_decay"
 RECORD_POINTS = 12  # steps per curve at which a comparison is recorded
@@ -64,7 +62,7 @@ SETTINGS = (
 )
 NETWORKS = {"mlp": {"model.arch": "mlp"}, "cnn": {"model.arch": "vgg", "model.width": 32}}
 BASE = {"data.name": "digits", "model.norm": "batch", "probe_every": 1, "costly_probe_every": 0,
-        "optimizer.betas": (0.9, 0.99), "optimizer.momentum": 0.9}
+        "optimizer.betas": (0.9, 0.99)}  # momentum SGD's momentum: its default, 0.9
 
 
 def _steps(settings: Settings) -> int:
@@ -382,7 +380,7 @@ def _settling(m: Measured, layer: str) -> tuple[float, float]:
     opt = m.run.config.optimizer
     measured = series(m.table, layer, "norm_sq", "measured")
     grads = _grad_norms(m)[layer]
-    t = sim.simulate(comparison.SIM_OPTIMIZER[opt.name], lr=opt.lr, weight_decay=opt.weight_decay,
+    t = sim.simulate(opt.name.value, lr=opt.lr, weight_decay=opt.weight_decay,
                      steps=len(measured), grad_norm=tail_mean(grads),
                      init_norm=float(np.sqrt(measured.iloc[0])), dim=m.dims[layer],
                      runs=comparison.MEAN_FIELD_RUNS, eps=opt.eps,
@@ -604,7 +602,7 @@ def _mean_g_prediction(m: Measured, layer: str) -> pd.Series:
     opt = m.run.config.optimizer
     g = float(_grad_norms(m)[layer].mean())
     x0 = float(series(m.table, layer, "norm_sq", "measured").iloc[0])
-    t = sim.simulate(comparison.SIM_OPTIMIZER[opt.name], lr=opt.lr, weight_decay=opt.weight_decay,
+    t = sim.simulate(opt.name.value, lr=opt.lr, weight_decay=opt.weight_decay,
                      steps=m.run.config.steps, grad_norm=g, init_norm=np.sqrt(x0),
                      schedule=schedule(opt), dim=m.dims[layer], runs=comparison.MEAN_FIELD_RUNS,
                      eps=opt.eps, **comparison.simulator_options(opt))

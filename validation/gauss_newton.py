@@ -17,10 +17,11 @@ from collections.abc import Sequence
 import pandas as pd
 import sympy as sp
 import torch
-from torch import nn
-
 from scalewise.models import probes
 from scalewise.theory import kfac
+from torch import nn
+
+from scalewise import checks
 
 NORMS = ("jacobian_sq_norm", "gn_norm", "kfac_gn_norm")
 ACTIVATIONS = {"linear": nn.Identity, "relu": nn.ReLU}
@@ -32,9 +33,7 @@ _KFAC_RATIO = sp.lambdify(kfac.depth, kfac.KFAC_GN_NORM / kfac.jacobian_sq)
 def whitened_inputs(samples: int, dim: int, generator: torch.Generator) -> torch.Tensor:
     """``samples`` inputs (samples, dim), float64, whose second moment ``X^T X / samples`` is
     exactly ``I``: ``sqrt(samples)`` times the orthonormal columns of a Gaussian matrix."""
-    if samples < dim:
-        raise ValueError(f"samples = {samples}; allowed: at least dim = {dim} (whitening needs "
-                         "full column rank)")
+    checks.integer("samples", samples, dim)  # whitening needs full column rank
     gaussian = torch.randn(samples, dim, generator=generator, dtype=torch.float64)
     q, _ = torch.linalg.qr(gaussian)  # (samples, dim), q^T q = I
     return q * samples**0.5
@@ -44,10 +43,9 @@ def deep_network(depth: int, width: int, activation: str,
                  generator: torch.Generator) -> nn.Sequential:
     """Bias-free ``nn.Sequential`` of ``depth + 1`` Linear layers ``width x width`` (float64),
     ``activation`` (``linear`` or ``relu``) between them, Gaussian weights of variance 1/width."""
-    if activation not in ACTIVATIONS:
-        raise ValueError(f"activation = {activation!r}; allowed: {', '.join(ACTIVATIONS)}")
-    if depth < 0 or width < 1:
-        raise ValueError(f"depth = {depth}, width = {width}; allowed: depth >= 0, width >= 1")
+    checks.one_of("activation", activation, ACTIVATIONS)
+    checks.integer("depth", depth, 0)
+    checks.integer("width", width, 1)
     layers: list[nn.Module] = []
     for i in range(depth + 1):
         linear = nn.Linear(width, width, bias=False, dtype=torch.float64)

@@ -28,15 +28,15 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from matplotlib.figure import Figure
-from torch import nn
-
-from scalewise import models
-from scalewise.validation.covariate_shift import second_moment
 from scalewise.models.data import BatchSampler
 from scalewise.models.quasi_diagonal import DiagonalSecondMoment, QuasiDiagonal
 from scalewise.theory import kronecker
+from scalewise.validation.covariate_shift import second_moment
 from scalewise.validation.report import Bound, Report, record, spread_steps
 from scalewise.validation.suite import Settings
+from torch import nn
+
+from scalewise import models
 
 EXACT = 1e-6  # float64 identities that hold up to rounding (invariances, step norms)
 SMOOTHING = 25  # steps of the trailing mean that smooths minibatch losses
@@ -797,7 +797,7 @@ def grafting(report: Report, settings: Settings) -> None:
         "A 61-64-64-10 MLP with BN before each ReLU (`models.build_model`, the default digits "
         f"network) on digits, batch 64, {scale(settings).optimizer_steps} steps: SGD (lr 0.1), "
         "Adam (lr 1e-3), Adam's magnitude on SGD's direction (`graft:adam>sgd`, "
-        "`models.optimizers.AdaGraft`) and SGD's magnitude on Adam's direction "
+        "`models.grafting.AdaGraft`) and SGD's magnitude on Adam's direction "
         "(`graft:sgd>adam`). Grafting is per parameter tensor (the slides: 'per-layer'; a "
         "layer's weight and bias are separate tensors here).\n\n"
         "**Exact check.** At 12 steps of each grafted run, deep copies of the magnitude and "

@@ -32,18 +32,17 @@ import numpy as np
 import pandas as pd
 import torch
 from matplotlib.figure import Figure
-
-from scalewise import models
-from scalewise import sim
-from scalewise.validation.comparison import wide
 from scalewise.models.data import BatchSampler
-from scalewise.validation.gauss_newton import network_family_norms
 from scalewise.models.kfac import KFAC
 from scalewise.models.networks import scale_invariant_params
 from scalewise.models.store import Run, RunStatus
 from scalewise.theory import kfac as kfac_theory
+from scalewise.validation.comparison import wide
+from scalewise.validation.gauss_newton import network_family_norms
 from scalewise.validation.report import Bound, Report, record, spread_steps
 from scalewise.validation.suite import Settings, Size, train_runs
+
+from scalewise import checks, models, sim
 
 SUITE = "kfac"
 WD_MODES = ("none", "decoupled", "l2")
@@ -100,10 +99,8 @@ def label(optimizer: str, wd_mode: str) -> str:
 
 def optimizer_changes(optimizer: str, wd_mode: str, damping: float = DAMPING) -> dict[str, Any]:
     """Config changes of ``optimizer`` (a key of :data:`OPTIMIZERS`) with ``wd_mode``."""
-    if optimizer not in OPTIMIZERS:
-        raise ValueError(f"optimizer = {optimizer!r}; allowed: {', '.join(OPTIMIZERS)}")
-    if wd_mode not in WD_MODES:
-        raise ValueError(f"wd_mode = {wd_mode!r}; allowed: {', '.join(WD_MODES)}")
+    checks.one_of("optimizer", optimizer, OPTIMIZERS)
+    checks.one_of("wd_mode", wd_mode, WD_MODES)
     return {**OPTIMIZERS[optimizer], "optimizer.momentum": 0.0,
             "optimizer.kfac.damping": damping, "optimizer.wd_mode": wd_mode,
             "optimizer.weight_decay": 0.0 if wd_mode == "none" else WEIGHT_DECAY}
@@ -610,16 +607,16 @@ def normalized_update(report: Report, settings: Settings) -> None:
     normalized step with effective damping ``eta ||w||^2``."""
     experiment = "normalized_update"
     results = {o: kfac_step_check(settings, o) for o in KFAC_LABELS}
-    for optimizer, checks in results.items():
-        for key, check in checks.items():
+    for optimizer, step_checks in results.items():
+        for key, check in step_checks.items():
             layer, source = key.split("/")
             suffix = "" if source == "held" else "_rescaled_factors"
             report.add(record(experiment, optimizer, layer, f"step_norm{suffix}",
                               predicted=check["predicted_norm"], measured=check["measured_norm"]),
                        record(experiment, optimizer, layer, f"step_cosine{suffix}",
                               predicted=1.0, measured=check["cosine"]))
-    worst = {source: max(c["mismatch"] for checks in results.values()
-                         for k, c in checks.items() if k.endswith(source))
+    worst = {source: max(c["mismatch"] for step_checks in results.values()
+                         for k, c in step_checks.items() if k.endswith(source))
              for source in ("held", "rescaled")}
     report.bounds += [
         Bound(experiment, "step_norm", 1e-9, description="float64: K-FAC's step = ||w|| x "

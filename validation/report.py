@@ -38,6 +38,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from scalewise import checks
+
 RECORD_FIELDS = ("experiment", "optimizer", "layer", "quantity", "predicted", "measured",
                  "rel_error")
 CURVE_COLUMNS = ("experiment", "optimizer", "layer", "quantity", "source", "step", "value")
@@ -111,10 +113,8 @@ class Bound:
     description: str = ""
 
     def __post_init__(self) -> None:
-        if self.statistic not in STATISTICS:
-            raise ValueError(f"statistic = {self.statistic!r}; allowed: {', '.join(STATISTICS)}")
-        if not self.limit > 0:
-            raise ValueError(f"limit = {self.limit}; allowed: a number > 0")
+        checks.one_of("statistic", self.statistic, STATISTICS)
+        checks.number("limit", self.limit, 0.0, low_open=True)
 
     def matches(self, rec: Record) -> bool:
         return (rec.experiment == self.experiment and base_quantity(rec.quantity) == self.quantity

@@ -17,7 +17,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from scalewise.sim.spec import Optimizer
+from scalewise.vocabulary import Optimizer
 
 
 class Hyper(NamedTuple):
