@@ -15,13 +15,14 @@ import pandas as pd
 import streamlit as st
 from matplotlib import colormaps
 from matplotlib.figure import Figure
+
+from scalewise import models, theory, validation
 from scalewise.figures import curves
 from scalewise.models.store import RunStore, StoreError, default_store_path
+from scalewise.theory import equilibrium as eq
 from scalewise.validation import comparison, covariate_shift, gauss_newton
 from scalewise.validation.report import LoadedReport
 from scalewise.validation.suite import REFERENCE_DIR
-
-from scalewise import models, theory, validation
 from scalewise.vocabulary import Optimizer
 
 OPTIMIZERS = tuple(o.value for o in Optimizer if o.properties.simulated)
@@ -228,7 +229,7 @@ def _equilibrium_summary(target: dict[str, float] | str) -> None:
     columns[2].metric("angular update", f"{target['angular_update']:.4g} rad")
     columns[3].metric("approach rate per step", f"{rate:.6f}")
     st.caption(f"A deviation from the equilibrium shrinks by the approach rate per step: a time "
-               f"constant of {-1 / np.log(rate):.4g} steps. Runs shorter than a few time "
+               f"constant of {eq.time_constant(rate):.4g} steps. Runs shorter than a few time "
                "constants have not settled yet.")
 
 

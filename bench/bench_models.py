@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable
 
 import torch
+
 from scalewise.models.config import (
     Arch,
     KFACConfig,

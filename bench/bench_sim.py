@@ -15,10 +15,10 @@ import tempfile
 import time
 
 import numpy as np
-from scalewise.figures import notes as figures
-from scalewise.theory import equilibrium as eq
 
 from scalewise import sim
+from scalewise.figures import notes as figures
+from scalewise.theory import equilibrium as eq
 
 
 def _timed(fn):

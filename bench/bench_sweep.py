@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 import torch
+
 from scalewise.models.store import RunStore
 from scalewise.sweep import (
     SweepSpec,

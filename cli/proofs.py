@@ -5,9 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from scalewise.theory.catalogue import FORMATS, results_table
-
 from scalewise import theory
+from scalewise.theory.catalogue import FORMATS, results_table
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+
 from scalewise.models.store import (
     DEFAULT_STORE,
     EXPORT_FORMATS,

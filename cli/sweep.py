@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+
 from scalewise.models.store import DEFAULT_STORE, RunStatus, RunStore
 from scalewise.sweep import (
     SweepSpec,

@@ -9,13 +9,13 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
+
+from scalewise import checks
 from scalewise.sim.dynamics import simulate
 from scalewise.sim.equilibria import equilibrium
 from scalewise.sim.recurrence import effective_damping
 from scalewise.theory import equilibrium as eq
 from scalewise.theory.optimizers import NO_EQUILIBRIUM
-
-from scalewise import checks
 from scalewise.vocabulary import Optimizer
 
 POINTS = 400  # points per curve: enough for a smooth curve on a log step axis

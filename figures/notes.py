@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib import colormaps
 from matplotlib.figure import Figure
+
 from scalewise.sim.dynamics import simulate
 from scalewise.sim.equilibria import equilibrium
 from scalewise.sim.schedules import StepDecay

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 import torch
+
 from scalewise.models.config import DataConfig, Dataset
 
 TEACHER_IN_DIM = 16

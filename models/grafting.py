@@ -12,10 +12,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from scalewise.models.networks import ScaleInvariant
 from torch.utils.hooks import RemovableHandle
 
 from scalewise import checks
+from scalewise.models.networks import ScaleInvariant
 
 NormTargets = Callable[[int], Sequence[float]] | np.ndarray
 

@@ -32,11 +32,11 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from scalewise.models.config import Curvature, WeightDecayMode
 from torch import nn
 from torch.nn.utils import parametrize
 
 from scalewise import checks
+from scalewise.models.config import Curvature, WeightDecayMode
 
 Eigen = tuple[torch.Tensor, torch.Tensor]  # (eigenvalues (n,), eigenvectors (n, n))
 

@@ -20,11 +20,11 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch
-from scalewise.models.config import Arch, ModelConfig, Norm
 from torch import nn
 from torch.nn.utils import parametrizations
 
 from scalewise import checks
+from scalewise.models.config import Arch, ModelConfig, Norm
 
 Granularity = Literal["unit", "layer"]
 

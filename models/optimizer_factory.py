@@ -22,6 +22,8 @@ import importlib
 from typing import Any
 
 import torch
+from torch import nn
+
 from scalewise.models.config import (
     OptimizerConfig,
     WeightDecayMode,
@@ -30,8 +32,6 @@ from scalewise.models.config import (
 from scalewise.models.grafting import AdaGraft, renormalize_after_step
 from scalewise.models.kfac import KFAC
 from scalewise.models.networks import output_layer, scale_invariant_params
-from torch import nn
-
 from scalewise.vocabulary import Optimizer
 
 

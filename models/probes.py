@@ -22,14 +22,14 @@ import contextlib
 from collections.abc import Iterator
 
 import torch
-from scalewise.models.kfac import KFAC, input_factor, output_factor
-from scalewise.models.networks import Granularity, layer_weights
-from scalewise.sim.effective import effective_lr as sim_effective_lr
-from scalewise.theory.homogeneity import grad_norm_at_unit_norm
 from torch import nn
 from torch.func import functional_call, jacrev, jvp, vjp, vmap
 
 from scalewise import checks
+from scalewise.models.kfac import KFAC, input_factor, output_factor
+from scalewise.models.networks import Granularity, layer_weights
+from scalewise.sim.effective import effective_lr as sim_effective_lr
+from scalewise.theory.homogeneity import grad_norm_at_unit_norm
 from scalewise.vocabulary import Optimizer
 
 Metric = tuple[str, str, float]  # (layer, name, value); layer "" for the whole network

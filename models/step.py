@@ -6,8 +6,9 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from scalewise.models.probes import Metric, StepProbe
 from torch import nn
+
+from scalewise.models.probes import Metric, StepProbe
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from functools import cache
 from pathlib import Path
 
 import pandas as pd
+
 from scalewise.models.config import TrainConfig
 
 STORE_ENV = "SCALEWISE_STORE"

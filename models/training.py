@@ -50,6 +50,10 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from scalewise import checks
 from scalewise.models.config import (
     RUN_ID,
     ModelConfig,
@@ -76,10 +80,6 @@ from scalewise.sim.schedules import (
     WarmupCosine,
     lr_factors,
 )
-from torch import nn
-from tqdm import tqdm
-
-from scalewise import checks
 
 NETWORK = ""  # the ``layer`` of metrics about the whole network, as in models.probes
 PROBE_BATCH = 64  # training inputs the costly probes see (their Jacobians are B x C x P)

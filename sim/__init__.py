@@ -24,7 +24,6 @@ from scalewise.sim.recurrence import effective_damping
 from scalewise.sim.schedules import Constant, Exponential, StepDecay, WarmupCosine
 from scalewise.sim.spec import MEMORY_LIMIT_BYTES
 from scalewise.sim.trajectory import Trajectory
-
 from scalewise.vocabulary import Optimizer
 
 __all__ = [

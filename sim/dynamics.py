@@ -5,13 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from scalewise import checks
 from scalewise.sim.recurrence import run_recurrence
 from scalewise.sim.schedules import ScheduleLike
 from scalewise.sim.spec import MEMORY_LIMIT_BYTES, SimulationSpec, make_spec
 from scalewise.sim.sphere import GradientFn, run_sphere
 from scalewise.sim.trajectory import Trajectory
-
-from scalewise import checks
 from scalewise.vocabulary import Optimizer
 
 ENGINES = ("auto", "recurrence", "sphere")

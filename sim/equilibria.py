@@ -15,11 +15,11 @@ from functools import cache
 from typing import Any
 
 import numpy as np
+
+from scalewise import checks
 from scalewise.sim.effective import effective_lr
 from scalewise.sim.trajectory import Trajectory
 from scalewise.theory import optimizers as closed_forms
-
-from scalewise import checks
 from scalewise.vocabulary import Optimizer
 
 

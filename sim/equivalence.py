@@ -18,13 +18,13 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+
+from scalewise import checks
 from scalewise.sim.spec import MEMORY_LIMIT_BYTES, make_spec
 from scalewise.sim.sphere import GradientFn, random_unit_vectors, run_sphere
 from scalewise.sim.trajectory import Trajectory
 from scalewise.sim.update_rules import OptimizerState
 from scalewise.theory import schedules as li_arora
-
-from scalewise import checks
 from scalewise.vocabulary import Optimizer
 
 

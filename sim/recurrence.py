@@ -19,12 +19,12 @@ from collections.abc import Callable
 
 import numpy as np
 import sympy as sp
+
+from scalewise import checks
 from scalewise.sim.spec import SimulationSpec, check_memory
 from scalewise.sim.trajectory import Trajectory
 from scalewise.theory import equilibrium as eq
 from scalewise.theory import kfac
-
-from scalewise import checks
 
 _PARAMETERS = (eq.alpha, eq.lam, eq.g)
 

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scalewise.sim.schedules import ScheduleLike, lr_factors
 
 from scalewise import checks
+from scalewise.sim.schedules import ScheduleLike, lr_factors
 from scalewise.vocabulary import Optimizer
 
 MEMORY_LIMIT_BYTES = 4 * 2**30

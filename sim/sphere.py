@@ -20,12 +20,12 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
+
+from scalewise import checks
 from scalewise.sim.effective import effective_lr
 from scalewise.sim.spec import SimulationSpec, check_memory
 from scalewise.sim.trajectory import Trajectory
 from scalewise.sim.update_rules import Hyper, OptimizerState, init_state, update
-
-from scalewise import checks
 
 GradientFn = Callable[[np.ndarray], np.ndarray]
 

@@ -24,12 +24,12 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+
+from scalewise import checks
 from scalewise.models.config import TrainConfig
 from scalewise.models.store import METRIC_COLUMNS, RunStatus, RunStore
 from scalewise.models.training import train
 from scalewise.sweep.spec import SweepSpec, Trial, expand
-
-from scalewise import checks
 
 PENDING = "pending"  # the status shown for a trial with no run in the store
 RAY_MISSING = "sweeps run on Ray, which is not installed: pip install 'scalewise[sweep]'"

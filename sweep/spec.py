@@ -35,9 +35,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from scalewise.models.config import TrainConfig, override, preset
-
 from scalewise import checks
+from scalewise.models.config import TrainConfig, override, preset
 
 SPEC_KEYS = ("name", "preset", "base", "axes", "seeds", "resources", "metric", "goal")
 RESOURCE_KEYS = ("num_cpus", "num_gpus")

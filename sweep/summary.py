@@ -7,6 +7,7 @@ from enum import Enum
 from typing import Any
 
 import pandas as pd
+
 from scalewise.models.store import RunStatus, RunStore
 from scalewise.models.training import NETWORK
 from scalewise.sweep.runner import trial_status

@@ -10,10 +10,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from scalewise import models
-from scalewise import theory
-from scalewise import validation
-import scalewise.validation.suite
+from scalewise import models, theory, validation
 from scalewise.models.store import STORE_ENV, RunStore
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")

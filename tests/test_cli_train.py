@@ -10,10 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scalewise.models.config import DISK_DATASETS, PRESETS, Optimizer, override, preset
-from scalewise.models.store import RunStatus, RunStore
 from scalewise.cli import runs as runs_command
 from scalewise.cli import train as train_command
+from scalewise.models.config import DISK_DATASETS, PRESETS, Optimizer, override, preset
+from scalewise.models.store import RunStatus, RunStore
 
 TINY_FLAGS = ["--width", "8", "--batch-size", "32", "--train-size", "128", "--test-size", "64",
               "--steps", "6", "--eval-every", "3", "--costly-probe-every", "0",

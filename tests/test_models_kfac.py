@@ -20,8 +20,8 @@ from scalewise.models.config import (
     KFACConfig,
     ModelConfig,
     Norm,
-    OptimizerConfig,
     Optimizer,
+    OptimizerConfig,
     WeightDecayMode,
 )
 from scalewise.models.kfac import KFAC, damped_solve, eigen, input_factor

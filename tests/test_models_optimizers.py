@@ -15,13 +15,13 @@ from scalewise.models.config import (
     Arch,
     ModelConfig,
     Norm,
-    OptimizerConfig,
     Optimizer,
+    OptimizerConfig,
     WeightDecayMode,
     WeightDecayPlacement,
 )
-from scalewise.models.networks import build_model, output_layer, scale_invariant_params
 from scalewise.models.grafting import AdaGraft, graft_norms, renormalize
+from scalewise.models.networks import build_model, output_layer, scale_invariant_params
 from scalewise.models.optimizer_factory import build_optimizer, decayed_params, param_groups
 from scalewise.models.step import train_step
 from scalewise.theory.equilibrium import norm_sq_step

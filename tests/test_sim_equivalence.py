@@ -57,9 +57,9 @@ def test_directions_agree_to_rounding(case: Case) -> None:
 def test_torchs_empty_buffer_breaks_the_momentum_equivalence() -> None:
     """The control: starting the decay-free momentum run from a zero buffer (torch's default)
     leaves it pointing elsewhere, so the initial buffer is part of the statement."""
-    from scalewise.sim.update_rules import OptimizerState
     from scalewise.sim.spec import make_spec
     from scalewise.sim.sphere import run_sphere
+    from scalewise.sim.update_rules import OptimizerState
 
     with_wd, growing = exponential_lr_pair("sgdm", lr=0.1, weight_decay=0.01, momentum=0.9,
                                            steps=300, dim=8, runs=2, seed=3)

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from scalewise.cli import sweep as sweep_command
 from scalewise.models.config import Optimizer, preset
 from scalewise.models.store import RunStatus, RunStore
 from scalewise.sweep import (
@@ -31,7 +32,6 @@ from scalewise.sweep import (
     summarize,
     sweep_status,
 )
-from scalewise.cli import sweep as sweep_command
 
 TINY = {"steps": 6, "model.width": 8, "data.train_size": 128, "data.test_size": 64,
         "data.batch_size": 32, "eval_every": 0, "costly_probe_every": 0, "probe_every": 0,

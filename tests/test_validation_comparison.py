@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 
 from scalewise import models
-from scalewise.validation import comparison
 from scalewise.models.store import Run, RunStatus, RunStore
 from scalewise.theory import equilibrium as eq
+from scalewise.validation import comparison
 
 
 def synthetic_run(grad_norms: np.ndarray, *, init_norm_sq: float, cos: float = 0.0) -> Run:

@@ -13,9 +13,9 @@ import pytest
 from test_models_data import write_cifar
 
 from scalewise import models
-from scalewise.validation import comparison
 from scalewise.models.store import RunStore
 from scalewise.theory import equilibrium as eq
+from scalewise.validation import comparison
 from scalewise.validation import effective_lr as elr
 from scalewise.validation.report import RECORD_FIELDS, Report, load
 from scalewise.validation.suite import Settings, Size

@@ -24,9 +24,9 @@ from collections.abc import Sequence
 from functools import cache
 
 import sympy as sp
-from scalewise.theory.identity import identity, slip
 
 from scalewise import checks
+from scalewise.theory.identity import identity, slip
 
 beta, beta1, beta2, t = sp.symbols("beta beta_1 beta_2 t", positive=True)
 alpha, mu, sigma, batch = sp.symbols("alpha mu sigma B", positive=True)

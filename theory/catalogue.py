@@ -8,9 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from scalewise.theory.identity import IDENTITIES, SLIPS, CheckResult, Identity
-
 from scalewise import checks
+from scalewise.theory.identity import IDENTITIES, SLIPS, CheckResult, Identity
 
 FORMATS = ("table", "markdown", "latex")
 

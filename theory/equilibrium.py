@@ -18,6 +18,7 @@ from __future__ import annotations
 from functools import cache
 
 import sympy as sp
+
 from scalewise.theory.identity import identity, slip
 from scalewise.theory.symbolic import vector
 
@@ -276,6 +277,62 @@ identity(
 )
 
 
+# ---------------------------------------------------------------- read back from measurements
+
+theta = sp.Symbol("theta", positive=True)
+
+UNIT_STEP_FROM_ANGLE = (1 - alpha * lam) * x * sp.tan(theta) / alpha
+"""The step at unit weight norm ``g`` that turns ``w`` (``x = ||w||^2``) by ``theta`` in one
+step ``w+ = (1 - alpha lam) w - alpha d``, ``d`` orthogonal to ``w``: :data:`ANGULAR_UPDATE`
+solved for ``g``."""
+
+identity(
+    name="unit_step_from_angle",
+    topic="equilibrium",
+    source="001 Eq. (23) (the step orthogonal to the decayed weight)",
+    statement=r"\tan\theta = \frac{\alpha g}{(1-\alpha\lambda)\|\mathbf{w}\|^2}"
+    r"\iff g = \frac{(1-\alpha\lambda)\|\mathbf{w}\|^2\tan\theta}{\alpha}",
+    claim=lambda: sp.solve(sp.Eq(sp.tan(theta), sp.tan(ANGULAR_UPDATE)), g),
+    expected=lambda: [UNIT_STEP_FROM_ANGLE],
+    control=lambda: [x * sp.tan(theta) / alpha],
+    note="Reads the gradient norm at unit weight norm back from a measured angular update "
+    "(K-FAC's steps, whose norm is not the gradient's); the control forgets the decay.",
+)
+
+GROWTH_LINEAR_VARIABLE = (x / x0) ** 2 - 1
+"""``(x_k / x_0)^2 - 1``: along the square-root law it is ``k / k0``, a line through the origin
+of slope ``1 / k0``, the form in which ``k0`` is fitted to a measured curve."""
+
+identity(
+    name="norm_growth_linearized",
+    topic="equilibrium",
+    source="001 Sec. 4.3 (after Eq. 19)",
+    statement=r"\left(\frac{\|\mathbf{w}_k\|^2}{\|\mathbf{w}_0\|^2}\right)^2 - 1 = \frac{k}{k_0}",
+    claim=lambda: sp.expand(GROWTH_LINEAR_VARIABLE.subs(x, growth_solution())),
+    expected=lambda: k / GROWTH_K0,
+    control=lambda: k / (2 * GROWTH_K0),
+    note="The square-root law is a line through the origin in these variables.",
+)
+
+rate = sp.Symbol("t", real=True)
+
+TIME_CONSTANT = -1 / sp.log(sp.Abs(rate))
+"""Steps per e-fold of a deviation that shrinks by the approach rate ``t`` per step; for
+``t < 0`` (an oscillating approach, SGD at ``alpha lam > 1 - 1/sqrt(2)``) the envelope's."""
+
+identity(
+    name="wd_time_constant_leading_order",
+    topic="equilibrium",
+    source="001 Eq. (23) (linearised at the fixed point)",
+    statement=r"\tau = -\frac{1}{\ln|1-4\alpha\lambda+2\alpha^2\lambda^2|}"
+    r"\approx\frac{1}{4\alpha\lambda}",
+    claim=lambda: sp.limit(alpha * lam * TIME_CONSTANT.subs(rate, WD_APPROACH_RATE), lam, 0),
+    expected=lambda: sp.Rational(1, 4),
+    control=lambda: sp.Rational(1, 2),
+    note="The settling time a run needs: a few time constants.",
+)
+
+
 # ---------------------------------------------------------------- NumPy forms for sim/ and models/
 # Lambdified once from the expressions above: the simulators never retype a formula.
 
@@ -288,3 +345,6 @@ wd_norm_sq = sp.lambdify((alpha, lam, g), WD_NORM_SQ, "numpy")
 wd_effective_lr = sp.lambdify((alpha, lam, g), WD_EFFECTIVE_LR, "numpy")
 wd_angular_update = sp.lambdify((alpha, lam), sp.acos(1 - alpha * lam), "numpy")
 wd_approach_rate = sp.lambdify((alpha, lam), WD_APPROACH_RATE, "numpy")
+unit_step_from_angle = sp.lambdify((theta, x, alpha, lam), UNIT_STEP_FROM_ANGLE, "numpy")
+growth_linear_variable = sp.lambdify((x, x0), GROWTH_LINEAR_VARIABLE, "numpy")
+time_constant = sp.lambdify(rate, TIME_CONSTANT, "numpy")

@@ -21,11 +21,12 @@ from __future__ import annotations
 from functools import cache
 
 import sympy as sp
+from sympy.core.function import AppliedUndef
+from sympy.polys.fields import sfield
+
 from scalewise.theory import equilibrium
 from scalewise.theory.identity import identity, slip, unpack
 from scalewise.theory.symbolic import gradient, norm, vector
-from sympy.core.function import AppliedUndef
-from sympy.polys.fields import sfield
 
 k = sp.Symbol("k", real=True)
 gamma = sp.Symbol("gamma", positive=True)

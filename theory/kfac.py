@@ -32,11 +32,11 @@ from functools import cache
 
 import numpy as np
 import sympy as sp
+
+from scalewise import checks
 from scalewise.theory.equilibrium import alpha, x
 from scalewise.theory.identity import identity, slip
 from scalewise.theory.symbolic import symmetric, vec, vector
-
-from scalewise import checks
 
 eta, gamma = sp.symbols("eta gamma", positive=True)
 """``eta``: the K-FAC damping of 001 Eq. (26); ``gamma``: a rescaling of a layer's weights."""

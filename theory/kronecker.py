@@ -21,10 +21,11 @@ from __future__ import annotations
 from functools import cache
 
 import sympy as sp
+from sympy import kronecker_product as kron
+
 from scalewise.theory.adaptive import standardized_expectation
 from scalewise.theory.identity import identity, slip, unpack
 from scalewise.theory.symbolic import matrix, symmetric, vec, vector
-from sympy import kronecker_product as kron
 
 norm_sq, nu = sp.symbols("mu nu", positive=True)
 

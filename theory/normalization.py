@@ -21,11 +21,11 @@ from __future__ import annotations
 from functools import cache
 
 import sympy as sp
+
+from scalewise import checks
 from scalewise.theory.homogeneity import reduce_radicals
 from scalewise.theory.identity import identity, slip, unpack
 from scalewise.theory.symbolic import gradient, matrix, norm, unvec, vector
-
-from scalewise import checks
 
 s, gamma, wn_gain = sp.symbols("s gamma g", positive=True)
 

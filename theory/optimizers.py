@@ -49,6 +49,8 @@ from typing import NamedTuple
 
 import numpy as np
 import sympy as sp
+
+from scalewise import checks
 from scalewise.theory.equilibrium import (
     WD_APPROACH_RATE,
     WD_EFFECTIVE_LR,
@@ -61,8 +63,6 @@ from scalewise.theory.equilibrium import (
     x0,
 )
 from scalewise.theory.identity import identity
-
-from scalewise import checks
 from scalewise.vocabulary import Optimizer
 
 mu, beta1, beta2, d = sp.symbols("mu beta_1 beta_2 d", positive=True)

@@ -20,12 +20,12 @@ from __future__ import annotations
 from functools import cache, reduce
 
 import sympy as sp
-from scalewise.theory.identity import identity, slip, unpack
-from scalewise.theory.kronecker import homogeneous_second_moment
-from scalewise.theory.symbolic import matrix, symmetric, vec, vector
 from sympy import kronecker_product as kron
 
 from scalewise import checks
+from scalewise.theory.identity import identity, slip, unpack
+from scalewise.theory.kronecker import homogeneous_second_moment
+from scalewise.theory.symbolic import matrix, symmetric, vec, vector
 
 alpha, eta = sp.symbols("alpha eta", positive=True)
 nu = sp.Symbol("nu", positive=True)
@@ -291,9 +291,18 @@ def symbolic_layer(n_in: int, n_out: int) -> dict[str, sp.Matrix]:
     }
 
 
-def reparameterize(W: sp.Matrix, b: sp.Matrix, sigma_sqrt: sp.Matrix, mean: sp.Matrix):
-    """``(W_tilde, b_tilde) = (W Sigma^{1/2}, b + W m)`` (001 Eq. 9)."""
-    return W * sigma_sqrt, b + W * mean
+def reparameterize(W, b, sigma_sqrt, mean):
+    """``(W_tilde, b_tilde) = (W Sigma^{1/2}, b + W m)`` (001 Eq. 9). Written with ``@`` so
+    that SymPy matrices and torch or NumPy arrays (``b``, ``mean`` as columns or 1-d) take it
+    alike: the measured layers use this very function."""
+    return W @ sigma_sqrt, b + W @ mean
+
+
+def parameters_from_reparameterized(W_tilde, b_tilde, sigma_sqrt_inv, mean):
+    """The inverse of :func:`reparameterize`: ``W = W_tilde Sigma^{-1/2}``, ``b = b_tilde - W m``
+    (``sigma_sqrt_inv`` is ``Sigma^{-1/2}``)."""
+    W = W_tilde @ sigma_sqrt_inv
+    return W, b_tilde - W @ mean
 
 
 def quasi_diagonal_r_inverse(sigma_sqrt: sp.Matrix, mean: sp.Matrix, n_out: int) -> sp.Matrix:
@@ -352,6 +361,27 @@ identity(
     simplifier=sp.expand,
     note="Input dimension 2, output dimension 1 and 2. The solution is unique: Eq. (9) is the "
     "only reparameterization that computes the same function.",
+)
+
+
+def _round_trip(n_out: int) -> tuple[sp.Matrix, sp.Matrix]:
+    W, b, sigma_sqrt, mean = _layer_parameters(n_out)
+    return reparameterize(*parameters_from_reparameterized(W, b, sigma_sqrt.inv(), mean),
+                          sigma_sqrt, mean)
+
+
+identity(
+    name="quasi_diagonal_reparameterization_inverse",
+    topic="preconditioning",
+    source="001 Eq. (9)",
+    statement=r"\mathbf{W} = \tilde{\mathbf{W}}\mathbf{\Sigma}^{-1/2},\ "
+    r"\mathbf{b} = \tilde{\mathbf{b}} - \mathbf{W}\mathbf{m}\ \text{inverts Eq. (9)}",
+    claim=_round_trip,
+    expected=lambda n: _layer_parameters(n)[:2],
+    control=unpack(_layer_parameters, lambda W, b, s, m: (W, b + 2 * W * m)),
+    sizes=(1, 2),
+    simplifier=sp.simplify,
+    note="The measured layers map their weights both ways with these two functions.",
 )
 
 

@@ -22,12 +22,12 @@ from functools import cache
 
 import numpy as np
 import sympy as sp
+
+from scalewise import checks
 from scalewise.theory.equilibrium import alpha, lam
 from scalewise.theory.identity import identity, slip
 from scalewise.theory.kfac import rational_numerator
 from scalewise.theory.symbolic import gradient, symmetric, vector
-
-from scalewise import checks
 
 beta = sp.Symbol("beta", positive=True)
 """The product ``w_1 ... w_K`` of a scalar deep linear network, its slope (``|beta|`` in

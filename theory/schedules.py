@@ -25,12 +25,12 @@ from functools import cache
 
 import numpy as np
 import sympy as sp
+
+from scalewise import checks
 from scalewise.theory.equilibrium import alpha, k, lam
 from scalewise.theory.identity import identity
 from scalewise.theory.optimizers import mu, on_hyperparameter_domain
 from scalewise.theory.symbolic import vector
-
-from scalewise import checks
 
 r = sp.Symbol("r", positive=True)  # growth factor of the equivalent run, w~_k = w_k / r^k
 _Q = sp.Symbol("Q", positive=True)  # r^k (or (1 - alpha lam)^k) in the induction step

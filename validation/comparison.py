@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+
+from scalewise import sim
 from scalewise.models.config import (
     OptimizerConfig,
     Schedule,
@@ -31,8 +33,6 @@ from scalewise.models.networks import build_model, layer_weights
 from scalewise.models.probes import unit_rows
 from scalewise.models.store import Run
 from scalewise.models.training import schedule
-
-from scalewise import sim
 from scalewise.vocabulary import Decay, Equilibrium, Optimizer
 
 QUANTITIES = ("norm_sq", "effective_lr", "angular_update")

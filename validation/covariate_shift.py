@@ -14,9 +14,9 @@ from __future__ import annotations
 import pandas as pd
 import sympy as sp
 import torch
-from scalewise.theory import kronecker
 
 from scalewise import checks
+from scalewise.theory import kronecker
 
 _OUTLIER = sp.lambdify(kronecker.norm_sq, kronecker.OUTLIER_EIGENVALUE, "numpy")
 _HOMOGENEOUS = sp.lambdify(kronecker.norm_sq, kronecker.HOMOGENEOUS_OUTLIER_EIGENVALUE, "numpy")

@@ -17,14 +17,14 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+
+from scalewise import models, sim
 from scalewise.models.store import Run, RunStatus
 from scalewise.models.training import schedule
 from scalewise.theory import equilibrium as eq
 from scalewise.validation import comparison, exponential_lr, mechanism_one
 from scalewise.validation.report import Bound, Record, Report, record, spread_steps
 from scalewise.validation.suite import Settings, train_runs
-
-from scalewise import models, sim
 
 DRIVEN, EQUILIBRIUM, NORM_GROWTH, STEP_DECAY = "driven", "equilibrium", "norm_growth", "step_decay"
 RECORD_POINTS = 12  # steps per curve at which a comparison is recorded
@@ -184,7 +184,7 @@ def fit_growth_k0(norm_sq: np.ndarray) -> float:
     30.0
     """
     k = np.arange(len(norm_sq), dtype=float)
-    y = (norm_sq / norm_sq[0]) ** 2 - 1
+    y = eq.growth_linear_variable(norm_sq, norm_sq[0])  # = k / k0 along the law
     return float(np.sum(k * k) / np.sum(k * y))
 
 

@@ -33,6 +33,8 @@ import numpy as np
 import pandas as pd
 import torch
 from matplotlib.figure import Figure
+from torch import nn
+
 from scalewise.models import DataConfig, ModelConfig, load_dataset, train_step
 from scalewise.models.data import BatchSampler, Data
 from scalewise.models.networks import (
@@ -43,7 +45,6 @@ from scalewise.models.networks import (
 from scalewise.theory import schedules as li_arora
 from scalewise.validation.report import Bound, Record, Report, record, spread_steps
 from scalewise.validation.suite import Settings, Size
-from torch import nn
 
 EXPERIMENT = "exponential_lr"
 LR, WEIGHT_DECAY, MOMENTUM = 0.1, 1e-2, 0.9  # lr*wd = 1e-3 <= (1 - sqrt(0.9))^2 = 2.6e-3

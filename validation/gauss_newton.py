@@ -17,11 +17,11 @@ from collections.abc import Sequence
 import pandas as pd
 import sympy as sp
 import torch
-from scalewise.models import probes
-from scalewise.theory import kfac
 from torch import nn
 
 from scalewise import checks
+from scalewise.models import probes
+from scalewise.theory import kfac
 
 NORMS = ("jacobian_sq_norm", "gn_norm", "kfac_gn_norm")
 ACTIVATIONS = {"linear": nn.Identity, "relu": nn.ReLU}

@@ -28,15 +28,15 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from matplotlib.figure import Figure
-from scalewise.models.data import BatchSampler
-from scalewise.models.quasi_diagonal import DiagonalSecondMoment, QuasiDiagonal
-from scalewise.theory import kronecker
-from scalewise.validation.covariate_shift import second_moment
-from scalewise.validation.report import Bound, Report, record, spread_steps
-from scalewise.validation.suite import Settings
 from torch import nn
 
 from scalewise import models
+from scalewise.models.data import BatchSampler
+from scalewise.models.quasi_diagonal import DiagonalSecondMoment, QuasiDiagonal
+from scalewise.theory import kronecker, preconditioning
+from scalewise.validation.covariate_shift import second_moment
+from scalewise.validation.report import Bound, Report, record, spread_steps
+from scalewise.validation.suite import Settings
 
 EXACT = 1e-6  # float64 identities that hold up to rounding (invariances, step norms)
 SMOOTHING = 25  # steps of the trailing mean that smooths minibatch losses
@@ -229,25 +229,28 @@ def first_layer_logits(model: nn.Sequential, inputs: torch.Tensor, variant: str
                        ) -> Callable[[torch.Tensor], torch.Tensor]:
     """Logits as a function of the first layer's ``(W, b)`` flattened, or, for
     ``quasi-diagonal``, of ``(W_tilde, b_tilde)`` of 001 Eq. (9) with the inputs' batch mean and
-    variance (``W = W_tilde Sigma^{-1/2}``, ``b = b_tilde - W m``)."""
+    variance (theory's :func:`~scalewise.theory.preconditioning.parameters_from_reparameterized`).
+    """
     out_dim, in_dim = model[0].weight.shape
     mean, std = inputs.mean(0), inputs.std(0, unbiased=False)
 
     def logits(theta: torch.Tensor) -> torch.Tensor:
         weight, bias = theta[:-out_dim].reshape(out_dim, in_dim), theta[-out_dim:]
         if variant == "quasi-diagonal":
-            weight = weight / std
-            bias = bias - weight @ mean
+            weight, bias = preconditioning.parameters_from_reparameterized(
+                weight, bias, torch.diag(1 / std), mean)
         params = {"0.weight": weight, "0.bias": bias}
         return torch.func.functional_call(model, params, (inputs,))
     return logits
 
 
 def first_layer_theta(model: nn.Sequential, inputs: torch.Tensor, variant: str) -> torch.Tensor:
-    """The point ``theta`` of :func:`first_layer_logits` at which ``model`` is now."""
+    """The point ``theta`` of :func:`first_layer_logits` at which ``model`` is now (001 Eq. 9,
+    :func:`~scalewise.theory.preconditioning.reparameterize`, for ``quasi-diagonal``)."""
     weight, bias = model[0].weight.detach(), model[0].bias.detach()
     if variant == "quasi-diagonal":
-        weight, bias = weight * inputs.std(0, unbiased=False), bias + weight @ inputs.mean(0)
+        weight, bias = preconditioning.reparameterize(
+            weight, bias, torch.diag(inputs.std(0, unbiased=False)), inputs.mean(0))
     return torch.cat([weight.flatten(), bias])
 
 

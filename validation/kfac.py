@@ -32,17 +32,18 @@ import numpy as np
 import pandas as pd
 import torch
 from matplotlib.figure import Figure
+
+from scalewise import checks, models, sim
 from scalewise.models.data import BatchSampler
 from scalewise.models.kfac import KFAC
 from scalewise.models.networks import scale_invariant_params
 from scalewise.models.store import Run, RunStatus
+from scalewise.theory import equilibrium as eq
 from scalewise.theory import kfac as kfac_theory
 from scalewise.validation.comparison import wide
 from scalewise.validation.gauss_newton import network_family_norms
 from scalewise.validation.report import Bound, Report, record, spread_steps
 from scalewise.validation.suite import Settings, Size, train_runs
-
-from scalewise import checks, models, sim
 
 SUITE = "kfac"
 WD_MODES = ("none", "decoupled", "l2")
@@ -397,9 +398,7 @@ def driven_norm_sq(norm_sq: np.ndarray, angles: np.ndarray, *, lr: float,
     step) give with the measured ``norm_sq``. The prediction is exact when every K-FAC step is
     orthogonal to ``w`` (so for the exact curvature, ``G(w) w = 0``); K-FAC's Kronecker factors
     do not keep ``w`` in their null space, and the gap measures that radial part."""
-    shrink = 1 - lr * decoupled_decay
-    steps = len(angles)
-    unit_steps = shrink * norm_sq[:steps] * np.tan(angles) / lr
+    unit_steps = eq.unit_step_from_angle(angles, norm_sq[:len(angles)], lr, decoupled_decay)
     driven = sim.drive(unit_steps, lr=lr, weight_decay=decoupled_decay,
                        init_norm=math.sqrt(norm_sq[0]))
     return driven.norm_sq

@@ -21,11 +21,11 @@ import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+
+from scalewise import models
 from scalewise.models.store import Run
 from scalewise.validation.report import Bound, Record, Report, record, spread_steps
 from scalewise.validation.suite import Settings, Size, train_runs
-
-from scalewise import models
 
 LR, WEIGHT_DECAY = 0.1, 1e-2  # alpha lambda = 1e-3: norms settle in ~1 / (4 alpha lambda) steps
 STEPS = {Size.SMOKE: 150, Size.REFERENCE: 1500}

@@ -13,11 +13,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from scalewise.models.store import Run, RunStore
-from scalewise.validation import Size
 from tqdm import tqdm
 
 from scalewise import models
+from scalewise.models.store import Run, RunStore
+from scalewise.validation import Size
 
 REFERENCE_DIR = Path(__file__).resolve().parent / "reference"
 
