@@ -95,6 +95,7 @@ KFAC_NORMS = frozenset({Norm.NONE, Norm.BATCH, Norm.LAYER})
 """Norms K-FAC supports: it preconditions the ``weight`` of Linear and Conv2d layers, which
 weight norm replaces by a direction and a gain."""
 
+DTYPES = ("float32", "float64")
 _MAX_LOG_FACTOR = 700.0  # |log| of the largest and smallest schedule factors, within float64
 _DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
@@ -325,7 +326,10 @@ class TrainConfig(_Validated):
     steps: int = 500
     seed: int = 0
     device: str = "auto"  # "auto": CUDA when present, else CPU
-    probe_every: int = 1  # cheap per-layer probes; 0: never
+    dtype: str = "float32"  # of the weights and inputs: float32 or float64
+    probe_every: int = 1  # cheap per-layer probes (sums of the unit statistics); 0: never
+    unit_probe_every: int = 0  # per-unit statistics (models.probes.UNIT_STATISTICS); 0: never
+    unit_sample: int | None = 512  # units per layer recorded at most (an even spread); None: all
     costly_probe_every: int = 100  # Jacobian / Gauss-Newton / trace probes; 0: never
     eval_every: int = 100  # train loss, test loss and accuracy; 0: only at the start and end
     checkpoint_every: int = 100  # 0: only at the end
@@ -338,8 +342,11 @@ class TrainConfig(_Validated):
                 checks.fail(part, getattr(self, part), f"a {kind.__name__}")
         _check_int(self, "steps", 1)
         _check_int(self, "seed", 0)
-        for every in ("probe_every", "costly_probe_every", "eval_every", "checkpoint_every"):
+        for every in ("probe_every", "unit_probe_every", "costly_probe_every", "eval_every",
+                      "checkpoint_every"):
             _check_int(self, every, 0)
+        _check_int(self, "unit_sample", 1, optional=True)
+        checks.one_of("dtype", self.dtype, DTYPES)
         if not isinstance(self.device, str) or not _DEVICE.fullmatch(self.device):
             checks.fail("device", self.device, "auto, cpu, cuda, cuda:<index> or mps")
         if not isinstance(self.name, str):

@@ -57,8 +57,9 @@ class Split:
     def __len__(self) -> int:
         return len(self.targets)
 
-    def to(self, device: torch.device | str) -> Split:
-        return Split(self.inputs.to(device), self.targets.to(device))
+    def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> Split:
+        """On ``device``, the inputs in ``dtype`` (unchanged when None)."""
+        return Split(self.inputs.to(device=device, dtype=dtype), self.targets.to(device))
 
     def subset(self, size: int | None, generator: torch.Generator) -> Split:
         """The first ``size`` examples of a random permutation (all of them when ``None``)."""
@@ -78,8 +79,8 @@ class Data:
     def in_shape(self) -> tuple[int, ...]:
         return tuple(self.train.inputs.shape[1:])
 
-    def to(self, device: torch.device | str) -> Data:
-        return Data(self.train.to(device), self.test.to(device), self.num_classes)
+    def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> Data:
+        return Data(self.train.to(device, dtype), self.test.to(device, dtype), self.num_classes)
 
 
 def load_dataset(config: DataConfig, *, seed: int) -> Data:

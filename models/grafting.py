@@ -90,6 +90,7 @@ class AdaGraft(torch.optim.Optimizer):
                         "of magnitude, in the same order")
         self.magnitude, self.direction, self.eps = magnitude, direction, eps
         super().__init__(magnitude.param_groups, {})
+        self.param_groups = magnitude.param_groups  # one list: a schedule reaches the magnitude
 
     @torch.no_grad()
     def step(self, closure: None = None) -> None:  # type: ignore[override]
@@ -116,3 +117,4 @@ class AdaGraft(torch.optim.Optimizer):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.magnitude.load_state_dict(state_dict["magnitude"])
         self.direction.load_state_dict(state_dict["direction"])
+        self.param_groups = self.magnitude.param_groups  # loading replaced the magnitude's

@@ -1,10 +1,12 @@
 """Probes: plain functions of a model and a batch, cheap ones every step, costly ones on a schedule.
 
 Cheap, per unit (rows of a weight, or the whole layer for LN; :func:`unit_rows`), measured
-around one optimizer step: squared weight norm, effective learning rate in the form that fits
-the optimizer, angular update, gradient norm at unit weight norm ``||grad J(w)|| ||w||``
-(001 Eq. 18), and the cosine between ``w`` and ``grad J(w)`` (0 for scale-invariant weights,
-001 Eq. 16 with degree 0).
+around one optimizer step by :class:`StepProbe`: the sufficient statistics
+:data:`UNIT_STATISTICS` of the step (inner products of the weights before and after, the
+gradient, the update and the previous gradient), summed per layer at every probed step and kept
+per unit at a sparser cadence; and, for contrast and plots, unit means of the squared norm, the
+effective learning rate, the angular update, the gradient norm at unit weight norm (001 Eq. 18)
+and ``cos(w, grad J(w))`` (0 for scale-invariant weights, 001 Eq. 16 with degree 0).
 
 Costly, per network: the input-output Jacobian's squared Frobenius norm, the Gauss-Newton norm
 ``theta^T G theta`` and its K-FAC approximation ``theta^T G_hat theta`` (004 Sec. 4.2, Lemma 2,
@@ -19,8 +21,11 @@ examples, so the output metric is the identity: ``G = E_x[J_theta^T J_theta]``.
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Iterator
+from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 from torch.func import functional_call, jacrev, jvp, vjp, vmap
@@ -30,7 +35,7 @@ from scalewise.models.kfac import KFAC, input_factor, output_factor
 from scalewise.models.networks import Granularity, layer_weights
 from scalewise.sim.effective import effective_lr as sim_effective_lr
 from scalewise.theory.homogeneity import grad_norm_at_unit_norm
-from scalewise.vocabulary import Optimizer
+from scalewise.vocabulary import Decay, Optimizer
 
 Metric = tuple[str, str, float]  # (layer, name, value); layer "" for the whole network
 
@@ -39,6 +44,21 @@ _ELEMENTWISE = (nn.ReLU, nn.LeakyReLU, nn.Tanh, nn.Sigmoid, nn.GELU, nn.ELU, nn.
 
 
 # ----------------------------------------------------------------------------- cheap, per unit
+
+UNIT_STATISTICS = ("norm_sq", "grad_sq", "w_dot_grad", "update_sq", "w_dot_update",
+                   "w_dot_next", "next_norm_sq", "grad_dot_prev", "prev_grad_sq")
+"""The sufficient statistics of one unit ``w`` (a row of a weight, or a whole LN layer) for one
+step ``w_{k+1} = rho w_k - u_k``, ``g_k = grad J(w_k)`` the gradient of the loss alone:
+``||w_k||^2``, ``||g_k||^2``, ``<w_k, g_k>``, ``||u_k||^2``, ``<w_k, u_k>``, ``<w_k, w_{k+1}>``,
+``||w_{k+1}||^2``, ``<g_k, g_{k-1}>``, ``||g_{k-1}||^2``. Each is a sum over the unit's
+coordinates, so a layer's statistic is the sum of its units'; the step is split into the decay
+factor ``rho`` (:func:`decay_factor`) and the optimizer's update ``u``, and
+``||w_{k+1}||^2 = rho^2 ||w_k||^2 - 2 rho <w_k, u_k> + ||u_k||^2`` exactly."""
+
+LAYER_MEANS = ("norm_sq", "effective_lr", "angular_update", "grad_norm_unit", "cos_w_grad")
+"""Unit means logged beside the layer sums, for contrast and for plots: ``||w||^2``, the
+effective LR, the angular update, ``||grad J(w_hat)|| = ||g|| ||w||`` (001 Eq. 18) and
+``cos(w, g)`` (0 under scale invariance, 001 Eq. 16)."""
 
 
 def unit_rows(tensor: torch.Tensor, granularity: Granularity | None) -> torch.Tensor:
@@ -50,27 +70,6 @@ def unit_rows(tensor: torch.Tensor, granularity: Granularity | None) -> torch.Te
 def norm_sq(w: torch.Tensor) -> torch.Tensor:
     """``||w||^2`` per row of ``w`` (units, fan_in) -> (units,)."""
     return w.pow(2).sum(dim=1)
-
-
-def grad_norm_unit(w: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
-    """``||grad J(w_hat)|| = ||grad J(w)|| ||w||`` per row (001 Eq. 18: the gradient of a
-    scale-invariant cost is homogeneous of degree -1)."""
-    return grad_norm_at_unit_norm(w.norm(dim=1), grad.norm(dim=1))
-
-
-def cos_w_grad(w: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
-    """Cosine between ``w`` and ``grad J(w)`` per row; 0 under scale invariance (001 Eq. 16),
-    and 0 for a zero gradient (a dead unit) rather than 0/0."""
-    norms = (w.norm(dim=1) * grad.norm(dim=1)).clamp_min(torch.finfo(w.dtype).tiny)
-    return (w * grad).sum(dim=1) / norms
-
-
-def angular_update(before: torch.Tensor, after: torch.Tensor) -> torch.Tensor:
-    """Angle between ``w_k`` and ``w_{k+1}`` per row, as ``2 atan2(||u - v||, ||u + v||)`` of the
-    unit vectors, accurate for small angles (unlike ``arccos`` of the cosine)."""
-    u = before / before.norm(dim=1, keepdim=True)
-    v = after / after.norm(dim=1, keepdim=True)
-    return 2 * torch.atan2((u - v).norm(dim=1), (u + v).norm(dim=1))
 
 
 def effective_lr_form(optimizer: torch.optim.Optimizer) -> Optimizer:
@@ -93,45 +92,179 @@ def effective_lr_form(optimizer: torch.optim.Optimizer) -> Optimizer:
                 "scalewise.vocabulary.Optimizer, or K-FAC (no effective-LR form for others)")
 
 
-def effective_lr(lr: float, squared_norm: torch.Tensor, form: Optimizer) -> torch.Tensor:
-    """Effective learning rate per unit for ``form`` (see :func:`effective_lr_form`)."""
-    values = sim_effective_lr(form, squared_norm.cpu().numpy(), lr)
-    return torch.as_tensor(values, dtype=squared_norm.dtype, device=squared_norm.device)
+def decay_factor(form: Optimizer, group: dict) -> float:
+    """``rho`` of the step ``w_{k+1} = rho w_k - u_k`` for the parameters of ``group``: the
+    shrink ``1 - lr lambda`` where the weight decay multiplies the weights by it (001 Eq. 22: a
+    decoupled decay, or an L2 term no preconditioner divides, :meth:`Properties.shrinks`), 1
+    where the decay is part of the preconditioned update ``u``."""
+    lr = group["lr"]
+    if group.get("decoupled_weight_decay"):  # the factory's pre-hook, any optimizer
+        return 1.0 - lr * group["decoupled_weight_decay"]
+    rate = group.get("weight_decay", 0.0)
+    decay = form.properties.decay
+    if "wd_mode" in group:  # K-FAC chooses per group
+        decay = Decay.DECOUPLED if group["wd_mode"] == Decay.DECOUPLED.value else Decay.COUPLED
+    return 1.0 - lr * rate if rate and form.properties.shrinks(decay) else 1.0
 
 
-def unit_probes(
-    before: torch.Tensor, grad: torch.Tensor, after: torch.Tensor, lr: float, form: Optimizer
-) -> dict[str, torch.Tensor]:
-    """Every cheap probe per unit (rows of ``before``/``grad``/``after``, (units, fan_in)) for
-    one step from ``before`` to ``after`` taken with gradient ``grad`` and learning rate ``lr``."""
-    squared = norm_sq(before)
-    return {
-        "norm_sq": squared,
-        "effective_lr": effective_lr(lr, squared, form),
-        "angular_update": angular_update(before, after),
-        "grad_norm_unit": grad_norm_unit(before, grad),
-        "cos_w_grad": cos_w_grad(before, grad),
-    }
+def sample_units(units: int, limit: int | None) -> np.ndarray:
+    """The units whose statistics are recorded: all of them, or ``limit`` of them evenly spread
+    over the layer (first and last included), the same at every step.
+
+    >>> sample_units(10, 4).tolist()
+    [0, 3, 6, 9]
+    """
+    if limit is None or units <= limit:
+        return np.arange(units)
+    return np.unique(np.round(np.linspace(0, units - 1, limit)).astype(int))
+
+
+@dataclass(frozen=True)
+class UnitRecord:
+    """Per-unit statistics of one layer at one step: ``units`` (the unit indices recorded) and
+    ``values`` of shape ``(len(UNIT_STATISTICS), len(units))``."""
+
+    units: np.ndarray
+    values: np.ndarray
 
 
 class StepProbe:
-    """Snapshot of every layer weight and its gradient before a step; :meth:`metrics` after
-    the step reduces :func:`unit_probes` to the layer mean."""
+    """The sufficient statistics of every layer weight around optimizer steps.
 
-    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer):
+    It persists across the steps of a run to hold the previous step's gradient. :meth:`plan`
+    says what the next step measures; before the step (after the backward pass)
+    :meth:`snapshot` copies what is due; after the step :meth:`measure` returns the layer metrics
+    (the sums of :data:`UNIT_STATISTICS`, the decay factor ``rho``, the unit means of
+    :data:`LAYER_MEANS`) and, where due, the per-unit records. Statistics are computed in
+    float64 from the weights as they are (float32 or float64), for all layers at once: the
+    weights are flattened into one vector and every statistic is one product summed per unit
+    (a handful of tensor operations per step, whatever the depth)."""
+
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, *,
+                 unit_sample: int | None = None) -> None:
         self.form = effective_lr_form(optimizer)
-        self.lrs = {id(p): g["lr"] for g in optimizer.param_groups for p in g["params"]}
-        self.weights = [w for w in layer_weights(model) if w.param.grad is not None]
-        self.before = [unit_rows(w.param.detach(), w.granularity).clone() for w in self.weights]
-        self.grads = [unit_rows(w.param.grad, w.granularity).clone() for w in self.weights]
+        self.weights = layer_weights(model)
+        self.optimizer = optimizer
+        # group indices, not the group dicts: loading a checkpoint replaces the dicts
+        self.group_of = [next(i for i, g in enumerate(optimizer.param_groups)
+                              if any(p is w.param for p in g["params"])) for w in self.weights]
+        units = [unit_rows(w.param, w.granularity).shape[0] for w in self.weights]
+        self.starts = np.cumsum([0, *units[:-1]])  # first unit of each layer
+        self.units = np.array(units)
+        self.sizes = [w.param.numel() for w in self.weights]  # entries per layer
+        device = self.weights[0].param.device
+        self.unit_of = torch.repeat_interleave(  # (entries,) the unit of each weight entry
+            torch.arange(sum(units), device=device),
+            torch.tensor([size // n for size, n in zip(self.sizes, units) for _ in range(n)],
+                         device=device))
+        self.samples = [sample_units(n, unit_sample) for n in units]
+        self.previous: torch.Tensor | None = None
+        self._snapshot: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._kept: torch.Tensor | None = None
+        self.plan()
 
-    def metrics(self) -> list[Metric]:
-        out = []
-        for w, before, grad in zip(self.weights, self.before, self.grads):
-            after = unit_rows(w.param.detach(), w.granularity)
-            probes = unit_probes(before, grad, after, self.lrs[id(w.param)], self.form)
-            out += [(w.name, name, float(v.mean())) for name, v in probes.items()]
+    def plan(self, *, layers: bool = True, units: bool = False,
+             keep_gradient: bool = True) -> StepProbe:
+        """What the next step measures: the layer metrics, the per-unit records, and whether it
+        keeps its gradient for the step after it (``<g_k, g_{k-1}>``)."""
+        self.layers, self.units_due, self.keep_gradient = layers, units, keep_gradient
+        return self
+
+    def _flat(self, grads: bool = False) -> torch.Tensor:
+        """Every layer weight (or its gradient, 0 where it has none) as one float64 vector, a
+        new tensor (``cat`` copies, so a later in-place step cannot reach it)."""
+        parts = [(w.param.grad if grads else w.param) for w in self.weights]
+        parts = [torch.zeros_like(w.param) if p is None else p.detach()
+                 for w, p in zip(self.weights, parts)]
+        return torch.cat([p.reshape(-1) for p in parts]).to(torch.float64)
+
+    def snapshot(self) -> None:
+        """Before the step (after the backward pass): the weights and gradients it needs."""
+        due = self.layers or self.units_due
+        grad = self._flat(grads=True) if due or self.keep_gradient else None
+        self._snapshot = (self._flat(), grad) if due else None
+        self._kept = grad if self.keep_gradient else None
+
+    def measure(self) -> tuple[list[Metric], dict[str, UnitRecord]]:
+        """After the step: layer metrics and per-unit records (empty when none was due)."""
+        metrics: list[Metric] = []
+        records: dict[str, UnitRecord] = {}
+        if self._snapshot is not None:
+            groups = [self.optimizer.param_groups[i] for i in self.group_of]
+            rho = np.array([decay_factor(self.form, g) for g in groups])  # (layers,)
+            values = self._unit_statistics(*self._snapshot, rho)  # (stats, units)
+            lrs = np.array([g["lr"] for g in groups])
+            metrics = self._layer_metrics(values, rho, lrs) if self.layers else []
+            if self.units_due:
+                records = {w.name: UnitRecord(index, values[:, start + index].astype(
+                               _numpy_dtype(w.param.dtype)))
+                           for w, start, index in zip(self.weights, self.starts, self.samples)}
+        self.previous, self._snapshot = self._kept, None
+        return metrics, records
+
+    def _unit_statistics(self, before: torch.Tensor, grad: torch.Tensor,
+                         rho: np.ndarray) -> np.ndarray:
+        """:data:`UNIT_STATISTICS` of every unit, ``(stats, units)`` in float64."""
+        after = self._flat()
+        rho_units = torch.from_numpy(np.repeat(rho, self.units)).to(after.device)
+        update = rho_units[self.unit_of] * before - after
+        previous = torch.full_like(grad, math.nan) if self.previous is None else self.previous
+        pairs = torch.stack([before, grad, before, update, before, before, after, grad, previous])
+        partners = torch.stack([before, grad, grad, update, update, after, after, previous,
+                                previous])
+        products = (pairs * partners).split(self.sizes, dim=1)  # per layer (stats, entries)
+        sums = [p.reshape(len(UNIT_STATISTICS), n, -1).sum(dim=2)
+                for p, n in zip(products, self.units)]
+        return torch.cat(sums, dim=1).cpu().numpy()
+
+    def _layer_metrics(self, values: np.ndarray, rho: np.ndarray,
+                       lrs: np.ndarray) -> list[Metric]:
+        """Per layer: the sums of the unit statistics, ``decay_factor`` and the unit means."""
+        means = unit_means(values, np.repeat(lrs, self.units), self.form,
+                           np.repeat(rho, self.units))
+        sums = np.add.reduceat(values, self.starts, axis=1)  # (stats, layers)
+        averages = {name: np.add.reduceat(means[name], self.starts) / self.units
+                    for name in LAYER_MEANS}
+        out: list[Metric] = []
+        for i, w in enumerate(self.weights):
+            out += [(w.name, f"sum_{name}", float(v)) for name, v in zip(UNIT_STATISTICS,
+                                                                        sums[:, i])]
+            out.append((w.name, "decay_factor", float(rho[i])))
+            out += [(w.name, name, float(averages[name][i])) for name in LAYER_MEANS]
         return out
+
+
+def statistics_of(values: np.ndarray) -> dict[str, np.ndarray]:
+    """The rows of a ``(len(UNIT_STATISTICS), ...)`` array by name."""
+    return dict(zip(UNIT_STATISTICS, values))
+
+
+def unit_means(values: np.ndarray, lr: float | np.ndarray, form: Optimizer,
+               rho: float | np.ndarray = 1.0) -> dict[str, np.ndarray]:
+    """The per-unit quantities of :data:`LAYER_MEANS` from the statistics ``values``
+    ``(len(UNIT_STATISTICS), units)`` of a step with decay factor ``rho``. The angle between
+    ``w_k`` and ``w_{k+1} = rho w_k - u`` is ``atan2(||u_perp||, rho ||w|| - <w_hat, u>)``,
+    ``u_perp`` the part of ``u`` orthogonal to ``w``: accurate for small angles when ``u`` is
+    mostly tangent (SGD's), to about ``1e-8 ||u|| / ||w||`` radians otherwise (``||u||^2`` and
+    ``<w_hat, u>^2`` then cancel)."""
+    s = statistics_of(values)
+    norm = np.sqrt(s["norm_sq"])
+    radial = s["w_dot_update"] / norm  # <w_hat, u>
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cos_grad = np.nan_to_num(s["w_dot_grad"] / (norm * np.sqrt(s["grad_sq"])))
+    return {
+        "norm_sq": s["norm_sq"],
+        "effective_lr": sim_effective_lr(form, s["norm_sq"], lr),
+        "angular_update": np.arctan2(np.sqrt(np.maximum(s["update_sq"] - radial**2, 0)),
+                                     rho * norm - radial),
+        "grad_norm_unit": grad_norm_at_unit_norm(norm, np.sqrt(s["grad_sq"])),
+        "cos_w_grad": cos_grad,
+    }
+
+
+def _numpy_dtype(dtype: torch.dtype) -> np.dtype:
+    """The storage dtype of per-unit records: the run's own precision."""
+    return np.dtype(np.float64 if dtype == torch.float64 else np.float32)
 
 
 # ----------------------------------------------------------------------------- costly, per network

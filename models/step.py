@@ -2,23 +2,25 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from scalewise.models.probes import Metric, StepProbe
+from scalewise.models.probes import Metric, StepProbe, UnitRecord
 
 
 @dataclass(frozen=True)
 class StepResult:
-    """The step's mean cross-entropy ``loss``, the model's ``outputs`` (B, C) (detached), and
-    the cheap probes ``metrics`` as (layer, name, value), layer ``""`` for the network."""
+    """The step's mean cross-entropy ``loss``, the model's ``outputs`` (B, C) (detached), the
+    cheap probes ``metrics`` as (layer, name, value), layer ``""`` for the network, and the
+    per-unit records ``units`` (layer -> :class:`~scalewise.models.probes.UnitRecord`) when due."""
 
     loss: float
     outputs: torch.Tensor
     metrics: list[Metric]
+    units: dict[str, UnitRecord] = field(default_factory=dict)
 
 
 def train_step(
@@ -27,7 +29,7 @@ def train_step(
     inputs: torch.Tensor,
     targets: torch.Tensor,
     *,
-    probe: bool,
+    probe: StepProbe | None = None,
     generator: torch.Generator | None = None,
 ) -> StepResult:
     """One optimizer step on the batch ``(inputs, targets)`` in training mode.
@@ -35,8 +37,9 @@ def train_step(
     For K-FAC the curvature factors are updated from this batch first (a second backward pass
     from ``Dz`` sampled with ``generator``: Gaussian for Gauss-Newton, targets drawn from the
     model's predictive distribution for the Fisher). Renormalization, decoupled weight decay
-    and grafting run as the optimizer's step hooks. With ``probe`` the per-layer cheap probes
-    (:class:`models.probes.StepProbe`) are measured around the step, plus the network's loss.
+    and grafting run as the optimizer's step hooks. A ``probe`` (a
+    :class:`~scalewise.models.probes.StepProbe` of this model and optimizer) measures what its
+    plan says around the step.
     """
     model.train()
     optimizer.zero_grad(set_to_none=True)
@@ -45,8 +48,9 @@ def train_step(
     if hasattr(optimizer, "update_curvature"):  # K-FAC, or a wrapper holding one
         optimizer.update_curvature(outputs, generator)
     loss.backward()
-    snapshot = StepProbe(model, optimizer) if probe else None
+    if probe is not None:
+        probe.snapshot()
     optimizer.step()
     value = float(loss.detach())
-    metrics = [("", "loss", value)] + (snapshot.metrics() if snapshot else [])
-    return StepResult(value, outputs.detach(), metrics)
+    metrics, units = probe.measure() if probe is not None else ([], {})
+    return StepResult(value, outputs.detach(), [("", "loss", value), *metrics], units)

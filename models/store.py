@@ -1,9 +1,17 @@
 """The run store: one SQLite file holding every run and its metrics in long form.
 
-Two tables::
+Three tables::
 
-    runs    (id, name, config JSON, status, created, updated, code_version, log)
-    metrics (run, step, layer, name, value)
+    runs       (id, name, config JSON, status, created, updated, code_version, log)
+    metrics    (run, step, layer, name, value)
+    unit_stats (run, step, layer, names, dtype, units, data)
+
+``unit_stats`` holds the per-unit statistics of a layer at a step as one row of arrays, not a
+row per unit: ``names`` the statistics (comma-separated, the rows of ``data``), ``units`` the
+int32 indices of the units recorded, ``data`` a ``(len(names), len(units))`` array of
+``dtype`` (``<f4`` or ``<f8``, the run's precision) in C order: 4 or 8 bytes per unit and
+statistic, plus the row's few dozen bytes. :meth:`RunStore.unit_stats` reads them back as
+:class:`UnitStats`.
 
 The file is ``runs/scalewise.sqlite`` under the current folder unless the environment variable
 ``SCALEWISE_STORE`` or the ``path`` argument says otherwise; checkpoints live beside it in
@@ -28,9 +36,12 @@ from enum import Enum
 from functools import cache
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
+from scalewise import checks
 from scalewise.models.config import TrainConfig
+from scalewise.models.probes import UNIT_STATISTICS, UnitRecord
 
 STORE_ENV = "SCALEWISE_STORE"
 DEFAULT_STORE = Path("runs") / "scalewise.sqlite"
@@ -56,6 +67,16 @@ CREATE TABLE IF NOT EXISTS metrics (
     value REAL
 );
 CREATE INDEX IF NOT EXISTS metrics_run_step ON metrics (run, step);
+CREATE TABLE IF NOT EXISTS unit_stats (
+    run TEXT NOT NULL REFERENCES runs(id),
+    step INTEGER NOT NULL,
+    layer TEXT NOT NULL,
+    names TEXT NOT NULL,
+    dtype TEXT NOT NULL,
+    units BLOB NOT NULL,
+    data BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS unit_stats_run_step ON unit_stats (run, step);
 """
 
 Metric = tuple[int, str, str, float]  # (step, layer, name, value)
@@ -172,7 +193,8 @@ class RunStore:
         line = f"{now} {message}\n"
         with self._write() as cursor:
             if fresh:
-                cursor.execute("DELETE FROM metrics WHERE run = ?", (run_id,))
+                for table in ("metrics", "unit_stats"):
+                    cursor.execute(f"DELETE FROM {table} WHERE run = ?", (run_id,))
                 cursor.execute("DELETE FROM runs WHERE id = ?", (run_id,))
             cursor.execute(
                 "INSERT INTO runs (id, name, config, status, created, updated, code_version, log)"
@@ -188,18 +210,29 @@ class RunStore:
             cursor.execute("UPDATE runs SET status = ?, updated = ?, log = log || ? WHERE id = ?",
                            (RunStatus(status).value, _now(), f"{_now()} {message}\n", run_id))
 
-    def add_metrics(self, run_id: str, rows: Iterable[Metric]) -> None:
-        """Append ``(step, layer, name, value)`` rows in one transaction."""
+    def add_metrics(self, run_id: str, rows: Iterable[Metric],
+                    units: Iterable[tuple[int, str, UnitRecord]] = ()) -> None:
+        """Append ``(step, layer, name, value)`` rows and ``(step, layer, record)`` per-unit
+        records in one transaction."""
         with self._write() as cursor:
             cursor.executemany(
                 "INSERT INTO metrics (run, step, layer, name, value) VALUES (?, ?, ?, ?, ?)",
                 ((run_id, int(step), layer, name, float(value))
                  for step, layer, name, value in rows))
+            cursor.executemany(
+                "INSERT INTO unit_stats (run, step, layer, names, dtype, units, data) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                ((run_id, int(step), layer, ",".join(UNIT_STATISTICS), record.values.dtype.str,
+                  np.asarray(record.units, dtype="<i4").tobytes(),
+                  np.ascontiguousarray(record.values).tobytes())
+                 for step, layer, record in units))
 
     def delete_metrics(self, run_id: str, *, from_step: int) -> None:
-        """Forget the metrics of ``run_id`` logged at ``step >= from_step``."""
+        """Forget the metrics and per-unit records of ``run_id`` logged at ``step >= from_step``."""
         with self._write() as cursor:
-            cursor.execute("DELETE FROM metrics WHERE run = ? AND step >= ?", (run_id, from_step))
+            for table in ("metrics", "unit_stats"):
+                cursor.execute(f"DELETE FROM {table} WHERE run = ? AND step >= ?",
+                               (run_id, from_step))
 
     # -------------------------------------------------------------------------- reading
 
@@ -246,6 +279,18 @@ class RunStore:
             self._connection, params=(run_id,))
         return frame.astype({"step": "int64", "layer": str, "name": str, "value": "float64"})
 
+    def unit_stats(self, run_id: str) -> UnitStats:
+        """The per-unit statistics of ``run_id`` (empty when it recorded none)."""
+        rows = self._connection.execute(
+            "SELECT step, layer, names, dtype, units, data FROM unit_stats WHERE run = ? "
+            "ORDER BY layer, step", (run_id,)).fetchall()
+        layers: dict[str, list] = {}
+        for step, layer, names, dtype, units, data in rows:
+            names = tuple(names.split(","))
+            values = np.frombuffer(data, dtype=np.dtype(dtype)).reshape(len(names), -1)
+            layers.setdefault(layer, []).append((step, names, np.frombuffer(units, "<i4"), values))
+        return UnitStats({layer: _layer_stats(layer, entries) for layer, entries in layers.items()})
+
     def runs(self) -> pd.DataFrame:
         """One row per run (newest first): id, name, status, created, updated, code_version and
         the last step with metrics."""
@@ -272,6 +317,58 @@ class RunStore:
             _require_pyarrow()
             frame.to_parquet(path, index=False)
         return path
+
+
+@dataclass(frozen=True)
+class LayerUnitStats:
+    """One layer's per-unit records: ``steps`` (records,), ``units`` (units,) the unit indices,
+    and ``values[name]`` of shape ``(records, units)`` per statistic."""
+
+    steps: np.ndarray
+    units: np.ndarray
+    values: dict[str, np.ndarray]
+
+
+@dataclass(frozen=True)
+class UnitStats:
+    """Per-unit statistics of a run, by layer (:data:`~scalewise.models.probes.UNIT_STATISTICS`,
+    recorded every ``unit_probe_every`` steps).
+
+    >>> stats = UnitStats({})
+    >>> stats.frame().columns.tolist()
+    ['step', 'layer', 'unit', 'name', 'value']
+    """
+
+    layers: dict[str, LayerUnitStats]
+
+    def array(self, layer: str, name: str) -> np.ndarray:
+        """``(records, units)`` values of statistic ``name`` of ``layer``."""
+        checks.one_of("layer", layer, self.layers)
+        return self.layers[layer].values[checks.one_of("name", name,
+                                                        self.layers[layer].values)]
+
+    def frame(self) -> pd.DataFrame:
+        """Long form: one row per step, layer, unit and statistic."""
+        frames = [pd.DataFrame({
+            "step": np.repeat(stats.steps, len(stats.units)),
+            "layer": layer,
+            "unit": np.tile(stats.units, len(stats.steps)),
+            "name": name,
+            "value": values.ravel().astype(np.float64)})
+            for layer, stats in self.layers.items() for name, values in stats.values.items()]
+        columns = ["step", "layer", "unit", "name", "value"]
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
+
+
+def _layer_stats(layer: str, entries: list) -> LayerUnitStats:
+    """Stack one layer's records, which must share their statistics and units."""
+    steps, names, units, first = entries[0]
+    if any(n != names or not np.array_equal(u, units) for _, n, u, _ in entries):
+        raise StoreError(f"the per-unit records of layer {layer!r} change their statistics or "
+                         "units between steps")
+    stacked = np.stack([values for *_, values in entries], axis=1)  # (names, records, units)
+    return LayerUnitStats(np.array([e[0] for e in entries]), units.copy(),
+                          dict(zip(names, stacked)))
 
 
 def _require_pyarrow() -> None:

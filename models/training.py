@@ -70,7 +70,7 @@ from scalewise.models.networks import (
     scale_invariant_params,
 )
 from scalewise.models.optimizer_factory import build_optimizer
-from scalewise.models.probes import costly_probes, norm_sq, unit_rows
+from scalewise.models.probes import StepProbe, UnitRecord, costly_probes, norm_sq, unit_rows
 from scalewise.models.step import StepResult, train_step
 from scalewise.models.store import Metric, Run, RunStatus, RunStore, StoreError
 from scalewise.sim.schedules import (
@@ -110,11 +110,16 @@ def train(config: TrainConfig, *, store: RunStore | None = None, run_id: str | N
     owned = store is None
     store = RunStore() if store is None else store
     try:
-        return _train_stored(config, data.to(device), device, store,
+        return _train_stored(config, data.to(device, torch_dtype(config)), device, store,
                              run_id or config.run_id(), resume, progress, on_step)
     finally:
         if owned:
             store.close()
+
+
+def torch_dtype(config: TrainConfig) -> torch.dtype:
+    """The dtype of the run's weights and inputs."""
+    return {"float32": torch.float32, "float64": torch.float64}[config.dtype]
 
 
 def resolve_device(name: str) -> torch.device:
@@ -143,6 +148,7 @@ class _State:
     optimizer: torch.optim.Optimizer
     sampler: BatchSampler
     generator: torch.Generator
+    probe: StepProbe | None
     step: int = 0
     saved: int | None = None
 
@@ -150,13 +156,16 @@ class _State:
 def _build_state(config: TrainConfig, data: Data, device: torch.device) -> _State:
     model_seed, sampler_seed, step_seed = (
         int(s) for s in np.random.SeedSequence(config.seed).generate_state(3))
-    model = build_model(config.model, data.in_shape, data.num_classes, seed=model_seed).to(device)
+    model = build_model(config.model, data.in_shape, data.num_classes, seed=model_seed)
+    model = model.to(device=device, dtype=torch_dtype(config))
     optimizer = build_optimizer(model, config.optimizer)
     for group in optimizer.param_groups:
         group.setdefault("initial_lr", group["lr"])  # the base of the schedule's factors
     sampler = BatchSampler(len(data.train), config.data.batch_size, seed=sampler_seed)
     generator = torch.Generator(device=device).manual_seed(step_seed)
-    return _State(model, optimizer, sampler, generator)
+    probed = config.probe_every > 0 or config.unit_probe_every > 0
+    probe = StepProbe(model, optimizer, unit_sample=config.unit_sample) if probed else None
+    return _State(model, optimizer, sampler, generator, probe)
 
 
 def save_checkpoint(path: Path, state: _State, config: TrainConfig) -> None:
@@ -164,7 +173,8 @@ def save_checkpoint(path: Path, state: _State, config: TrainConfig) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"config": config.to_json(), "step": state.step,
                "model": state.model.state_dict(), "optimizer": state.optimizer.state_dict(),
-               "sampler": state.sampler.state_dict(), "generator": state.generator.get_state()}
+               "sampler": state.sampler.state_dict(), "generator": state.generator.get_state(),
+               "previous_gradients": state.probe.previous if state.probe else {}}
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with open(temporary, "wb") as file:
         torch.save(payload, file)
@@ -184,6 +194,8 @@ def load_checkpoint(path: Path, state: _State, config: TrainConfig) -> None:
     state.optimizer.load_state_dict(payload["optimizer"])
     state.sampler.load_state_dict(payload["sampler"])
     state.generator.set_state(payload["generator"])
+    if state.probe is not None:
+        state.probe.previous = payload["previous_gradients"]
     state.step = state.saved = int(payload["step"])
 
 
@@ -316,11 +328,16 @@ def _step(config: TrainConfig, data: Data, state: _State, factor: float,
     for group in state.optimizer.param_groups:
         group["lr"] = group["initial_lr"] * factor
     batch = state.sampler.next().to(data.train.inputs.device)  # (B,)
+    if state.probe is not None:
+        state.probe.plan(layers=_due(k, config.probe_every),
+                         units=_due(k, config.unit_probe_every),
+                         keep_gradient=(_due(k + 1, config.probe_every)
+                                        or _due(k + 1, config.unit_probe_every)))
     result = train_step(state.model, state.optimizer, data.train.inputs[batch],
-                        data.train.targets[batch], probe=_due(k, config.probe_every),
-                        generator=state.generator)
+                        data.train.targets[batch], probe=state.probe, generator=state.generator)
     log.add((k, NETWORK, "lr", config.optimizer.lr * factor),
             *((k, layer, name, value) for layer, name, value in result.metrics))
+    log.add_units(k, result.units)
     return result
 
 
@@ -336,15 +353,19 @@ def _measure(config: TrainConfig, data: Data, model: nn.Module, probe_inputs: to
         log.add(*((k, layer, name, value)
                   for layer, name, value in costly_probes(model, probe_inputs)))
     if final and config.probe_every > 0:
-        log.add(*((k, name, "norm_sq", value) for name, value in layer_norm_sq(model)))
+        log.add(*((k, layer, name, value) for layer, name, value in layer_norm_sq(model)))
 
 
 @torch.no_grad()
-def layer_norm_sq(model: nn.Module) -> list[tuple[str, float]]:
-    """``(layer, norm_sq)`` of every layer weight: the mean over units of the squared norms,
-    as the cheap probes log it (:func:`models.probes.unit_probes`)."""
-    return [(w.name, float(norm_sq(unit_rows(w.param, w.granularity)).mean()))
+def layer_norm_sq(model: nn.Module) -> list[tuple[str, str, float]]:
+    """``(layer, name, value)`` of every layer weight: ``sum_norm_sq``, the sum over units of the
+    squared norms, and ``norm_sq``, their mean, as the cheap probes log them
+    (:class:`~scalewise.models.probes.StepProbe`)."""
+    rows = [(w.name, norm_sq(unit_rows(w.param, w.granularity).to(torch.float64)))
             for w in layer_weights(model)]
+    return [metric for name, squares in rows
+            for metric in ((name, "sum_norm_sq", float(squares.sum())),
+                           (name, "norm_sq", float(squares.mean())))]
 
 
 def _due(k: int, every: int) -> bool:
@@ -390,16 +411,20 @@ class _MetricLog:
     def __init__(self, store: RunStore, run_id: str) -> None:
         self.store, self.run_id = store, run_id
         self._rows: list[Metric] = []
+        self._units: list[tuple[int, str, UnitRecord]] = []
 
     def add(self, *rows: Metric) -> None:
         self._rows.extend(rows)
         if len(self._rows) >= FLUSH_ROWS:
             self.flush()
 
+    def add_units(self, step: int, records: dict[str, UnitRecord]) -> None:
+        self._units.extend((step, layer, record) for layer, record in records.items())
+
     def flush(self) -> None:
-        if self._rows:
-            self.store.add_metrics(self.run_id, self._rows)
-            self._rows = []
+        if self._rows or self._units:
+            self.store.add_metrics(self.run_id, self._rows, self._units)
+            self._rows, self._units = [], []
 
 
 @contextmanager

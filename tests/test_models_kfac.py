@@ -154,7 +154,7 @@ def _kfac_step(setup: Setup, model: nn.Module, layer_damping: float) -> nn.Modul
                              {"params": rest}], lr=0.1, damping=DAMPING,
                      curvature=setup.curvature)
     x, y = setup.batch()
-    train_step(model, optimizer, x, y, probe=False,
+    train_step(model, optimizer, x, y,
                generator=torch.Generator().manual_seed(setup.seed + 2))
     return model
 
@@ -221,7 +221,7 @@ def test_damped_kfac_step_is_theorys_normalized_step(setup: Setup) -> None:
     predicted = norm * normalized_kfac_step(curvature, gradient, damping=DAMPING, norm_sq=norm**2)
     before = layer.weight.detach().clone()
     optimizer = KFAC(model, lr=1.0, damping=DAMPING, curvature=setup.curvature)
-    train_step(model, optimizer, x, y, probe=False,
+    train_step(model, optimizer, x, y,
                generator=torch.Generator().manual_seed(setup.seed + 2))
     taken = (before - layer.weight.detach()).reshape(-1)
     torch.testing.assert_close(taken, torch.from_numpy(predicted), rtol=1e-8, atol=1e-12)
@@ -242,8 +242,8 @@ def test_large_damping_turns_kfac_into_sgd() -> None:
     eta = 1e7
     kfac_model, sgd_model = _plain_mlp(), _plain_mlp()
     kfac = KFAC(kfac_model, lr=0.1 * eta, damping=eta)
-    train_step(kfac_model, kfac, x, y, probe=False, generator=torch.Generator().manual_seed(0))
-    train_step(sgd_model, torch.optim.SGD(sgd_model.parameters(), lr=0.1), x, y, probe=False)
+    train_step(kfac_model, kfac, x, y, generator=torch.Generator().manual_seed(0))
+    train_step(sgd_model, torch.optim.SGD(sgd_model.parameters(), lr=0.1), x, y)
     for p, q in zip(kfac_model.parameters(), sgd_model.parameters()):
         torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-7)
 
@@ -282,7 +282,7 @@ def test_kfac_trains_conv_nets(arch: Arch) -> None:
     optimizer = build_optimizer(model, config)
     gen = torch.Generator().manual_seed(0)
     x, y = torch.randn(32, 1, 8, 8, generator=gen), torch.randint(0, 3, (32,), generator=gen)
-    losses = [train_step(model, optimizer, x, y, probe=False, generator=gen).loss for _ in range(20)]
+    losses = [train_step(model, optimizer, x, y, generator=gen).loss for _ in range(20)]
     assert losses[-1] < 0.5 * losses[0]
     assert all(math.isfinite(v) for v in losses)
 
@@ -305,7 +305,7 @@ def test_state_round_trip_is_bitwise(curvature: Curvature, mode: WeightDecayMode
     straight, optimizer = fresh()
     step_gen = torch.Generator().manual_seed(6)
     for k, (x, y) in enumerate(batches):
-        train_step(straight, optimizer, x, y, probe=False, generator=step_gen)
+        train_step(straight, optimizer, x, y, generator=step_gen)
         if k == 2:
             saved = copy.deepcopy((straight.state_dict(), optimizer.state_dict(), step_gen.get_state()))
     resumed, again = fresh()
@@ -313,7 +313,7 @@ def test_state_round_trip_is_bitwise(curvature: Curvature, mode: WeightDecayMode
     again.load_state_dict(saved[1])
     step_gen.set_state(saved[2])
     for x, y in batches[3:]:
-        train_step(resumed, again, x, y, probe=False, generator=step_gen)
+        train_step(resumed, again, x, y, generator=step_gen)
     for p, q in zip(straight.parameters(), resumed.parameters()):
         assert torch.equal(p, q)
 

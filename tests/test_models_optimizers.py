@@ -23,6 +23,7 @@ from scalewise.models.config import (
 from scalewise.models.grafting import AdaGraft, graft_norms, renormalize
 from scalewise.models.networks import build_model, output_layer, scale_invariant_params
 from scalewise.models.optimizer_factory import build_optimizer, decayed_params, param_groups
+from scalewise.models.probes import LAYER_MEANS, UNIT_STATISTICS, StepProbe
 from scalewise.models.step import train_step
 from scalewise.theory.equilibrium import norm_sq_step
 
@@ -62,7 +63,7 @@ def train(net: Net, config: OptimizerConfig, steps: int = STEPS) -> nn.Module:
     model = net.build()
     optimizer = build_optimizer(model, config)
     for x, y in net.batches()[:steps]:
-        train_step(model, optimizer, x, y, probe=False)
+        train_step(model, optimizer, x, y)
     return model
 
 
@@ -102,7 +103,7 @@ def test_decoupled_adam_equals_torch_adamw(net: Net, placement: WeightDecayPlace
     adamw = torch.optim.AdamW(param_groups(reference, config, "weight_decay"), lr=config.lr,
                               betas=config.betas, eps=config.eps)
     for x, y in net.batches():
-        train_step(reference, adamw, x, y, probe=False)
+        train_step(reference, adamw, x, y)
     assert_same_params(ours, reference)
     assert_same_params(train(net, replace(config, name=Optimizer.ADAMW)), reference)
 
@@ -138,13 +139,13 @@ def test_one_sgd_step_follows_norm_recurrence(net: Net, mode: WeightDecayMode) -
     config = sgd(wd_mode=mode, wd_placement=WeightDecayPlacement.NORMALIZED)
     optimizer = build_optimizer(model, config)
     x, y = net.batches()[0]
-    train_step(model, optimizer, x, y, probe=False)  # a step away from the initialization
+    train_step(model, optimizer, x, y)  # a step away from the initialization
     optimizer.zero_grad()
     invariants = scale_invariant_params(model)
     before = [_rows(s.param.detach(), s.granularity).clone() for s in invariants]
     loss = nn.functional.cross_entropy(model(x), y)
     grads = torch.autograd.grad(loss, [s.param for s in invariants])
-    train_step(model, optimizer, x, y, probe=False)
+    train_step(model, optimizer, x, y)
     for s, w, g in zip(invariants, before, grads):
         x_sq = w.pow(2).sum(1)
         g_unit = _rows(g, s.granularity).norm(dim=1) * w.norm(dim=1)
@@ -164,7 +165,7 @@ def test_renormalization_keeps_unit_norms_and_sets_effective_lr(name: Optimizer)
     optimizer = build_optimizer(model, OptimizerConfig(name=name, lr=0.05, renormalize=True))
     renormalize(scale_invariant_params(model))
     for x, y in net.batches():
-        result = train_step(model, optimizer, x, y, probe=True)
+        result = train_step(model, optimizer, x, y, probe=StepProbe(model, optimizer))
         invariant = {s.name for s in scale_invariant_params(model)}
         lrs = [v for layer, metric, v in result.metrics if metric == "effective_lr" and layer in invariant]
         assert lrs == pytest.approx([0.05] * len(lrs), rel=1e-12)
@@ -193,7 +194,7 @@ def test_norm_grafting_sets_layer_norms(kind: str) -> None:
     table = table.reshape(STEPS, len(invariants)).numpy()
     graft_norms(optimizer, invariants, table if kind == "array" else lambda k: table[k])
     for k, (x, y) in enumerate(net.batches()):
-        train_step(model, optimizer, x, y, probe=False)
+        train_step(model, optimizer, x, y)
         norms = [float(s.param.detach().norm()) for s in invariants]
         assert norms == pytest.approx(list(table[k]), rel=1e-13)
 
@@ -205,7 +206,7 @@ def test_norm_grafting_refuses_wrong_width() -> None:
     graft_norms(optimizer, scale_invariant_params(model), lambda k: [1.0])
     x, y = net.batches()[0]
     with pytest.raises(ValueError, match="targets"):
-        train_step(model, optimizer, x, y, probe=False)
+        train_step(model, optimizer, x, y)
 
 
 def test_adagraft_has_magnitude_of_one_and_direction_of_other() -> None:
@@ -216,7 +217,7 @@ def test_adagraft_has_magnitude_of_one_and_direction_of_other() -> None:
     def one_step(make) -> dict[str, torch.Tensor]:
         model = net.build()
         start = {k: v.detach().clone() for k, v in model.named_parameters()}
-        train_step(model, make(model), x, y, probe=False)
+        train_step(model, make(model), x, y)
         return {k: v.detach() - start[k] for k, v in model.named_parameters()}
 
     magnitude = one_step(lambda m: torch.optim.SGD(m.parameters(), lr=0.3))
@@ -286,7 +287,7 @@ def test_adagraft_from_the_config(case: GraftCase) -> None:
 
         grafted.register_step_pre_hook(decay)
     for x, y in net.batches():
-        train_step(reference, grafted, x, y, probe=False)
+        train_step(reference, grafted, x, y)
     assert_same_params(ours, reference, rtol=0, atol=0)
 
 
@@ -298,7 +299,7 @@ def test_rmsprop_smoothing_constant_reaches_torch() -> None:
     rmsprop = torch.optim.RMSprop(reference.parameters(), lr=0.01, alpha=0.5,
                                   eps=config.eps, momentum=config.momentum)
     for x, y in net.batches():
-        train_step(reference, rmsprop, x, y, probe=False)
+        train_step(reference, rmsprop, x, y)
     assert_same_params(ours, reference, rtol=0, atol=0)
     with pytest.raises(AssertionError):  # the default alpha = 0.99 steps otherwise
         assert_same_params(train(net, replace(config, rmsprop_alpha=0.99)), reference)
@@ -321,14 +322,14 @@ def test_state_round_trip_is_bitwise(base: OptimizerConfig) -> None:
     optimizer = build_optimizer(model, config)
     batches = net.batches()
     for x, y in batches[:2]:
-        train_step(model, optimizer, x, y, probe=False)
+        train_step(model, optimizer, x, y)
     saved = copy.deepcopy((model.state_dict(), optimizer.state_dict()))
     resumed = net.build()
     resumed.load_state_dict(saved[0])
     again = build_optimizer(resumed, config)
     again.load_state_dict(saved[1])
     for x, y in batches[2:]:
-        train_step(resumed, again, x, y, probe=False)
+        train_step(resumed, again, x, y)
     assert_same_params(straight, resumed, rtol=0, atol=0)
 
 
@@ -337,13 +338,25 @@ def test_probe_metrics_of_a_step() -> None:
     model = net.build()
     optimizer = build_optimizer(model, OptimizerConfig(lr=0.1))
     x, y = net.batches()[0]
-    result = train_step(model, optimizer, x, y, probe=True)
+    result = train_step(model, optimizer, x, y, probe=StepProbe(model, optimizer))
     names = {(layer, name) for layer, name, _ in result.metrics}
     layers = ["hidden1", "hidden2", "output"]
-    assert names == {("", "loss")} | {(l, n) for l in layers for n in
-                                     ("norm_sq", "effective_lr", "angular_update",
-                                      "grad_norm_unit", "cos_w_grad")}
+    per_layer = (*LAYER_MEANS, "decay_factor", *(f"sum_{s}" for s in UNIT_STATISTICS))
+    assert names == {("", "loss")} | {(l, n) for l in layers for n in per_layer}
     values = {(layer, name): v for layer, name, v in result.metrics}
     assert abs(values[("hidden1", "cos_w_grad")]) < 1e-10
     assert abs(values[("output", "cos_w_grad")]) > 1e-6
     assert values[("", "loss")] == result.loss
+
+def test_adagraft_learning_rate_reaches_the_magnitude_after_a_resume() -> None:
+    """A schedule sets ``lr`` on the grafted optimizer's groups; after ``load_state_dict`` (a
+    resumed run) those must still be the magnitude optimizer's groups."""
+    params = [nn.Parameter(torch.ones(3))]
+    grafted = AdaGraft(torch.optim.SGD(params, lr=0.1), torch.optim.Adam(params, lr=0.1))
+    params[0].grad = torch.ones(3)
+    grafted.step()
+    resumed = AdaGraft(torch.optim.SGD(params, lr=0.1), torch.optim.Adam(params, lr=0.1))
+    resumed.load_state_dict(grafted.state_dict())
+    for optimizer in (grafted, resumed):
+        optimizer.param_groups[0]["lr"] = 0.5
+        assert optimizer.magnitude.param_groups[0]["lr"] == 0.5

@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -14,22 +15,22 @@ from torch.func import functional_call, jacrev, vmap
 
 from scalewise.models.kfac import KFAC
 from scalewise.models.probes import (
-    angular_update,
-    cos_w_grad,
+    UNIT_STATISTICS,
     costly_probes,
     curvature_traces,
-    effective_lr,
     effective_lr_form,
     gn_norm,
-    grad_norm_unit,
     jacobian_sq_norm,
     kfac_gn_factors,
     kfac_gn_norm,
-    norm_sq,
+    sample_units,
+    unit_means,
     unit_rows,
 )
+from scalewise.sim.effective import effective_lr
 from scalewise.theory.kfac import gn_norm as theory_gn_norm
 from scalewise.theory.kfac import kfac_gn_norm as theory_kfac_gn_norm
+from scalewise.vocabulary import Optimizer
 
 RTOL, ATOL = 1e-10, 1e-12
 
@@ -277,16 +278,43 @@ PAIRS = [Pair((3.0, 4.0), (-4.0, 3.0), math.pi / 2, "orthogonal"),
          Pair((2.0, 0.0, 0.0), (2.0, 1e-9, 0.0), math.atan(0.5e-9), "tiny-angle")]
 
 
+def _statistics(before: torch.Tensor, after: torch.Tensor, grad: torch.Tensor,
+                rho: float) -> np.ndarray:
+    """:data:`UNIT_STATISTICS` of one unit, computed straight from their definitions."""
+    update = rho * before - after
+    values = {"norm_sq": before @ before, "grad_sq": grad @ grad, "w_dot_grad": before @ grad,
+              "update_sq": update @ update, "w_dot_update": before @ update,
+              "w_dot_next": before @ after, "next_norm_sq": after @ after,
+              "grad_dot_prev": math.nan, "prev_grad_sq": math.nan}
+    return np.array([[float(values[name])] for name in UNIT_STATISTICS])
+
+
 @pytest.mark.parametrize("pair", PAIRS, ids=[p.name for p in PAIRS])
-def test_unit_probes_on_known_vectors(pair: Pair) -> None:
-    w = torch.tensor([pair.w], dtype=torch.float64)
-    other = torch.tensor([pair.other], dtype=torch.float64)
+@pytest.mark.parametrize("rho", [1.0, 0.9])
+def test_unit_means_on_known_vectors(pair: Pair, rho: float) -> None:
+    """``w_k = pair.w``, ``w_{k+1} = pair.other``, gradient ``pair.other``: the angle between
+    ``w_k`` and ``w_{k+1}`` comes out right whatever ``rho`` splits the step into, to the
+    resolution the statistics allow (about 1e-8 ``||u|| / ||w||`` radians: ``||u||^2`` and
+    ``<w_hat, u>^2`` cancel where ``u`` is nearly radial; exact for a tangent ``u``)."""
+    w = torch.tensor(pair.w, dtype=torch.float64)
+    other = torch.tensor(pair.other, dtype=torch.float64)
     dot = sum(a * b for a, b in zip(pair.w, pair.other))
     nw, no = math.hypot(*pair.w), math.hypot(*pair.other)
-    assert float(norm_sq(w)[0]) == pytest.approx(nw**2, rel=1e-15)
-    assert float(grad_norm_unit(w, other)[0]) == pytest.approx(nw * no, rel=1e-15)
-    assert float(cos_w_grad(w, other)[0]) == pytest.approx(dot / (nw * no), rel=1e-12, abs=1e-15)
-    assert float(angular_update(w, other)[0]) == pytest.approx(pair.angle, rel=1e-7)
+    means = unit_means(_statistics(w, other, other, rho), 0.5, Optimizer.SGD, rho)
+    assert float(means["norm_sq"][0]) == pytest.approx(nw**2, rel=1e-15)
+    assert float(means["grad_norm_unit"][0]) == pytest.approx(nw * no, rel=1e-15)
+    assert float(means["cos_w_grad"][0]) == pytest.approx(dot / (nw * no), rel=1e-12, abs=1e-15)
+    resolution = 1e-8 * float(torch.linalg.norm(rho * w - other)) / nw
+    assert float(means["angular_update"][0]) == pytest.approx(pair.angle, rel=1e-7,
+                                                               abs=resolution)
+    assert float(means["effective_lr"][0]) == pytest.approx(0.5 / nw**2, rel=1e-15)
+
+
+def test_sample_units_spreads_evenly_and_keeps_small_layers_whole() -> None:
+    assert sample_units(5, 8).tolist() == [0, 1, 2, 3, 4]
+    assert sample_units(5, None).tolist() == [0, 1, 2, 3, 4]
+    picked = sample_units(1000, 7)
+    assert picked.tolist() == [0, 166, 333, 500, 666, 832, 999]  # 832.5 rounds to even
 
 
 @pytest.mark.parametrize("granularity,rows", [("unit", 4), ("layer", 1), (None, 4)])
@@ -317,9 +345,9 @@ def test_effective_lr_form_per_optimizer(case: Form) -> None:
     optimizer = case.make([nn.Parameter(torch.zeros(2))])
     form = effective_lr_form(optimizer)
     assert form == case.form
-    squared = torch.tensor([0.25, 1.0, 9.0], dtype=torch.float64)
-    expected = 0.5 * squared.sqrt() ** case.degree
-    torch.testing.assert_close(effective_lr(0.5, squared, form), expected, rtol=1e-15, atol=0)
+    squared = np.array([0.25, 1.0, 9.0])
+    expected = 0.5 * np.sqrt(squared) ** case.degree
+    np.testing.assert_allclose(effective_lr(form, squared, 0.5), expected, rtol=1e-15, atol=0)
 
 
 def test_effective_lr_form_refuses_unknown_optimizers() -> None:

@@ -1,5 +1,5 @@
-"""``models.train``: resume after an interrupt is bitwise identical (issue 4, test 6), bad configs
-fail before training (test 7), divergence, schedules, and what the run store holds."""
+"""``models.train``: resume after an interrupt is bitwise identical, bad configs fail before
+training, divergence, schedules, and what the run store holds."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from scalewise.models.training import resolve_device, train
 TINY = {
     "model.width": 8, "data.batch_size": 32, "data.train_size": 256, "data.test_size": 64,
     "steps": 12, "checkpoint_every": 4, "eval_every": 5, "costly_probe_every": 6,
-    "probe_every": 2, "device": "cpu",
+    "probe_every": 2, "unit_probe_every": 3, "device": "cpu",
 }
 
 
@@ -91,6 +91,7 @@ def test_resumed_run_equals_uninterrupted_run_bitwise(
     config = tiny(**case.changes)
     with RunStore(tmp_path / "whole.sqlite") as store:
         whole = train(config, store=store, progress=False)
+        whole_units = store.unit_stats(whole.id).frame()
     with RunStore(tmp_path / "parts.sqlite") as store:
         with pytest.raises(stop, match="stop here"):
             train(config, store=store, progress=False, on_step=interrupt_after(9, stop))
@@ -99,10 +100,13 @@ def test_resumed_run_equals_uninterrupted_run_bitwise(
         assert stopped.status is expected_status
         assert stopped.metrics["step"].max() == 9  # written up to the stop, past the checkpoint
         resumed = train(config, store=store, progress=False)
+        resumed_units = store.unit_stats(resumed.id).frame()
     assert whole.status is resumed.status is RunStatus.COMPLETED
     assert "resumed from the checkpoint at step 8" in resumed.log
     assert len(whole.metrics) > 12 * 3
     pd.testing.assert_frame_equal(resumed.metrics, whole.metrics, check_exact=True)
+    assert sorted(set(whole_units["step"])) == [0, 3, 6, 9]
+    pd.testing.assert_frame_equal(resumed_units, whole_units, check_exact=True)
 
 
 KILL_AT_STEP_9 = """

@@ -10,7 +10,6 @@ import pytest
 import torch
 
 from scalewise import models
-from scalewise.models.probes import angular_update
 from scalewise.validation import kfac
 from scalewise.validation.report import RECORD_FIELDS, load
 from scalewise.validation.suite import Settings, Size
@@ -73,7 +72,8 @@ def _trajectory(case: DrivenCase, lr: float = 0.05, steps: int = 200, dim: int =
         d = d - (d @ w_hat) * w_hat
         d = d + case.radial * d.norm() * w_hat
         after = (1 - lr * case.decay) * w - lr * d
-        angles.append(float(angular_update(w[None], after[None])[0]))
+        u, v = w / w.norm(), after / after.norm()
+        angles.append(float(2 * torch.atan2((u - v).norm(), (u + v).norm())))
         w = after
         norms.append(float(w @ w))
     return np.array(norms), np.array(angles), lr

@@ -152,7 +152,7 @@ def run_pair(case: Case, data: Data, steps: int, seed: int) -> PairTrajectory:
             batch = sampler.next()
             opt_b.param_groups[0]["lr"] = float(lrs_b[k - 1])
             for model, optimizer in ((model_a, opt_a), (model_b, opt_b)):
-                train_step(model, optimizer, inputs[batch], targets[batch], probe=False)
+                train_step(model, optimizer, inputs[batch], targets[batch])
         rows.append([_compare(a.param, b.param, _buffer(opt_a, a.param), k, case.momentum)
                      for a, b in zip(inv_a, inv_b)])
     mismatch, predicted, measured, decay = np.moveaxis(np.array(rows), -1, 0)

@@ -549,7 +549,7 @@ def kfac_step_check(settings: Settings, optimizer: str, *, width: int = 16,
     kfac_opt = models.build_optimizer(model, config.optimizer)
     layers = {w.name: w.param for w in scale_invariant_params(model)}
     before = {name: w.detach().clone() for name, w in layers.items()}
-    models.train_step(model, kfac_opt, x, y, probe=False,
+    models.train_step(model, kfac_opt, x, y,
                       generator=torch.Generator().manual_seed(config.seed))
     lr, damping = config.optimizer.lr, config.optimizer.kfac.damping
     out = {}
@@ -763,7 +763,7 @@ def rescaled_trajectory(settings: Settings, optimizer: str, damping: float, fact
     opt = models.build_optimizer(model, config.optimizer)
     sampler = BatchSampler(len(targets), config.data.batch_size, seed=config.seed)
     generator = torch.Generator().manual_seed(config.seed)
-    results = [models.train_step(model, opt, inputs[batch], targets[batch], probe=False,
+    results = [models.train_step(model, opt, inputs[batch], targets[batch],
                                  generator=generator)
                for batch in (sampler.next() for _ in range(steps))]
     return {"loss": np.array([r.loss for r in results]),
