@@ -1,5 +1,6 @@
 """The compute behind one slider change on the explorer's simulation pages, cold (a cache miss:
-the pure function runs) and warm (a cache hit), measured through app.py's own cached wrappers.
+the pure function runs) and warm (a cache hit), measured through the explorer's own cached
+wrappers (``explorer/computations.py``).
 
     python bench/bench_app.py
 
@@ -8,23 +9,25 @@ Target: under 200 ms cold. Figures are drawn after the compute and are not timed
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import streamlit.logger
 
-APP = Path(__file__).resolve().parents[1] / "app.py"
+from scalewise.vocabulary import Optimizer
+
+ROOT = Path(__file__).resolve().parents[1]
 TARGET_SECONDS = 0.2
 
 
-def load_app():
-    """app.py as a module (its page code runs only under Streamlit)."""
-    spec = importlib.util.spec_from_file_location("app", APP)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def load_computations():
+    """``explorer.computations``, imported from the repository as ``streamlit run app.py`` does
+    (the explorer's folder is not installed)."""
+    sys.path.insert(0, str(ROOT))
+    return importlib.import_module("explorer.computations")
 
 
 def timed(fn: Callable[[], object]) -> float:
@@ -35,17 +38,16 @@ def timed(fn: Callable[[], object]) -> float:
 
 def main() -> None:
     streamlit.logger.set_log_level("error")  # "no runtime" notices: we run outside a server
-    app = load_app()
+    app = load_computations()
     cases = [("1 norm growth: steps 30000 -> 100000",
               lambda: app.norm_growth((0.01, 0.1, 1.0), 100_000, 1.0))]
     for optimizer in app.OPTIMIZERS:
-        lr = 1e-3 if optimizer in ("adam", "adamw") else 0.1
+        lr = app.default_lr(optimizer)
+        momentum = Optimizer.parse(optimizer).properties.default_momentum
         cases.append((f"2 wd equilibrium, {optimizer}: lr -> {lr:g}",
-                      lambda o=optimizer, lr=lr: (
-                          app.wd_trajectory(o, lr, 1e-2, 3000, 0.9 if o == "sgdm" else 0.0,
-                                            (0.9, 0.999)),
-                          app.wd_equilibrium(o, lr, 1e-2, 0.9 if o == "sgdm" else 0.0,
-                                             (0.9, 0.999)))))
+                      lambda o=optimizer, lr=lr, m=momentum: (
+                          app.wd_trajectory(o, lr, 1e-2, 3000, m, (0.9, 0.999)),
+                          app.wd_equilibrium(o, lr, 1e-2, m, (0.9, 0.999)))))
     app.norm_growth((0.01, 0.1, 1.0), 1000, 1.0)  # imports and lambdify caches, not timed
     print(f"{'slider change':46s} {'cold ms':>8s} {'warm ms':>8s}  under {TARGET_SECONDS * 1e3:.0f} ms")
     for label, call in cases:

@@ -1,7 +1,8 @@
 """Paper figures: each function simulates and returns a :class:`matplotlib.figure.Figure`.
 
 Figures are built on :class:`~matplotlib.figure.Figure` directly (no ``pyplot``, no global
-backend or state), so they render headless and can be saved as PNG or PDF.
+backend or state; :mod:`~scalewise.figures.layout`), so they render headless and can be saved as
+PNG or PDF.
 """
 
 from __future__ import annotations
@@ -10,21 +11,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
-from matplotlib import colormaps
 from matplotlib.figure import Figure
 
+from scalewise.figures.layout import axes_row, colors
 from scalewise.sim.dynamics import simulate
 from scalewise.sim.equilibria import equilibrium
 from scalewise.sim.schedules import StepDecay
 from scalewise.theory import equilibrium as eq
-
-
-def _figure(ncols: int, width: float = 9.0, height: float = 3.4) -> tuple[Figure, list]:
-    fig = Figure(figsize=(width, height), layout="constrained")
-    axes = fig.subplots(1, ncols)
-    for ax in np.atleast_1d(axes):
-        ax.grid(True, which="major", alpha=0.3)
-    return fig, list(np.atleast_1d(axes))
 
 
 def _log_spaced(n: int, points: int = 500) -> np.ndarray:
@@ -42,10 +35,6 @@ def _shared_legend(fig: Figure, **kwargs) -> None:
     fig.legend(entries.values(), entries.keys(), **kwargs)
 
 
-def _colors(n: int) -> list:
-    return [colormaps["viridis"](v) for v in np.linspace(0.0, 0.85, n)]
-
-
 def norm_growth(lrs: Sequence[float] = (0.003, 0.01, 0.03, 0.1, 0.3, 1.0),
                 steps: int = 100_000, grad_norm: float = 1.0) -> Figure:
     """001 Fig. 6: growth of ``||w_k||^2`` (left) and the effective learning rate
@@ -56,8 +45,8 @@ def norm_growth(lrs: Sequence[float] = (0.003, 0.01, 0.03, 0.1, 0.3, 1.0),
     i = _log_spaced(steps)
     k = t.step[i]
     law = eq.growth_norm_sq(t.step[i, None], 1.0, lr, grad_norm)  # (points, lrs)
-    fig, (left, right) = _figure(2)
-    for j, (a, color) in enumerate(zip(lr, _colors(len(lr)))):
+    fig, (left, right) = axes_row(2)
+    for j, (a, color) in enumerate(zip(lr, colors(len(lr)))):
         left.loglog(k, t.norm_sq[i, j], color=color, label=rf"$\alpha={a:g}$")
         left.loglog(k, law[:, j], color=color, ls="--", lw=0.9)
         right.loglog(k, t.effective_lr[i, j], color=color, label=rf"$\alpha={a:g}$")
@@ -80,8 +69,8 @@ def wd_equilibrium(lrs: Sequence[float] = (0.03, 0.1, 0.3, 1.0), weight_decay: f
     t = simulate("sgd", lr=lr, weight_decay=weight_decay, grad_norm=grad_norm, steps=steps)
     i = _log_spaced(steps)
     k = t.step[i]
-    fig, (left, right) = _figure(2)
-    for j, (a, color) in enumerate(zip(lr, _colors(len(lr)))):
+    fig, (left, right) = axes_row(2)
+    for j, (a, color) in enumerate(zip(lr, colors(len(lr)))):
         left.loglog(k, t.norm_sq[i, j], color=color, label=rf"$\alpha={a:g}$")
         left.axhline(eq.wd_norm_sq(a, weight_decay, grad_norm), color=color, ls=":", lw=1)
         right.loglog(k, t.effective_lr[i, j], color=color, label=rf"$\alpha={a:g}$")
@@ -111,8 +100,8 @@ def optimizer_comparison(lr_times_wd: float = 1e-3, steps: int = 5000, dim: int 
     SGD, momentum SGD, Adam with L2 and AdamW on the noise-driven sphere (mean over ``runs``
     runs from ``||w_0|| = 1``), each with its equilibrium from theory (dotted). Every optimizer
     has the same ``lr * weight_decay``."""
-    fig, (left, right) = _figure(2)
-    for (name, label, lr, momentum), color in zip(_COMPARISON, _colors(len(_COMPARISON))):
+    fig, (left, right) = axes_row(2)
+    for (name, label, lr, momentum), color in zip(_COMPARISON, colors(len(_COMPARISON))):
         wd = lr_times_wd / lr
         t = simulate(name, lr=lr, weight_decay=wd, momentum=momentum, steps=steps,
                      engine="sphere", dim=dim, runs=runs, seed=seed, record_every=5)
@@ -145,7 +134,7 @@ def step_decay_response(lr: float = 0.1, weight_decay: float = 5e-4, epochs: int
     t = simulate("sgd", lr=lr, weight_decay=wds, grad_norm=grad_norm, steps=steps,
                  schedule=schedule, record_every=steps_per_epoch // 8 or 1)
     epoch = t.step / steps_per_epoch
-    fig, (ax,) = _figure(1, width=5.0, height=3.4)
+    fig, (ax,) = axes_row(1, width=5.0, height=3.4)
     for j, (wd, color) in enumerate(zip(wds, ("tab:red", "tab:blue"))):
         label = "no weight decay" if wd == 0 else rf"weight decay $\lambda={wd:g}$"
         ax.semilogy(epoch, t.effective_lr[:, j], color=color, label=label)

@@ -1,5 +1,6 @@
 """The explorer, page by page, in Streamlit's AppTest (no browser): no exception, the expected
-elements, outputs that follow the widgets, and clear messages for impossible inputs."""
+elements, outputs that follow the widgets, clear messages for impossible inputs, and the two ways
+to reach a page (its navigation entry and ``?page=KEY``)."""
 
 from __future__ import annotations
 
@@ -24,9 +25,11 @@ def store_path(tmp_path, monkeypatch) -> Path:
     return path
 
 
-def open_page(key: str) -> AppTest:
+def open_page(key: str | None) -> AppTest:
+    """The app opened at ``?page=key`` (at its root URL when ``key`` is None)."""
     app = AppTest.from_file(APP, default_timeout=120)
-    app.query_params["page"] = key
+    if key is not None:
+        app.query_params["page"] = key
     return app.run()
 
 
@@ -61,11 +64,24 @@ def test_every_page_renders(case: PageCase) -> None:
     assert not app.error
 
 
-def test_sidebar_switches_pages() -> None:
+def test_navigation_switches_pages() -> None:
     app = open_page("norm-growth")
-    app.sidebar.radio[0].set_value("covariate-shift").run()
+    app.switch_page("explorer/covariate_shift.py").run()
     assert not app.exception and "covariate shift" in app.header[0].value
-    assert app.query_params["page"] in ("covariate-shift", ["covariate-shift"])
+
+
+def test_page_parameter_moves_to_the_pages_own_url() -> None:
+    """``?page=KEY`` is consumed: the page is shown at its navigation path, with no parameter
+    left to send a later visit back to it."""
+    app = open_page("kfac")
+    assert not app.exception and "K-FAC" in app.header[0].value
+    assert "page" not in app.query_params
+
+
+@pytest.mark.parametrize("key", [None, "no-such-page"], ids=["root", "unknown-key"])
+def test_root_and_unknown_keys_open_the_first_page(key: str | None) -> None:
+    app = open_page(key)
+    assert not app.exception and "Norm growth" in app.header[0].value
 
 
 @dataclass(frozen=True)
@@ -101,9 +117,11 @@ def test_momentum_and_betas_appear_with_their_optimizers() -> None:
     app = open_page("wd-equilibrium")
     assert len(app.slider) == 0
     app.selectbox[0].select("sgdm").run()
-    assert [s.label for s in app.slider] == ["Momentum"]
+    assert [s.label for s in app.slider] == ["Momentum"] and app.slider[0].value == 0.9
+    assert app.number_input[0].value == 0.1
     app.selectbox[0].select("adam").run()
     assert [s.label for s in app.slider] == ["β₁", "β₂"]
+    assert app.number_input[0].value == 1e-3  # Adam's step is about lr per coordinate
     assert len(app.metric) == 4 and not app.exception
 
 

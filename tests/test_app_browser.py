@@ -1,5 +1,6 @@
 """The explorer in a real browser: ``streamlit run app.py`` on a loopback port, every page loaded
-in headless Chromium (Debian's ``chromium``), rendered, free of error elements, screenshotted.
+in headless Chromium (Debian's ``chromium``) by both its URLs (its navigation path and
+``?page=KEY``, which moves to that path), rendered, free of error elements, screenshotted.
 
 Chromium is driven over its DevTools protocol (``--remote-debugging-port``) rather than with
 ``--dump-dom``/``--screenshot``: those fire at page load, before Streamlit's websocket has
@@ -44,10 +45,16 @@ class PageCase:
     key: str
     header: str
     images: int  # figures the page draws
+    root: bool = False  # the navigation's first page, served at the app's root URL
+
+    @property
+    def path(self) -> str:
+        """The page's own URL path in the navigation."""
+        return "/" if self.root else f"/{self.key}"
 
 
 PAGES = [
-    PageCase("norm-growth", "Norm growth", 1),
+    PageCase("norm-growth", "Norm growth", 1, root=True),
     PageCase("wd-equilibrium", "Weight-decay equilibrium", 1),
     PageCase("measurement", "Theory vs measurement", 0),
     PageCase("identities", "Identities", 0),
@@ -60,7 +67,7 @@ RENDERED = """(() => {
   const running = document.querySelector('[data-testid="stStatusWidget"]') !== null;
   const images = document.querySelectorAll('[data-testid="stImage"] img, .stImage img').length;
   const exceptions = document.querySelectorAll('[data-testid="stException"]').length;
-  return {heading, running, images, exceptions};
+  return {heading, running, images, exceptions, path: location.pathname, search: location.search};
 })()"""
 
 
@@ -166,19 +173,29 @@ def page_state(browser: DevTools, header: str) -> dict:
     return result["result"]["value"]
 
 
+URLS = {"path": lambda case: case.path, "query": lambda case: f"/?page={case.key}"}
+
+
+@pytest.mark.parametrize("url", URLS)
 @pytest.mark.parametrize("case", PAGES, ids=lambda c: c.key)
-def test_page_renders_in_chromium(case: PageCase, app_url: str, browser: DevTools,
+def test_page_renders_in_chromium(case: PageCase, url: str, app_url: str, browser: DevTools,
                                   screenshots: Path) -> None:
-    browser.call("Page.navigate", url=f"{app_url}/?page={case.key}")
+    browser.call("Page.navigate", url=app_url + URLS[url](case))
 
     def rendered() -> dict | None:
         state = page_state(browser, case.header)
         done = state["heading"] and not state["running"] and state["images"] >= case.images
         return state if done else None
 
-    state = wait_until(rendered, RENDER_TIMEOUT, f"rendering page {case.key!r}")
+    def at_its_path() -> dict | None:
+        state = page_state(browser, case.header)
+        return state if state["path"] == case.path else None
+
+    wait_until(rendered, RENDER_TIMEOUT, f"rendering page {case.key!r}")
+    state = wait_until(at_its_path, RENDER_TIMEOUT, f"page {case.key!r} moving to {case.path}")
+    assert not state["search"], f"?page={case.key} is left in the URL"
     shot = browser.call("Page.captureScreenshot", format="png")
-    path = screenshots / f"{case.key}.png"
+    path = screenshots / f"{case.key}-{url}.png"
     path.write_bytes(base64.b64decode(shot["data"]))
     assert state["exceptions"] == 0, f"page {case.key!r} shows an exception; see {path}"
     assert path.read_bytes().startswith(b"\x89PNG") and path.stat().st_size > 10_000

@@ -1,0 +1,135 @@
+"""What the explorer's pages compute, behind ``st.cache_data``: each wrapper takes hashable
+arguments, keeps at most ``max_entries`` results, and calls one function of theory/, sim/,
+figures/, models/ or validation/. Nothing here draws; the pages test these results through
+AppTest and ``bench/bench_app.py`` times them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from scalewise import models, theory, validation
+from scalewise.figures import curves
+from scalewise.models.store import RunStore, default_store_path
+from scalewise.validation import comparison, covariate_shift, gauss_newton
+from scalewise.validation import suite as suites
+from scalewise.validation.report import LoadedReport
+from scalewise.vocabulary import Optimizer
+
+OPTIMIZERS = tuple(o.value for o in Optimizer if o.properties.simulated)
+LR_CHOICES = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
+STEP_CHOICES = (1000, 3000, 10_000, 30_000, 100_000)
+SPHERE_DIM = 64  # the sphere engine's dimension for the optimizers without an exact recurrence
+MEAN_NORM_POINTS = 13  # points of the covariate-shift curves between 0 and the largest ||m||
+
+
+def default_lr(optimizer: str) -> float:
+    """The learning rate the pages start ``optimizer`` from: 1e-3 where Adam's betas set a step of
+    about ``lr`` per coordinate whatever the gradient's scale, 0.1 otherwise."""
+    return 1e-3 if "betas" in Optimizer.parse(optimizer).properties.hyperparameters else 0.1
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def check(name: str) -> tuple[bool, bool, float]:
+    result = theory.IDENTITIES[name].check()
+    return result.holds, result.control_rejected, result.seconds
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def norm_growth(lrs: tuple[float, ...], steps: int, grad_norm: float) -> pd.DataFrame:
+    return curves.norm_growth_table(lrs, steps=steps, grad_norm=grad_norm)
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def wd_trajectory(optimizer: str, lr: float, weight_decay: float, steps: int, momentum: float,
+                  betas: tuple[float, float]) -> pd.DataFrame:
+    return curves.wd_trajectory_table(optimizer, lr=lr, weight_decay=weight_decay, steps=steps,
+                                      momentum=momentum, betas=betas, dim=SPHERE_DIM)
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def wd_equilibrium(optimizer: str, lr: float, weight_decay: float, momentum: float,
+                   betas: tuple[float, float]) -> dict[str, float] | str:
+    return curves.equilibrium_or_reason(optimizer, lr=lr, weight_decay=weight_decay,
+                                        momentum=momentum, betas=betas, dim=SPHERE_DIM)
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def damping(lr: float, weight_decay: float, eta: float, steps: int) -> pd.DataFrame:
+    return curves.effective_damping_table(lr=lr, weight_decay=weight_decay, damping=eta,
+                                          steps=steps)
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def family_norms(depths: tuple[int, ...], width: int, seed: int) -> pd.DataFrame:
+    return gauss_newton.network_family_norms(depths, width=width, seed=seed)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def outliers(max_mean_norm: float, dim: int, samples: int, seed: int) -> pd.DataFrame:
+    mean_norms = tuple(np.linspace(0.0, max_mean_norm, MEAN_NORM_POINTS))
+    return covariate_shift.outlier_curves(mean_norms, dim=dim, samples=samples, seed=seed)
+
+
+def version(row) -> str:
+    """What identifies the stored state of a run (a row of ``RunStore.runs()``)."""
+    return f"{row.updated}/{row.last_step}"
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def stored_run(path: str, run_id: str, version: str) -> models.Run:
+    """The run ``run_id`` of the store at ``path``; ``version`` (its update time and last step)
+    keys the cache to what is stored."""
+    with RunStore(path) as store:
+        return store[run_id]
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def run_comparison(path: str, run_id: str, version: str) -> tuple[pd.DataFrame, pd.DataFrame] | str:
+    """The comparison table and relative errors of a run, or why it is not compared (a run the
+    recurrence does not describe, or an unreadable one)."""
+    try:
+        run = stored_run(path, run_id, version)
+    except ValueError as error:
+        return f"Run {run_id} cannot be read from {path} (corrupt record): {error}"
+    try:
+        table = comparison.compare_run(run)
+    except ValueError as error:
+        return str(error)
+    return table, comparison.relative_errors(table, comparison.invariant_layers(run.metrics))
+
+
+def stored_gn_norms() -> pd.DataFrame:
+    """Gauss-Newton norms from the stored runs' costly probes (empty if none measured them).
+    The store is listed on every call (runs come and go); each run is read through
+    :func:`stored_run`'s cache."""
+    path = default_store_path()
+    if not path.exists():
+        return pd.DataFrame()
+    try:
+        with RunStore(path) as store:
+            runs = store.runs()
+        frames = [gauss_newton.stored_norms(stored_run(str(path), r.id, version(r)).metrics)
+                  .assign(run=r.id) for r in runs.itertuples()]
+    except (ValueError, OSError):  # an unreadable store or run: fall back to the live family
+        return pd.DataFrame()
+    found = [f for f in frames if "gn_norm" in f.columns]
+    return pd.concat(found, ignore_index=True) if found else pd.DataFrame()
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def reference_report(suite: str, version: float) -> LoadedReport | str:
+    """The committed reference report of ``suite``, or why it cannot be read; ``version`` (the
+    modification time of its index) keys the cache to what is on disk."""
+    try:
+        return validation.reference(suite)
+    except ValueError as error:
+        return str(error)
+
+
+def report_version(suite: str) -> float:
+    # REFERENCE_DIR is read at each call: the tests point it at an empty folder
+    index = suites.REFERENCE_DIR / suite / "index.json"
+    return index.stat().st_mtime if index.exists() else 0.0
