@@ -94,9 +94,9 @@ def drive(
 ) -> Trajectory:
     """Predict ``||w_k||^2`` and the effective learning rate from measured gradient norms.
 
-    ``grad_norms``: ``||grad J(w_hat_k)||``, the gradient norm at unit weight norm of each step,
-    shape ``(steps,)`` or ``(steps, layers)`` (one column per layer); ``lr``, ``weight_decay`` and
-    ``init_norm`` (``||w_0||``) broadcast against ``layers``.
+    ``grad_norms``: ``||grad J(w_hat_k)||``, the gradient norm at unit weight norm of each step
+    (0 for a unit no example reaches), shape ``(steps, *shape)``: one column per layer, or per
+    unit; ``lr``, ``weight_decay`` and ``init_norm`` (``||w_0||``) broadcast against ``shape``.
 
     For ``"sgd"`` the prediction is exact: 001 Eq. (23) holds step by step for any gradient
     direction, so the measured norms determine ``||w_k||`` completely (recurrence engine).
@@ -106,9 +106,9 @@ def drive(
     directions of the measured norms: the same mean-field model, with gradients independent
     across steps, as theory's equilibria. Average over runs with ``trajectory.run_mean``.
     """
-    norms = checks.positive("grad_norms", grad_norms)
+    norms = checks.nonnegative("grad_norms", grad_norms)  # 0: a unit with no gradient
     if norms.ndim == 0:
-        checks.fail("grad_norms", grad_norms, "an array of shape (steps,) or (steps, layers)")
+        checks.fail("grad_norms", grad_norms, "an array of shape (steps, *shape)")
     spec = make_spec(
         optimizer, lr=lr, weight_decay=weight_decay, steps=norms.shape[0], grad_norm=norms,
         grad_norm_per_step=True, init_norm=init_norm, momentum=momentum, betas=betas, eps=eps,

@@ -93,7 +93,8 @@ def make_spec(
         "init_norm": checks.positive("init_norm", init_norm),
         "momentum": checks.unit_interval("momentum", momentum),
     }
-    norms = checks.positive("grad_norm", grad_norm)
+    # a measured gradient norm may be 0 (a unit that no example reaches); a model's may not
+    norms = (checks.nonnegative if grad_norm_per_step else checks.positive)("grad_norm", grad_norm)
     if grad_norm_per_step and (norms.ndim == 0 or norms.shape[0] != steps):
         checks.fail("grad_norm", norms, f"an array of shape (steps, ...) with steps = {steps}, "
                     "one gradient norm per step")

@@ -83,8 +83,9 @@ def test_schedules_reject(build, match: str) -> None:
 
 
 DRIVE_CASES = [
-    ("norms-scalar", dict(grad_norms=1.0), "grad_norms = 1.0 is invalid; allowed: an array of shape \\(steps,\\)"),
-    ("norms-zero", dict(grad_norms=np.array([1.0, 0.0])), "grad_norms = .* allowed: a finite number > 0"),
+    ("norms-scalar", dict(grad_norms=1.0), "grad_norms = 1.0 is invalid; allowed: an array of shape \\(steps, \\*shape\\)"),
+    ("norms-negative", dict(grad_norms=np.array([1.0, -1.0])),
+     "grad_norms = .* allowed: a finite number >= 0"),
     ("layers-mismatch", dict(grad_norms=np.ones((4, 3)), lr=np.ones(2)), "allowed: arrays whose shapes broadcast together"),
     ("adam-without-dim", dict(grad_norms=np.ones(4), optimizer="adam"), "dim"),
 ]
