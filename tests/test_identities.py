@@ -67,7 +67,7 @@ SEARCHED = ["wd_effective_lr", "sgdm_fixed_point_norm_sq", "euler_homogeneous_fu
 @pytest.mark.parametrize("name", SEARCHED, ids=SEARCHED)
 def test_no_witness_separates_claim_from_expected(name: str) -> None:
     item = theory.IDENTITIES[name]
-    for size, claim, expected, _ in item._cases():
+    for size, claim, expected, _ in item.cases():
         assert find_witness(claim, expected, item.domain, size) is None
 
 

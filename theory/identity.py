@@ -107,7 +107,7 @@ class Identity:
     domain: Sequence[sp.Basic] = ()
     simplifier: Simplifier = field(default=sp.simplify, repr=False, compare=False)
 
-    def _cases(self) -> list[tuple[int | None, Any, Any, Any]]:
+    def cases(self) -> list[tuple[int | None, Any, Any, Any]]:
         """``(size, claim, expected, control)`` for every size (size ``None`` if unsized)."""
         sides = (self.claim, self.expected, self.control)
         if not self.sizes:
@@ -126,13 +126,13 @@ class Identity:
 
     def holds(self) -> bool:
         """The statement: claim == expected exactly, for every size."""
-        return self._holds(self._cases())
+        return self._holds(self.cases())
 
     def control_witness(self) -> Witness | None:
         """The first point (and size) at which claim and control provably differ, or ``None``
         when the search finds none: then the control is *not* rejected, whatever a simplifier
         fails to reduce (:func:`theory.witness.find_witness`)."""
-        return self._witness(self._cases())
+        return self._witness(self.cases())
 
     def control_rejected(self) -> bool:
         """The negative control: claim != control, shown by a witness."""
@@ -140,7 +140,7 @@ class Identity:
 
     def check(self) -> CheckResult:
         start = time.perf_counter()
-        cases = self._cases()
+        cases = self.cases()
         holds, witness = self._holds(cases), self._witness(cases)
         return CheckResult(self.name, self.source, holds, witness is not None,
                            time.perf_counter() - start, "" if witness is None else str(witness))

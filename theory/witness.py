@@ -90,7 +90,7 @@ def find_witness(
     claims, controls = zip(*pairs) if pairs else ((), ())
     free = set().union(*(e.free_symbols for e in (*claims, *controls)))
     symbols = sorted(free, key=sp.default_sort_key)
-    opaque = any(e.atoms(sp.Function, sp.Derivative, sp.Subs) for e in (*claims, *controls))
+    opaque = any(True for e in (*claims, *controls) for _ in _opaque_nodes(e))
     for j in range(POINTS if symbols or opaque else 1):
         point = _point(symbols, j, domain)
         if point is None:
