@@ -1,4 +1,5 @@
-"""``scalewise proofs``: check the identities and print a table (text, Markdown or LaTeX)."""
+"""``scalewise proofs``: check the identities and print a table (text, Markdown or LaTeX), and on
+request the witness that rejects each negative control."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import argparse
 import sys
 
 from scalewise import theory
-from scalewise.theory.catalogue import FORMATS, results_table
+from scalewise.theory.catalogue import FORMATS, results_table, witness_lines
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -20,6 +21,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--format", choices=FORMATS, default="table", help="output format")
     parser.add_argument("--list", action="store_true", help="list identity names and exit")
+    parser.add_argument(
+        "--witnesses", action="store_true",
+        help="after the table, the exact point at which each control differs from the claim",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -34,6 +39,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     results = theory.check_all(args.only)
     print(results_table(results, args.format))
+    if args.witnesses:
+        print("\n" + witness_lines(results))
     failed = [r.name for r in results if not r.ok]
     if failed:
         print(f"FAILED: {', '.join(failed)}", file=sys.stderr)

@@ -15,7 +15,7 @@ from scalewise.sim.dynamics import simulate
 from scalewise.sim.equilibria import equilibrium
 from scalewise.sim.recurrence import effective_damping
 from scalewise.theory import equilibrium as eq
-from scalewise.theory.optimizers import NO_EQUILIBRIUM
+from scalewise.theory.equilibria import NO_EQUILIBRIUM
 from scalewise.vocabulary import Optimizer
 
 POINTS = 400  # points per curve: enough for a smooth curve on a log step axis

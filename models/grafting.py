@@ -105,12 +105,6 @@ class AdaGraft(torch.optim.Optimizer):
             step = p - s
             p.copy_(s + size / (step.norm() + self.eps) * step)
 
-    def update_curvature(self, outputs: torch.Tensor, generator: torch.Generator | None = None) -> None:
-        """Forward K-FAC's curvature bookkeeping to whichever inner optimizer needs it."""
-        for inner in (self.magnitude, self.direction):
-            if hasattr(inner, "update_curvature"):
-                inner.update_curvature(outputs, generator)
-
     def state_dict(self) -> dict[str, Any]:
         return {"magnitude": self.magnitude.state_dict(), "direction": self.direction.state_dict()}
 

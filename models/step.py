@@ -45,7 +45,7 @@ def train_step(
     optimizer.zero_grad(set_to_none=True)
     outputs = model(inputs)
     loss = F.cross_entropy(outputs, targets)
-    if hasattr(optimizer, "update_curvature"):  # K-FAC, or a wrapper holding one
+    if hasattr(optimizer, "update_curvature"):  # K-FAC (never grafted: the config refuses it)
         optimizer.update_curvature(outputs, generator)
     loss.backward()
     if probe is not None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from scalewise.theory import equilibrium as eq
-from scalewise.theory.optimizers import scale_free_effective_lr
+from scalewise.theory.mean_field import scale_free_effective_lr
 from scalewise.vocabulary import Optimizer
 
 _FORMS = {2: eq.effective_lr, 1: scale_free_effective_lr}

@@ -1,11 +1,11 @@
 """Predicted equilibria: a thin wrapper over theory's closed forms.
 
-The forms are derived in :mod:`theory.optimizers` (SGD's from :mod:`theory.equilibrium`, 001
-Eq. 23-25) in the noise-driven mean-field model that the sphere engine simulates; the tests
-compare the two. Conventions (theory's): ``norm_sq`` is ``E||w||^2``; ``effective_lr`` is
-``lr / ||w||^2`` for SGD and momentum SGD, ``lr / ||w||`` for the Adam family;
-``angular_update`` is ``arccos(E<w_k, w_{k+1}> / E||w||^2)``; ``approach_rate`` is the per-step
-contraction factor of a small deviation.
+The forms are collected in :mod:`theory.equilibria` (SGD's derived in :mod:`theory.equilibrium`,
+001 Eq. 23-25; the others in the noise-driven mean-field model of :mod:`theory.mean_field`, which
+the sphere engine simulates); the tests compare the two. Conventions (theory's): ``norm_sq`` is
+``E||w||^2``; ``effective_lr`` is ``lr / ||w||^2`` for SGD and momentum SGD, ``lr / ||w||`` for
+the Adam family; ``angular_update`` is ``arccos(E<w_k, w_{k+1}> / E||w||^2)``; ``approach_rate`` is
+the per-step contraction factor of a small deviation.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import numpy as np
 from scalewise import checks
 from scalewise.sim.effective import effective_lr
 from scalewise.sim.trajectory import Trajectory
-from scalewise.theory import optimizers as closed_forms
+from scalewise.theory import equilibria as closed_forms
 from scalewise.vocabulary import Optimizer
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from scalewise.cli import main
-from scalewise.theory.catalogue import catalogue_markdown, results_table
+from scalewise.theory.catalogue import catalogue_markdown, results_table, witness_lines
 from scalewise.theory.identity import CheckResult
 
 CATALOGUE = Path(__file__).resolve().parents[1] / "docs" / "identities.md"
@@ -24,6 +24,18 @@ def test_proofs_prints_a_table(fmt: str, capsys: pytest.CaptureFixture[str]) -> 
     assert main(["proofs", "--only", "wd_effective_lr", "--format", fmt]) == 0
     out = capsys.readouterr().out
     assert "wd" in out and "001 Eq. (25)" in out
+
+
+def test_proofs_prints_the_witness_of_each_control(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["proofs", "--only", "wd_effective_lr", "--witnesses"]) == 0
+    out = capsys.readouterr().out
+    assert "wd_effective_lr: alpha=1/2, g=3/5, lambda=4/7: claim - control = " in out
+
+
+def test_a_result_without_witness_says_so() -> None:
+    missing = CheckResult("broken", "001 Eq. (1)", holds=True, control_rejected=False, seconds=0.0)
+    assert witness_lines([missing]) == "broken: no witness found"
+    assert "NO" in results_table([missing], "table")
 
 
 def test_proofs_rejects_an_unknown_name(capsys: pytest.CaptureFixture[str]) -> None:

@@ -7,7 +7,7 @@ import pytest
 
 from scalewise import sim
 from scalewise.figures import curves
-from scalewise.theory.optimizers import NO_EQUILIBRIUM
+from scalewise.theory.equilibria import NO_EQUILIBRIUM
 
 
 def test_norm_growth_follows_the_square_root_law_late() -> None:

@@ -22,7 +22,7 @@ import pytest
 
 from scalewise import sim
 from scalewise.sim.equilibria import equilibrium, long_run_averages
-from scalewise.theory.optimizers import EQUILIBRIA
+from scalewise.theory.equilibria import EQUILIBRIA
 
 QUANTITIES = ("norm_sq", "effective_lr", "angular_update")
 
@@ -75,7 +75,7 @@ def measured() -> dict[str, tuple[dict, dict]]:
 
 
 _LEADING_ORDER_MISS = (
-    "theory.optimizers.ADAM_NORM_SQ (Adam with L2, RMSprop) is {miss} relative off the "
+    "theory.adam_l2.ADAM_NORM_SQ (Adam with L2, RMSprop) is {miss} relative off the "
     "sphere at dim 32 (many SE; the gap shrinks roughly as 1/dim; it matches dim -> dim - 1, "
     "i.e. the d - 1 tangent directions of the noise, to about 0.1%)"
 )

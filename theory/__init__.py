@@ -13,14 +13,18 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from scalewise.theory import (
+from scalewise.theory import (  # each topic module registers its identities
+    adam_l2,  # noqa: F401
+    adamw,  # noqa: F401
     adaptive,  # noqa: F401
-    equilibrium,  # noqa: F401  (each topic module registers its identities)
+    equilibrium,  # noqa: F401
+    gauss_newton,  # noqa: F401
     homogeneity,  # noqa: F401
     kfac,  # noqa: F401
     kronecker,  # noqa: F401
-    normalization,  # noqa: F401
-    optimizers,  # noqa: F401
+    momentum_sgd,  # noqa: F401
+    normalization_backprop,  # noqa: F401
+    normalization_invariance,  # noqa: F401
     preconditioning,  # noqa: F401
     regularization,  # noqa: F401
     schedules,  # noqa: F401

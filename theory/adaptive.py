@@ -1,5 +1,5 @@
 """Adaptive gradient methods: Adagrad against RMSprop, Adam's bias correction, and the (batch)
-empirical Fisher matrix whose diagonal they estimate (item 8 of the identity catalogue).
+empirical Fisher matrix whose diagonal they estimate.
 
 Sources: 001 Sec. 2 (the RMSprop, Adagrad and Adam updates), 001 Eq. (2) (empirical Fisher of
 per-example gradients), 001 Eq. (4) (the batch version actually computed), 000 slides 2-3.
@@ -34,6 +34,9 @@ c = sp.Symbol("c", real=True, nonzero=True)
 k = sp.Symbol("k", integer=True, positive=True)
 _j = sp.Symbol("j", integer=True, positive=True)
 _age = sp.Symbol("i", integer=True, nonnegative=True)
+
+EMA_DECAYS = (beta < 1, beta1 < 1, beta2 < 1)
+"""The domain of the statements about moving averages: every decay in ``(0, 1)``."""
 
 ADAGRAD_RMSPROP_STEP_RATIO = sp.sqrt((1 - beta**k) / k)
 """``|Adagrad step| / |RMSprop step|`` after ``k`` steps of a constant gradient scale."""
@@ -106,6 +109,7 @@ def _step_ratio() -> sp.Expr:
 identity(
     name="adagrad_rmsprop_step_ratio",
     topic="adaptive",
+    domain=EMA_DECAYS,
     source="001 Sec. 2 (Adagrad and RMSprop updates)",
     statement=r"g_k^2 = c^2:\ \frac{\|\Delta\mathbf{w}_k^{\mathrm{Adagrad}}\|}"
     r"{\|\Delta\mathbf{w}_k^{\mathrm{RMSprop}}\|}"
@@ -121,6 +125,7 @@ identity(
 identity(
     name="adagrad_rmsprop_ratio_asymptotic",
     topic="adaptive",
+    domain=EMA_DECAYS,
     source="001 Sec. 2 (Adagrad vs RMSprop, O(1/sqrt(k)))",
     statement=r"\lim_{k\to\infty}\sqrt{k}\,\sqrt{\frac{1-\beta^k}{k}} = 1"
     r"\quad(0<\beta<1):\ \text{Adagrad's step is RMSprop's times } 1/\sqrt{k}",
@@ -145,6 +150,7 @@ def _ema_weight_moments() -> tuple[sp.Expr, sp.Expr]:
 identity(
     name="ema_timescale",
     topic="adaptive",
+    domain=EMA_DECAYS,
     source="001 Sec. 2 (footnote: averaged over about the last 1/(1-beta) iterations)",
     statement=r"\sum_{i\ge0}(1-\beta)\beta^i = 1,\quad"
     r"\sum_{i\ge0}(i+1)(1-\beta)\beta^i = \frac{1}{1-\beta}",
@@ -160,6 +166,7 @@ identity(
 identity(
     name="ema_of_constant",
     topic="adaptive",
+    domain=EMA_DECAYS,
     source="001 Sec. 2 (Adam update)",
     statement=r"m_0 = 0,\ m_k = \beta m_{k-1} + (1-\beta)c \;\Rightarrow\; m_k = (1-\beta^k)\,c",
     claim=lambda: ema_of_constant(beta, c),
@@ -172,6 +179,7 @@ identity(
 identity(
     name="rmsprop_constant_gradient_step",
     topic="adaptive",
+    domain=EMA_DECAYS,
     source="001 Sec. 2 (RMSprop: updates of magnitude approximately alpha)",
     statement=r"\mathbf{g}_k = c,\ \epsilon = 0:\ \frac{\alpha c}{\sqrt{s_k}}"
     r" = \frac{\alpha\,\mathrm{sign}(c)}{\sqrt{1-\beta^k}} \xrightarrow{k\to\infty} \alpha\,\mathrm{sign}(c)",
@@ -188,6 +196,7 @@ identity(
 identity(
     name="adam_bias_correction",
     topic="adaptive",
+    domain=EMA_DECAYS,
     source="001 Sec. 2 (Adam update, bias-corrected moments)",
     statement=r"\mathbf{g}_k = c:\ \hat m_k = \frac{m_k}{1-\beta_1^k} = c,\quad"
     r"\hat s_k = \frac{s_k}{1-\beta_2^k} = c^2",
@@ -205,6 +214,7 @@ identity(
 identity(
     name="adam_constant_gradient_step",
     topic="adaptive",
+    domain=EMA_DECAYS,
     source="001 Sec. 2 (Adam update, last line)",
     statement=r"\mathbf{g}_k = c,\ \epsilon = 0:\ "
     r"\alpha\,\hat m_k \oslash \sqrt{\hat s_k} = \alpha\,\mathrm{sign}(c)\ \text{for every } k",

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+import sympy as sp
+
 from scalewise import checks
 from scalewise.theory.identity import IDENTITIES, SLIPS, CheckResult, Identity
 
@@ -77,10 +79,19 @@ def results_table(results: Sequence[CheckResult], fmt: str = "table") -> str:
     return renderers[fmt](_rows(results))
 
 
+def witness_lines(results: Sequence[CheckResult]) -> str:
+    """One line per result: the exact point (and size) at which its control differs from the
+    claim, or that none was found."""
+    return "\n".join(f"{r.name}: {r.witness or 'no witness found'}" for r in results)
+
+
 def _identity_section(item: Identity) -> list[str]:
     lines = [f"### `{item.name}`", "", f"Source: {item.source}.", "", f"$${item.statement}$$", ""]
     if item.sizes:
         lines += [f"Checked for sizes {item.sizes_text}.", ""]
+    if item.domain:
+        conditions = ", ".join(f"${sp.latex(c)}$" for c in item.domain)
+        lines += [f"Domain (besides the signs of the symbols): {conditions}.", ""]
     if item.note:
         lines += [item.note, ""]
     return lines
@@ -100,7 +111,8 @@ def catalogue_markdown() -> str:
         "",
         "Generated from `theory.IDENTITIES` by `scalewise docs`; do not edit by hand.",
         "Each identity is checked exactly in SymPy (`scalewise proofs`), and each has a negative",
-        "control, a deliberately wrong variant that the same check must reject.",
+        "control, a deliberately wrong variant, rejected only with a witness: an exact point at",
+        "which claim and control differ (`scalewise proofs --witnesses`).",
         "",
         "Seeds (in `shared/seeds/`):",
         "",

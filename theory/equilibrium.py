@@ -1,5 +1,5 @@
 """Norm dynamics of a scale-invariant weight vector under SGD: growth without weight decay and
-the weight-decay equilibrium (items 5 and 6 of the identity catalogue).
+the weight-decay equilibrium, its effective learning rate, angular update and approach rate.
 
 Notation (001 = the lecture notes): ``x = ||w||^2``, ``alpha`` the learning rate, ``lam`` the
 weight decay, ``g = ||grad J(w_hat)||`` the gradient norm at unit weight norm, ``k`` the step.
@@ -35,12 +35,15 @@ ANGULAR_UPDATE = sp.atan(alpha * g / ((1 - alpha * lam) * x))
 = alpha g / ||w||`` is orthogonal to the decayed weight ``(1 - alpha lam) w``."""
 
 
+STABLE = (alpha * lam < 1,)
+"""The domain of the weight-decay statements beyond positivity: ``0 < alpha lam < 1``, the only
+range where weight decay shrinks the weights (001 Eq. 22)."""
+
 _s = sp.Symbol("s", positive=True)
 
 
 def on_stable_domain(expr: sp.Expr) -> sp.Expr:
-    """Simplify ``expr`` for ``0 < alpha lam < 1``, the only range where weight decay shrinks
-    the weights (001 Eq. 22). The substitution ``lam = s / (alpha (1 + s))``, ``s > 0``, maps
+    """Simplify ``expr`` on :data:`STABLE`, ``0 < alpha lam < 1``. The substitution ``lam = s / (alpha (1 + s))``, ``s > 0``, maps
     onto exactly that range, so SymPy may take square roots such as ``sqrt(2 - alpha lam)`` as
     real; powers are factored first so that ``sqrt((1 + s)^2)`` becomes ``1 + s``."""
     expr = sp.sympify(expr).subs(lam, _s / (alpha * (1 + _s)))
@@ -62,7 +65,7 @@ def _pythagoras_sum(n: int, step_power: int) -> sp.Expr:
     return w.dot(w) + alpha**step_power * v.dot(v)
 
 
-# ---------------------------------------------------------------- norm growth without WD (item 5)
+# ---------------------------------------------------------------- norm growth without WD
 
 identity(
     name="norm_growth_pythagoras",
@@ -165,7 +168,7 @@ identity(
     note="All learning rates share one late-time trend: alpha only sets the transient.",
 )
 
-# ---------------------------------------------------------------- weight-decay equilibrium (item 6)
+# ---------------------------------------------------------------- weight-decay equilibrium
 
 
 @cache
@@ -188,6 +191,7 @@ WD_APPROACH_RATE = (1 - alpha * lam) ** 2 - alpha * lam * (2 - alpha * lam)
 identity(
     name="wd_fixed_point_exact",
     topic="equilibrium",
+    domain=STABLE,
     source="001 Eq. (23)-(24)",
     statement=r"\|\mathbf{w}_\infty\|^2 = \frac{\alpha g}{\sqrt{\alpha\lambda(2-\alpha\lambda)}}",
     claim=wd_fixed_point,
@@ -200,6 +204,7 @@ identity(
 identity(
     name="wd_fixed_point_leading_order",
     topic="equilibrium",
+    domain=STABLE,
     source="001 Eq. (24)",
     statement=r"\|\mathbf{w}_\infty\|^2 \approx g\sqrt{\alpha/(2\lambda)}"
     r"\quad(\text{ratio}\to 1 \text{ as } \alpha\lambda\to 0)",
@@ -211,6 +216,7 @@ identity(
 identity(
     name="wd_effective_lr",
     topic="equilibrium",
+    domain=STABLE,
     source="001 Eq. (25)",
     statement=r"\hat\alpha_\infty = \sqrt{\alpha\lambda(2-\alpha\lambda)}/g"
     r" \approx \sqrt{2\alpha\lambda}/g",
@@ -223,11 +229,15 @@ identity(
 identity(
     name="wd_effective_lr_leading_order",
     topic="equilibrium",
+    domain=STABLE,
     source="001 Eq. (25)",
     statement=r"\lim_{\alpha\lambda\to0}\hat\alpha_\infty / \sqrt{2\alpha\lambda} = 1/g",
     claim=lambda: sp.limit(EFFECTIVE_LR.subs(x, wd_fixed_point()) / sp.sqrt(2 * alpha * lam), lam, 0),
     expected=lambda: 1 / g,
-    control=lambda: sp.limit(EFFECTIVE_LR.subs(x, wd_fixed_point()) / (alpha * lam), lam, 0),
+    # the slides' asymptote alpha lam (000, Mechanism I): its ratio to sqrt(2 alpha lam) vanishes
+    control=lambda: sp.limit(alpha * lam / g / sp.sqrt(2 * alpha * lam), lam, 0),
+    note="The control is the slides' asymptote alpha lam / g, of lower order than "
+    "sqrt(2 alpha lam) / g.",
 )
 
 slip(
@@ -252,6 +262,7 @@ slip(
 identity(
     name="wd_equilibrium_angular_update",
     topic="equilibrium",
+    domain=STABLE,
     source="001 Sec. 5.1 (Eq. 23-25)",
     statement=r"\cos\theta_\infty = 1 - \alpha\lambda,\quad"
     r"\theta_\infty = \arccos(1-\alpha\lambda) \approx \sqrt{2\alpha\lambda}",
@@ -266,6 +277,7 @@ identity(
 identity(
     name="wd_approach_rate",
     topic="equilibrium",
+    domain=STABLE,
     source="001 Eq. (23) (linearised at the fixed point)",
     statement=r"\frac{x_{k+1}-x_\infty}{x_k-x_\infty}\to (1-\alpha\lambda)^2 - \alpha\lambda(2-\alpha\lambda)"
     r" = 1 - 4\alpha\lambda + 2\alpha^2\lambda^2",
@@ -289,6 +301,7 @@ solved for ``g``."""
 identity(
     name="unit_step_from_angle",
     topic="equilibrium",
+    domain=(*STABLE, theta < sp.pi / 2),
     source="001 Eq. (23) (the step orthogonal to the decayed weight)",
     statement=r"\tan\theta = \frac{\alpha g}{(1-\alpha\lambda)\|\mathbf{w}\|^2}"
     r"\iff g = \frac{(1-\alpha\lambda)\|\mathbf{w}\|^2\tan\theta}{\alpha}",
@@ -323,6 +336,7 @@ TIME_CONSTANT = -1 / sp.log(sp.Abs(rate))
 identity(
     name="wd_time_constant_leading_order",
     topic="equilibrium",
+    domain=STABLE,
     source="001 Eq. (23) (linearised at the fixed point)",
     statement=r"\tau = -\frac{1}{\ln|1-4\alpha\lambda+2\alpha^2\lambda^2|}"
     r"\approx\frac{1}{4\alpha\lambda}",

@@ -1,5 +1,5 @@
-"""Homogeneous functions, scale invariance, and the effective learning rate of normalized weights
-(items 1 and 4 of the identity catalogue).
+"""Homogeneous functions, scale invariance, and the effective learning rate of normalized
+weights.
 
 Sources: 001 Sec. 4.3, Eqs. (15)-(18) (homogeneity, Euler's theorem, the gradient of a
 scale-invariant cost) and the display before Eq. (19) (the update of the normalized weights
@@ -8,9 +8,9 @@ the 'Implicit Learning Rate Decay' slides of 000 and 002.
 
 Every positively homogeneous function of degree ``k`` on ``R^n \\ {0}`` has the form
 ``g(x) = ||x||^k h(x / ||x||)`` (take ``h`` = ``g`` on the unit sphere). The identities below use
-exactly that form with ``h`` a :class:`GenericFunction` (nothing known about it but smoothness)
-and ``k`` a symbol, so each check covers every such function and every degree at once, for the
-numbers of variables ``n`` it lists. A scale-invariant cost is the case ``k = 0``:
+exactly that form with ``h`` a :class:`~theory.symbolic.GenericFunction` (nothing known about it
+but smoothness) and ``k`` a symbol, so each check covers every such function and every degree at
+once, for the numbers of variables ``n`` it lists. A scale-invariant cost is the case ``k = 0``:
 ``J(w) = h(w / ||w||)``.
 
 Square roots of sums of squares (norms) are compared exactly by :func:`reduce_radicals`.
@@ -21,35 +21,21 @@ from __future__ import annotations
 from functools import cache
 
 import sympy as sp
-from sympy.core.function import AppliedUndef
 from sympy.polys.fields import sfield
 
 from scalewise.theory import equilibrium
 from scalewise.theory.identity import identity, slip, unpack
-from scalewise.theory.symbolic import gradient, norm, vector
+from scalewise.theory.symbolic import (
+    gradient,
+    is_opaque,
+    norm,
+    partial_derivative,
+    vector,
+)
 
 k = sp.Symbol("k", real=True)
 gamma = sp.Symbol("gamma", positive=True)
 alpha = equilibrium.alpha
-
-
-class GenericFunction(sp.Function):
-    """An arbitrary smooth function: its partial derivatives are again opaque functions of the
-    same arguments (``h`` -> ``h_1`` -> ``h_12`` ...), symmetric in the order of differentiation.
-    Unlike an undefined SymPy function it never produces ``Subs`` objects, so substituting into
-    its derivatives is cheap."""
-
-    indices: tuple[int, ...] = ()
-
-    def fdiff(self, argindex: int = 1) -> sp.Expr:
-        return partial_derivative(tuple(sorted((*self.indices, argindex))))(*self.args)
-
-
-@cache
-def partial_derivative(indices: tuple[int, ...]) -> type[GenericFunction]:
-    """The class of ``h_{i j ...}``: the partial derivative of :data:`h` in the listed arguments."""
-    name = "h_" + "".join(str(i) for i in indices) if indices else "h"
-    return type(name, (GenericFunction,), {"indices": indices})
 
 
 h = partial_derivative(())
@@ -86,11 +72,11 @@ def _factored_powers(expr: sp.Expr) -> sp.Expr:
 
 def _opaque_parts(expr: sp.Expr) -> dict[sp.Expr, sp.Dummy]:
     """Sub-expressions to treat as independent symbols: applications of generic or undefined
-    functions and their derivatives."""
+    functions and their derivatives (:func:`~theory.symbolic.is_opaque`)."""
     found: dict[sp.Expr, sp.Dummy] = {}
 
     def visit(e: sp.Expr) -> None:
-        if isinstance(e, (GenericFunction, AppliedUndef, sp.Derivative, sp.Subs)):
+        if is_opaque(e):
             found.setdefault(e, sp.Dummy())
         else:
             for arg in e.args:
@@ -167,7 +153,7 @@ def scale_invariant_cost(w: sp.Matrix) -> sp.Expr:
     return homogeneous_function(w, 0)
 
 
-# ---------------------------------------------------------------- Euler's theorem (item 1)
+# ---------------------------------------------------------------- Euler's theorem
 
 
 @cache
@@ -333,7 +319,7 @@ identity(
 )
 
 
-# ---------------------------------------------------------------- effective learning rate (item 4)
+# ---------------------------------------------------------------- effective learning rate
 
 
 @cache

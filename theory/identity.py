@@ -3,11 +3,15 @@
 An :class:`Identity` holds a ``claim`` (what we derive) and an ``expected`` value (what the seed
 states, corrected where the seed slips). ``check()`` simplifies ``claim - expected`` and the
 identity holds only when that residual is *exactly* zero: no floating tolerance anywhere. A
-``control`` is a deliberately wrong ``expected`` (a dropped term, a wrong constant); the same
-comparison must reject it, so a check that would accept anything is caught by the tests.
+``control`` is a deliberately wrong ``expected`` (a dropped term, a wrong constant); it must be
+rejected, so a check that would accept anything is caught by the tests.
 
 Statements about matrices of arbitrary size are checked for each size in ``sizes``: then
 ``claim``, ``expected`` and ``control`` are functions of the size ``n``.
+
+A simplifier that fails to reduce ``claim - control`` to zero proves nothing, so the control
+counts as rejected only with a witness (:func:`theory.witness.find_witness`): an exact point
+(and size) at which ``claim - control`` is a number SymPy decides is nonzero.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import sympy as sp
+
+from scalewise.theory.witness import Witness, find_witness
 
 Simplifier = Callable[[sp.Expr], sp.Expr]
 
@@ -63,13 +69,15 @@ def exactly_equal(claim: Any, expected: Any, simplifier: Simplifier = sp.simplif
 @dataclass(frozen=True)
 class CheckResult:
     """Outcome of checking one identity: ``holds`` for the statement, ``control_rejected`` for
-    its negative control, and the wall-clock ``seconds`` both took."""
+    its negative control, ``witness`` the point that rejects the control (``""`` when none was
+    found), and the wall-clock ``seconds`` both took."""
 
     name: str
     source: str
     holds: bool
     control_rejected: bool
     seconds: float
+    witness: str = ""
 
     @property
     def ok(self) -> bool:
@@ -82,7 +90,9 @@ class Identity:
 
     ``claim``, ``expected`` and ``control`` are zero-argument callables (or, when ``sizes`` is
     non-empty, one-argument callables taking the size ``n``) returning SymPy expressions,
-    matrices, or tuples of them. Callables keep importing :mod:`theory` cheap.
+    matrices, or tuples of them. Callables keep importing :mod:`theory` cheap. ``domain`` holds
+    conditions on the free symbols beyond their assumptions (``alpha * lam < 1``) under which the
+    statement is made; a witness rejecting the control must satisfy them.
     """
 
     name: str
@@ -94,27 +104,46 @@ class Identity:
     topic: str = ""
     sizes: Sequence[int] = ()
     note: str = ""
+    domain: Sequence[sp.Basic] = ()
     simplifier: Simplifier = field(default=sp.simplify, repr=False, compare=False)
 
-    def _agrees_with(self, side: Callable[..., Any]) -> list[bool]:
-        """Exact agreement of ``claim`` with ``side``, one entry per size (one if unsized)."""
+    def cases(self) -> list[tuple[int | None, Any, Any, Any]]:
+        """``(size, claim, expected, control)`` for every size (size ``None`` if unsized)."""
+        sides = (self.claim, self.expected, self.control)
         if not self.sizes:
-            return [exactly_equal(self.claim(), side(), self.simplifier)]
-        return [exactly_equal(self.claim(n), side(n), self.simplifier) for n in self.sizes]
+            return [(None, *(side() for side in sides))]
+        return [(n, *(side(n) for side in sides)) for n in self.sizes]
+
+    def _holds(self, cases: list[tuple[int | None, Any, Any, Any]]) -> bool:
+        return all(exactly_equal(c, e, self.simplifier) for _, c, e, _ in cases)
+
+    def _witness(self, cases: list[tuple[int | None, Any, Any, Any]]) -> Witness | None:
+        for size, claim, _, control in cases:
+            found = find_witness(claim, control, self.domain, size)
+            if found is not None:
+                return found
+        return None
 
     def holds(self) -> bool:
         """The statement: claim == expected exactly, for every size."""
-        return all(self._agrees_with(self.expected))
+        return self._holds(self.cases())
+
+    def control_witness(self) -> Witness | None:
+        """The first point (and size) at which claim and control provably differ, or ``None``
+        when the search finds none: then the control is *not* rejected, whatever a simplifier
+        fails to reduce (:func:`theory.witness.find_witness`)."""
+        return self._witness(self.cases())
 
     def control_rejected(self) -> bool:
-        """The negative control: claim == control must fail for at least one size."""
-        return not all(self._agrees_with(self.control))
+        """The negative control: claim != control, shown by a witness."""
+        return self.control_witness() is not None
 
     def check(self) -> CheckResult:
         start = time.perf_counter()
-        holds = self.holds()
-        rejected = self.control_rejected()
-        return CheckResult(self.name, self.source, holds, rejected, time.perf_counter() - start)
+        cases = self.cases()
+        holds, witness = self._holds(cases), self._witness(cases)
+        return CheckResult(self.name, self.source, holds, witness is not None,
+                           time.perf_counter() - start, "" if witness is None else str(witness))
 
     @property
     def sizes_text(self) -> str:

@@ -1,5 +1,5 @@
 """Kronecker algebra used by K-FAC, and the outlier eigenvalue that internal covariate shift (ICS)
-puts into the K-FAC curvature block (item 11 of the identity catalogue).
+puts into the K-FAC curvature block.
 
 Sources: 003 slides, 'K-FAC: Kronecker Product' (vec, mixed product, transpose, inverse, spectral
 decomposition), 'Modeling the Pseudo-Gradients' and 'Efficient Computation'; 001 Sec. 3 (Eq. 5 and

@@ -1,5 +1,5 @@
 """Preconditioning as reparameterization, damped Newton, and the quasi-diagonal preconditioner
-that removes the ICS outlier (items 9 and 10 of the identity catalogue).
+that removes the ICS outlier.
 
 Sources: 003 slides, 'Preconditioning' (w = R w_tilde + b: a GD step in w_tilde is the step
 preconditioned by R R^T; transformed Hessian R^T H R; Newton whitens the Hessian) and

@@ -1,5 +1,5 @@
 """Weight decay as a regularizer: the C-norm penalty of a preconditioned update, and what an
-``L2`` penalty does to a deep linear network (items 13 and 15 of the identity catalogue).
+``L2`` penalty does to a deep linear network.
 
 **Weight decay as a C-norm penalty** (001 Eq. 22 and Eq. 27; 000 slides 'Weight Decay as L^2
 Regularization' and 'Three Mechanisms', Mechanism 2). For a symmetric preconditioner ``C`` the
@@ -26,8 +26,7 @@ import sympy as sp
 from scalewise import checks
 from scalewise.theory.equilibrium import alpha, lam
 from scalewise.theory.identity import identity, slip
-from scalewise.theory.kfac import rational_numerator
-from scalewise.theory.symbolic import gradient, symmetric, vector
+from scalewise.theory.symbolic import gradient, rational_numerator, symmetric, vector
 
 beta = sp.Symbol("beta", positive=True)
 """The product ``w_1 ... w_K`` of a scalar deep linear network, its slope (``|beta|`` in
@@ -44,7 +43,7 @@ DEEP_LINEAR_L2_MINIMIZER = beta ** (1 / n_layers)
 """``|w_i|`` at the minimum, the same for every layer (the balanced network)."""
 
 
-# ---------------------------------------------------------------- C-norm penalty (item 13)
+# ---------------------------------------------------------------- C-norm penalty
 
 
 def inverse(matrix: sp.Matrix) -> sp.Matrix:
@@ -137,7 +136,7 @@ identity(
 )
 
 
-# ---------------------------------------------------------------- deep linear networks (item 15)
+# ---------------------------------------------------------------- deep linear networks
 
 
 @cache

@@ -29,7 +29,7 @@ import sympy as sp
 from scalewise import checks
 from scalewise.theory.equilibrium import alpha, k, lam
 from scalewise.theory.identity import identity
-from scalewise.theory.optimizers import mu, on_hyperparameter_domain
+from scalewise.theory.mean_field import HYPERPARAMETERS, mu, on_hyperparameter_domain
 from scalewise.theory.symbolic import vector
 
 r = sp.Symbol("r", positive=True)  # growth factor of the equivalent run, w~_k = w_k / r^k
@@ -112,6 +112,7 @@ def _sgd_without_decay(schedule: sp.Expr) -> sp.Matrix:
 identity(
     name="sgd_exp_lr_equivalence",
     topic="schedules",
+    domain=(_rho < 1,),
     source="001 Sec. 4.3 (Li and Arora 2020); 000 slides, 'Counteracting the implicit LR effect'",
     statement=r"\tilde{\mathbf{w}}_k = \frac{\mathbf{w}_k}{(1-\alpha\lambda)^k}:\ "
     r"\tilde{\mathbf{w}}_{k+1} = \tilde{\mathbf{w}}_k - \alpha(1-\alpha\lambda)^{-2k-1}"
@@ -148,6 +149,10 @@ def _sgdm_step(w: sp.Matrix, m: sp.Matrix, lr, decay, momentum, gradient=_generi
 _LAM_OF_R = (1 + mu - r - mu / r) / alpha
 """``lam`` for which ``r`` solves :data:`SGDM_GROWTH_QUADRATIC` (so ``r`` may stay symbolic)."""
 
+_GROWTH_DOMAIN = (mu < r, r < 1, mu < 1)
+"""``mu < r < 1``: exactly where :data:`_LAM_OF_R` is a weight decay, ``0 < alpha lam < 1``
+(``alpha lam = (1 - r)(r - mu) / r``)."""
+
 
 def _sgdm_induction(buffer_shift: sp.Expr) -> sp.Matrix:
     """Decay-free state ``(w~, m~)`` one step after the state matched to a generic ``(w, m)`` at
@@ -169,6 +174,7 @@ def _sgdm_induction_target() -> sp.Matrix:
 identity(
     name="sgdm_exp_lr_equivalence",
     topic="schedules",
+    domain=_GROWTH_DOMAIN,
     source="001 Sec. 4.3 (Li and Arora 2020, momentum case); 000 slides, 'Counteracting the "
     "implicit LR effect'",
     statement=r"r^2-(1+\mu-\alpha\lambda)r+\mu=0,\ \tilde{\mathbf{w}}_k=r^{-k}\mathbf{w}_k,\ "
@@ -226,6 +232,7 @@ identity(
 identity(
     name="sgdm_exp_lr_growth_factor",
     topic="schedules",
+    domain=HYPERPARAMETERS,
     source="001 Sec. 4.3 (Li and Arora 2020)",
     statement=r"r = \frac{1+\mu-\alpha\lambda+\sqrt{(1+\mu-\alpha\lambda)^2-4\mu}}{2}"
     r"\ \text{solves}\ r^2-(1+\mu-\alpha\lambda)r+\mu=0;\ \mu=0:\ r = 1-\alpha\lambda",

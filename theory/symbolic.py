@@ -1,5 +1,6 @@
 """Symbolic building blocks shared by the topic modules: generic vectors and matrices of real
-symbols, column-stacking ``vec``, gradients and norms.
+symbols, column-stacking ``vec``, gradients and norms, a generic smooth function ``h`` and its
+partial derivatives, and the exact normal form of rational functions.
 
 ``vec`` stacks columns, the convention under which ``vec(A X B) = (B^T kron A) vec(X)``
 (003, 'K-FAC: Kronecker Product').
@@ -7,7 +8,10 @@ symbols, column-stacking ``vec``, gradients and norms.
 
 from __future__ import annotations
 
+from functools import cache
+
 import sympy as sp
+from sympy.core.function import AppliedUndef
 
 from scalewise import checks
 
@@ -54,3 +58,44 @@ def gradient(f: sp.Expr, x: sp.MatrixBase) -> sp.Matrix:
 def norm(x: sp.MatrixBase) -> sp.Expr:
     """Euclidean norm ``||x||`` of a column."""
     return sp.sqrt(x.dot(x))
+
+
+def rational_numerator(expr: sp.Expr) -> sp.Expr:
+    """The expanded numerator of ``expr`` over a common denominator: a rational function is
+    zero exactly when this is, and it is much cheaper than ``cancel`` on large fractions.
+
+    >>> rational_numerator(1 / (1 + sp.Symbol("a")) - 1)
+    -a
+    """
+    return sp.expand(sp.fraction(sp.together(expr))[0])
+
+
+class GenericFunction(sp.Function):
+    """An arbitrary smooth function: its partial derivatives are again opaque functions of the
+    same arguments (``h`` -> ``h_1`` -> ``h_12`` ...), symmetric in the order of differentiation.
+    Unlike an undefined SymPy function it never produces ``Subs`` objects, so substituting into
+    its derivatives is cheap."""
+
+    indices: tuple[int, ...] = ()
+
+    def fdiff(self, argindex: int = 1) -> sp.Expr:
+        return partial_derivative(tuple(sorted((*self.indices, argindex))))(*self.args)
+
+
+@cache
+def partial_derivative(indices: tuple[int, ...]) -> type[GenericFunction]:
+    """The class of ``h_{i j ...}``: the partial derivative of the generic ``h`` in the listed
+    arguments.
+
+    >>> a, b = sp.symbols("a b")
+    >>> partial_derivative(())(a, b).diff(b).diff(a)
+    h_12(a, b)
+    """
+    name = "h_" + "".join(str(i) for i in indices) if indices else "h"
+    return type(name, (GenericFunction,), {"indices": indices})
+
+
+def is_opaque(expr: sp.Basic) -> bool:
+    """Is ``expr`` the value of a function nothing is known about: an application of a
+    :class:`GenericFunction` or of an undefined SymPy function, or a derivative of one?"""
+    return isinstance(expr, (GenericFunction, AppliedUndef, sp.Derivative, sp.Subs))

@@ -1,10 +1,11 @@
-"""Numeric checks of theory.optimizers and theory.schedules beyond the symbolic identities.
+"""Numeric checks of theory's equilibria (theory.equilibria, built on theory.mean_field) beyond
+the symbolic identities.
 
 * The closed forms in EQUILIBRIA against the mean-field map itself, iterated to its fixed point in
   float64 (exact forms to rounding; leading-order forms against their stated next term).
 * Approach rates against the eigenvalues of the numerically evaluated Jacobian.
 * A seeded stochastic sphere simulation of torch's update rules against the forms (a bound).
-* The exponential-LR equivalence run in float64 on a scale-invariant cost, directions compared.
+* The catalogue agrees with the optimizer vocabulary's equilibrium kinds.
 """
 
 from __future__ import annotations
@@ -16,20 +17,11 @@ import numpy as np
 import pytest
 import sympy as sp
 
-from scalewise.theory import equilibrium, optimizers, schedules
-from scalewise.theory.optimizers import (
-    EQUILIBRIA,
-    NO_EQUILIBRIUM,
-    alpha,
-    beta1,
-    d,
-    g,
-    lam,
-    mu,
-    p,
-    q,
-    x,
-)
+from scalewise.theory import adam_l2, equilibrium, mean_field
+from scalewise.theory.equilibria import EQUILIBRIA, NO_EQUILIBRIUM
+from scalewise.theory.equilibrium import alpha, g, lam, x
+from scalewise.theory.mean_field import beta1, d, mu, p, q
+from scalewise.vocabulary import PROPERTIES, Equilibrium
 
 _SYMBOLS = (x, p, q, alpha, lam, g, mu, beta1, d)
 
@@ -66,9 +58,9 @@ class Case:
 @cache
 def _mean_field(optimizer: str):
     """Lambdified map, its Jacobian, and ``E<w, w'> / x`` (all in ``_SYMBOLS``)."""
-    step = sp.Matrix(optimizers.mean_field_map(optimizer))
-    model = optimizers.mean_field_model(optimizer)
-    cos = model.moments.w_dot_next.subs(optimizers.c, model.step_scale) / x
+    step = sp.Matrix(mean_field.mean_field_map(optimizer))
+    model = mean_field.mean_field_model(optimizer)
+    cos = model.moments.w_dot_next.subs(mean_field.c, model.step_scale) / x
     return tuple(sp.lambdify(_SYMBOLS, e, "numpy") for e in (step, step.jacobian([x, p, q]), cos))
 
 
@@ -132,7 +124,7 @@ def test_adam_l2_forms_within_their_stated_order(case: Case) -> None:
     coefficients: about 0.4, 0.33 and 1.0; the bounds leave a factor of 2 to 5)."""
     forms = EQUILIBRIA[case.optimizer].numpy()(**case.kwargs())
     args = (case.lr, case.weight_decay, case.grad_norm, case.dim)
-    epsilon = float(sp.lambdify((alpha, lam, g, d), optimizers.ADAM_EPSILON)(*args))
+    epsilon = float(sp.lambdify((alpha, lam, g, d), adam_l2.ADAM_EPSILON)(*args))
     r = 1.0 if case.optimizer == "rmsprop" else (1 - case.beta1) / (1 + case.beta1)
     state = _fixed_point(case, start_norm_sq=float(forms["norm_sq"]))
     corrected = forms["norm_sq"] * (1 + (2 * r - 1) * epsilon / 3)
@@ -157,7 +149,7 @@ APPROACH_CASES = [  # small eps: the next term is relatively O(eps / (1 - beta1)
 def test_adam_l2_approach_rate_is_the_slow_eigenvalue(case: Case, coefficient: float) -> None:
     forms = EQUILIBRIA[case.optimizer].numpy()(**case.kwargs())
     args = (case.lr, case.weight_decay, case.grad_norm, case.dim)
-    epsilon = float(sp.lambdify((alpha, lam, g, d), optimizers.ADAM_EPSILON)(*args))
+    epsilon = float(sp.lambdify((alpha, lam, g, d), adam_l2.ADAM_EPSILON)(*args))
     state = _fixed_point(case, start_norm_sq=float(forms["norm_sq"]))
     jacobian = np.asarray(_mean_field("adam")[1](*state, *case.values()), dtype=float)
     eigenvalues = np.linalg.eigvals(jacobian)
@@ -170,7 +162,7 @@ def test_adam_l2_approach_rate_is_the_slow_eigenvalue(case: Case, coefficient: f
 def test_adam_l2_slow_eigenvalue_series_is_exact() -> None:
     """The symbolic derivation behind ADAM_APPROACH_RATE for beta1 > 0 (seconds: not in the
     identity catalogue): t = 1 + 0 sqrt(eps) - 6 eps + ..., whatever beta1."""
-    assert optimizers.adam_l2_slow_eigenvalue_series() == (0, -6)
+    assert adam_l2.adam_l2_slow_eigenvalue_series() == (0, -6)
 
 
 def test_sgd_uses_the_equilibrium_module_forms() -> None:
@@ -194,6 +186,25 @@ def test_catalogue_contents() -> None:
     assert all(e.optimizer == name for name, e in EQUILIBRIA.items())
     assert [n for n, e in EQUILIBRIA.items() if not e.exact] == ["adam", "rmsprop"]
     assert all(e.approach_rate is not None for e in EQUILIBRIA.values())
+
+
+def test_catalogue_keys_are_the_optimizers_with_an_equilibrium() -> None:
+    with_one = {o.value for o, props in PROPERTIES.items()
+                if props.equilibrium is not Equilibrium.NONE}
+    assert set(EQUILIBRIA) == with_one
+
+
+@pytest.mark.parametrize("optimizer", list(PROPERTIES), ids=lambda o: o.value)
+def test_catalogue_agrees_with_the_vocabulary(optimizer) -> None:
+    """PROPERTIES[...].equilibrium states EXACT / LEADING_ORDER / NONE; the catalogue must say
+    the same, and a simulated optimizer without one must say why (sim.equilibrium's error)."""
+    kind = optimizer.properties.equilibrium
+    if kind is Equilibrium.NONE:
+        assert optimizer.value not in EQUILIBRIA
+        assert (optimizer.value in NO_EQUILIBRIUM) is optimizer.properties.simulated
+    else:
+        assert EQUILIBRIA[optimizer.value].exact is (kind is Equilibrium.EXACT)
+        assert optimizer.value not in NO_EQUILIBRIUM
 
 
 def test_numpy_forms_broadcast() -> None:
@@ -274,98 +285,6 @@ def test_sphere_simulation_agrees_with_forms(case: Case) -> None:
     _assert_close("angular_update", angle, forms["angular_update"], rtol=0.03)
 
 
-# ---------------------------------------------------------------- exponential-LR equivalence
-
-
-def _cost_gradient(w: np.ndarray, matrix: np.ndarray) -> np.ndarray:
-    """Gradient of the scale-invariant ``J(w) = w^T A w / w^T w`` (degree -1 homogeneous)."""
-    sq = w @ w
-    return 2 * (matrix @ w) / sq - 2 * (w @ matrix @ w) * w / sq**2
-
-
-@dataclass(frozen=True)
-class Equivalence:
-    lr: float
-    weight_decay: float
-    momentum: float
-    steps: int = 60
-    seed: int = 0
-
-    @property
-    def id(self) -> str:
-        return f"lr{self.lr}-wd{self.weight_decay}-mu{self.momentum}"
-
-
-def _equivalent_runs(case: Equivalence, *, matched_buffer: bool) -> float:
-    """Largest distance between the unit directions of the decay run (torch SGD from an empty
-    buffer) and the decay-free run under the exponential schedule."""
-    rng = np.random.default_rng(case.seed)
-    a = rng.standard_normal((5, 5))
-    matrix = a + a.T
-    w = rng.standard_normal(5)
-    m = np.zeros(5)
-    hyper = dict(lr=case.lr, weight_decay=case.weight_decay, momentum=case.momentum)
-    w_tilde, m_tilde = schedules.sgdm_equivalent_state(w, m, 0, **hyper)
-    if not matched_buffer:
-        m_tilde = np.zeros(5)
-    worst = 0.0
-    for k in range(case.steps):
-        m = case.momentum * m + _cost_gradient(w, matrix) + case.weight_decay * w
-        w = w - case.lr * m
-        m_tilde = case.momentum * m_tilde + _cost_gradient(w_tilde, matrix)
-        w_tilde = w_tilde - schedules.sgdm_equivalent_lr(k, **hyper) * m_tilde
-        gap = w / np.linalg.norm(w) - w_tilde / np.linalg.norm(w_tilde)
-        worst = max(worst, float(np.linalg.norm(gap)))
-    return worst
-
-
-EQUIVALENCES = [
-    Equivalence(lr=0.1, weight_decay=0.1, momentum=0.0),
-    Equivalence(lr=0.1, weight_decay=0.05, momentum=0.5),
-    Equivalence(lr=0.01, weight_decay=0.05, momentum=0.9),
-]
-
-
-@pytest.mark.parametrize("case", EQUIVALENCES, ids=lambda c: c.id)
-def test_exponential_lr_equivalence_in_float64(case: Equivalence) -> None:
-    assert _equivalent_runs(case, matched_buffer=True) < 1e-10
-
-
-@pytest.mark.parametrize("case", [c for c in EQUIVALENCES if c.momentum > 0], ids=lambda c: c.id)
-def test_exponential_lr_needs_the_matched_initial_buffer(case: Equivalence) -> None:
-    assert _equivalent_runs(case, matched_buffer=False) > 1e-4
-
-
-def test_plain_sgd_schedule_is_momentum_schedule_at_zero_momentum() -> None:
-    steps = np.arange(50)
-    plain = schedules.sgd_equivalent_lr(steps, lr=0.1, weight_decay=0.3)
-    momentum = schedules.sgdm_equivalent_lr(steps, lr=0.1, weight_decay=0.3, momentum=0.0)
-    _assert_close("lr_k", momentum, plain, rtol=1e-12)
-    w = np.arange(1.0, 4.0)
-    w_tilde = schedules.sgd_equivalent_weights(w, 7, lr=0.1, weight_decay=0.3)
-    _assert_close("w~", w_tilde, w / 0.97**7, rtol=1e-12)
-
-
-@pytest.mark.parametrize(
-    ("kwargs", "parameter"),
-    [
-        (dict(lr=0.1, weight_decay=0.1, momentum=0.9), "sqrt\\(momentum\\)"),
-        (dict(lr=0.0, weight_decay=0.1, momentum=0.5), "lr"),
-        (dict(lr=0.1, weight_decay=-1.0, momentum=0.5), "weight_decay"),
-        (dict(lr=0.1, weight_decay=0.1, momentum=1.0), "momentum"),
-    ],
-    ids=["complex-growth", "lr", "weight_decay", "momentum"],
-)
-def test_schedule_bad_input_names_the_parameter(kwargs: dict, parameter: str) -> None:
-    with pytest.raises(ValueError, match=parameter):
-        schedules.sgdm_equivalent_lr(3, **kwargs)
-
-
-def test_schedule_step_must_be_a_non_negative_integer() -> None:
-    with pytest.raises(ValueError, match="step"):
-        schedules.sgd_equivalent_lr(1.5, lr=0.1, weight_decay=0.1)
-
-
 def test_unknown_optimizer_is_named() -> None:
     with pytest.raises(ValueError, match="optimizer = 'adagrad' is invalid; allowed: one of adam"):
-        optimizers.mean_field_model("adagrad")
+        mean_field.mean_field_model("adagrad")

@@ -1,0 +1,230 @@
+"""The catalogue of weight-norm equilibria: per optimizer, the closed forms that theory derives
+(SGD in :mod:`theory.equilibrium`, momentum SGD in :mod:`theory.momentum_sgd`, AdamW in
+:mod:`theory.adamw`, Adam with L2 and RMSprop in :mod:`theory.adam_l2`), their assumptions and
+whether they are exact; the optimizers without an equilibrium and why; and the NumPy form of each
+(``Equilibrium.numpy()``), lambdified once, that ``sim.equilibrium`` evaluates.
+
+Which optimizer has an exact, a leading-order or no equilibrium is also stated in
+:data:`scalewise.vocabulary.PROPERTIES`; the tests keep the two in agreement.
+
+>>> EQUILIBRIA["sgd"].exact, sorted(NO_EQUILIBRIUM)
+(True, ['adagrad'])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from functools import cache
+from types import MappingProxyType
+
+import numpy as np
+import sympy as sp
+
+from scalewise import checks
+from scalewise.theory.adam_l2 import (
+    ADAM_APPROACH_RATE,
+    ADAM_COS_ANGLE,
+    ADAM_EFFECTIVE_LR,
+    ADAM_NORM_SQ,
+)
+from scalewise.theory.adamw import (
+    ADAMW_COS_ANGLE,
+    ADAMW_DET,
+    ADAMW_EFFECTIVE_LR,
+    ADAMW_NORM_SQ,
+    ADAMW_TRACE,
+)
+from scalewise.theory.equilibrium import (
+    WD_APPROACH_RATE,
+    WD_EFFECTIVE_LR,
+    WD_NORM_SQ,
+    alpha,
+    g,
+    lam,
+)
+from scalewise.theory.mean_field import beta1, d, dominant_root, mu
+from scalewise.theory.momentum_sgd import (
+    SGDM_COS_ANGLE,
+    SGDM_EFFECTIVE_LR,
+    SGDM_NORM_SQ,
+    SGDM_TRACE,
+)
+from scalewise.vocabulary import Optimizer
+
+
+@dataclass(frozen=True)
+class Equilibrium:
+    """Closed forms of one optimizer's equilibrium, as SymPy expressions in ``alpha`` (lr),
+    ``lam`` (weight decay), ``g`` (gradient norm at unit weight norm), ``mu`` (momentum),
+    ``beta_1`` and ``d`` (dimension), in the conventions of :mod:`theory.mean_field`."""
+
+    optimizer: str
+    norm_sq: sp.Expr
+    effective_lr: sp.Expr
+    angular_update: sp.Expr
+    approach_rate: sp.Expr | None
+    exact: bool
+    assumptions: str
+    source: str
+
+    def numpy(self) -> Callable[..., dict[str, np.ndarray]]:
+        """``f(*, lr, weight_decay, grad_norm=1.0, momentum=0.0, beta1=0.9, beta2=0.999,
+        dim=None) -> {"norm_sq", "effective_lr", "angular_update", "approach_rate"}``,
+        broadcasting over array arguments (``approach_rate`` is NaN where not derived).
+        ``beta2`` is validated only: the forms are its ``beta2 -> 1`` limit. ``dim`` is
+        required by the Adam family. Lambdified once per equilibrium."""
+        return _numpy_form(self)
+
+
+_SYMBOLS = (alpha, lam, g, mu, beta1, d)
+
+
+def _validated(
+    optimizer: str, *, lr, weight_decay, grad_norm, momentum, beta1_value, beta2_value, dim
+):
+    """The arguments of :data:`_SYMBOLS` as float arrays, or a ``ValueError`` naming the culprit."""
+    properties = Optimizer(optimizer).properties
+    lr_array = checks.positive("lr", lr)
+    wd_array = checks.positive("weight_decay", weight_decay)
+    if properties.shrinks(properties.decay):
+        checks.decay_factor(lr_array, wd_array)
+    momentum_array = checks.unit_interval("momentum", momentum)
+    if not properties.uses_momentum and np.any(momentum_array != 0):
+        checks.fail("momentum", momentum, f"0 for {optimizer!r} (momentum SGD is 'sgdm')")
+    checks.unit_interval("beta2", beta2_value)
+    dim_array = np.asarray(np.nan)
+    if properties.adaptive:
+        if dim is None or np.any(np.asarray(dim) != np.round(dim)):
+            checks.fail("dim", dim, f"an integer >= 2 for {optimizer!r}")
+        dim_array = checks.in_interval("dim", dim, 2.0)
+    return (lr_array, wd_array, checks.positive("grad_norm", grad_norm), momentum_array,
+            checks.unit_interval("beta1", beta1_value), dim_array)
+
+
+@cache
+def _numpy_form(equilibrium: Equilibrium) -> Callable[..., dict[str, np.ndarray]]:
+    approach = sp.nan if equilibrium.approach_rate is None else equilibrium.approach_rate
+    expressions = {
+        "norm_sq": equilibrium.norm_sq,
+        "effective_lr": equilibrium.effective_lr,
+        "angular_update": equilibrium.angular_update,
+        "approach_rate": approach,
+    }
+    functions = {key: sp.lambdify(_SYMBOLS, e, "numpy") for key, e in expressions.items()}
+
+    def evaluate(
+        *, lr, weight_decay, grad_norm=1.0, momentum=0.0, beta1=0.9, beta2=0.999, dim=None
+    ):
+        args = _validated(
+            equilibrium.optimizer,
+            lr=lr,
+            weight_decay=weight_decay,
+            grad_norm=grad_norm,
+            momentum=momentum,
+            beta1_value=beta1,
+            beta2_value=beta2,
+            dim=dim,
+        )
+        shape = np.broadcast_shapes(*(a.shape for a in args))
+        return {
+            key: np.broadcast_to(np.asarray(f(*args), dtype=float), shape).copy()
+            for key, f in functions.items()
+        }
+
+    return evaluate
+
+
+_MEAN_FIELD_ASSUMPTIONS = (
+    "scale-invariant w (gradient orthogonal to w, norm g/||w||); gradient direction uniform in "
+    "the tangent space and independent across steps; mean field E[g^2/||w||^2] = g^2/E||w||^2"
+)
+_ADAPTIVE_ASSUMPTIONS = (
+    _MEAN_FIELD_ASSUMPTIONS + "; v_hat converged and isotropic, E||grad||^2/d per coordinate "
+    "(beta2 -> 1 with 1/(1-beta2) << 1/(alpha lam), so v follows ||w||); eps -> 0; late times "
+    "(bias corrections -> 1)"
+)
+
+_PER_COORDINATE = (
+    "the decay term is divided by the per-coordinate sqrt(v_hat_i), whose true noise part is "
+    "(g^2/x)(1 - w_hat_i^2)/(d - 1), not the isotropic g^2/(d x): this and the fluctuations of "
+    "v give O(1/d) relative corrections (about 1% at d = 32 on a sphere simulation)"
+)
+
+EQUILIBRIA: Mapping[str, Equilibrium] = MappingProxyType(
+    {
+        "sgd": Equilibrium(
+            optimizer="sgd",
+            norm_sq=WD_NORM_SQ,
+            effective_lr=WD_EFFECTIVE_LR,
+            angular_update=sp.acos(1 - alpha * lam),
+            approach_rate=WD_APPROACH_RATE,
+            exact=True,
+            assumptions="scale-invariant w (gradient orthogonal to w, norm g/||w||); the norm "
+            "recurrence is then deterministic and exact for any gradient directions",
+            source="001 Eq. (23)-(25), Sec. 5.1; theory.equilibrium",
+        ),
+        "sgdm": Equilibrium(
+            optimizer="sgdm",
+            norm_sq=SGDM_NORM_SQ,
+            effective_lr=SGDM_EFFECTIVE_LR,
+            angular_update=sp.acos(SGDM_COS_ANGLE),
+            approach_rate=dominant_root(SGDM_TRACE, mu),
+            exact=True,
+            assumptions=_MEAN_FIELD_ASSUMPTIONS + "; torch SGD momentum (dampening 0, no "
+            "Nesterov), coupled weight decay; exact for the mean-field recurrence",
+            source="001 Eq. (23)-(25) with momentum; identities sgdm_*",
+        ),
+        "adamw": Equilibrium(
+            optimizer="adamw",
+            norm_sq=ADAMW_NORM_SQ,
+            effective_lr=ADAMW_EFFECTIVE_LR,
+            angular_update=sp.acos(ADAMW_COS_ANGLE),
+            approach_rate=dominant_root(ADAMW_TRACE, ADAMW_DET),
+            exact=True,
+            assumptions=_ADAPTIVE_ASSUMPTIONS + "; decoupled decay w <- (1 - alpha lam) w; exact "
+            "for the mean-field recurrence in these limits",
+            source="001 Sec. 2 (Adam), Sec. 5 (AdamW); identities adamw_*, adam_update_size",
+        ),
+        "adam": Equilibrium(
+            optimizer="adam",
+            norm_sq=ADAM_NORM_SQ,
+            effective_lr=ADAM_EFFECTIVE_LR,
+            angular_update=sp.acos(ADAM_COS_ANGLE),
+            approach_rate=ADAM_APPROACH_RATE,
+            exact=False,
+            assumptions=_ADAPTIVE_ASSUMPTIONS + "; coupled L2 (grad + lam w, also inside v_hat); "
+            "leading order in eps = (alpha^2 d lam/(4 g))^(2/3), next term "
+            "x* = A(1 + (2r-1) eps/3) with r = (1-beta1)/(1+beta1); the exact mean-field balance "
+            "is a quintic in x; the approach rate's next term is relatively O(eps/(1-beta1)^2); "
+            + _PER_COORDINATE,
+            source="001 Sec. 2 (Adam), Sec. 5 (AdamW paragraph); identities adam_l2_*",
+        ),
+        "rmsprop": Equilibrium(
+            optimizer="rmsprop",
+            norm_sq=ADAM_NORM_SQ,
+            effective_lr=ADAM_EFFECTIVE_LR,
+            angular_update=sp.acos(ADAM_COS_ANGLE.subs(beta1, 0)),
+            approach_rate=ADAM_APPROACH_RATE,
+            exact=False,
+            assumptions=_ADAPTIVE_ASSUMPTIONS + "; torch RMSprop with smoothing constant beta2 "
+            "(torch's alpha), no momentum, no bias correction (irrelevant at late times), coupled "
+            "L2; leading order in eps = (alpha^2 d lam/(4 g))^(2/3), next term "
+            "x* = A(1 + eps/3); beta1 is not used; " + _PER_COORDINATE,
+            source="001 Sec. 2 (RMSprop); identities adam_l2_*, "
+            "rmsprop_approach_rate_leading_order",
+        ),
+    }
+)
+"""Equilibrium closed forms by optimizer name (``"sgd"``, ``"sgdm"``, ``"adam"``, ``"adamw"``,
+``"rmsprop"``)."""
+
+NO_EQUILIBRIUM: Mapping[str, str] = MappingProxyType(
+    {
+        "adagrad": "the accumulator f_k = sum of squared gradients grows at least by 2 g lam / d "
+        "per step and coordinate (identity adagrad_accumulator_grows_linearly; without weight "
+        "decay the norm itself grows), so the step alpha/sqrt(f_k) decays as O(1/sqrt(k)): the "
+        "norm, effective LR and angular update keep drifting and have no stationary value",
+    }
+)
+"""Optimizers without a stationary equilibrium, and why."""
