@@ -20,7 +20,7 @@ from scalewise.vocabulary import Optimizer
 def main() -> None:
     st.header("2 · Weight-decay equilibrium (001 Fig. 7)")
     st.write("With weight decay the norm, effective LR and angular update settle at theory's "
-             "equilibrium (dotted; 001 Eq. 24-25 for SGD, theory.optimizers for the others). SGD "
+             "equilibrium (dotted; 001 Eq. 24-25 for SGD, theory.equilibria for the others). SGD "
              f"iterates the exact recurrence; the others train {SPHERE_DIM}-dimensional unit "
              "directions driven by gradient noise (sphere engine, mean of 4 runs).")
     optimizer = st.selectbox("Optimizer", OPTIMIZERS)
