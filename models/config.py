@@ -208,6 +208,10 @@ class OptimizerConfig(_Validated):
     """
 
     PREFIX: ClassVar[str] = "optimizer."
+    DERIVED_DEFAULTS: ClassVar[dict[str, tuple[str, ...]]] = {
+        "momentum": ("name", "graft_direction")}
+    """Fields whose default (``None``) is derived from others: :func:`override` derives them
+    anew when those change and they are not given."""
 
     name: Optimizer = Optimizer.SGD
     lr: float = 0.1
@@ -443,6 +447,9 @@ def _replace(config: Any, nested: Mapping[str, Any], prefix: str) -> Any:
         if dataclasses.is_dataclass(sub) and isinstance(value, Mapping):
             value = _replace(sub, value, f"{prefix}{name}.")
         kwargs[name] = value
+    for derived, sources in getattr(config, "DERIVED_DEFAULTS", {}).items():
+        if derived not in kwargs and any(source in kwargs for source in sources):
+            kwargs[derived] = None  # its default follows the changed fields: derive it anew
     return dataclasses.replace(config, **kwargs)
 
 

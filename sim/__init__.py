@@ -4,7 +4,8 @@ Two engines share one interface: the *recurrence* engine iterates theory's exact
 for SGD (001 Eq. 23) on whole hyperparameter grids; the *sphere* engine trains explicit
 scale-invariant weight vectors with the real update rules of SGD, momentum SGD, Adam, AdamW,
 RMSprop and Adagrad. :func:`equilibrium` gives theory's closed-form equilibria, :func:`drive`
-turns measured gradient norms into predicted weight norms, :func:`exponential_lr_pair` shows
+turns measured gradient norms into predicted weight norms, :func:`drive_moments` the measured
+tangential energies of momentum and adaptive updates, :func:`exponential_lr_pair` shows
 weight decay as an exponential learning-rate schedule; :mod:`scalewise.figures` draws the notes'
 figures from them.
 
@@ -16,6 +17,7 @@ figures from them.
 
 from __future__ import annotations
 
+from scalewise.sim.driven_moments import drive_moments
 from scalewise.sim.dynamics import ENGINES, drive, simulate
 from scalewise.sim.equilibria import equilibrium, long_run_averages
 from scalewise.sim.equivalence import direction_mismatch, exponential_lr_pair
@@ -38,6 +40,7 @@ __all__ = [
     "WarmupCosine",
     "direction_mismatch",
     "drive",
+    "drive_moments",
     "effective_damping",
     "equilibrium",
     "exponential_lr_pair",

@@ -5,6 +5,7 @@ AdaGraft, the cheap probes of a step, and exact state round trips. All in float6
 from __future__ import annotations
 
 import copy
+import json
 from dataclasses import dataclass, replace
 
 import pytest
@@ -17,8 +18,10 @@ from scalewise.models.config import (
     Norm,
     Optimizer,
     OptimizerConfig,
+    TrainConfig,
     WeightDecayMode,
     WeightDecayPlacement,
+    override,
 )
 from scalewise.models.grafting import AdaGraft, graft_norms, renormalize
 from scalewise.models.networks import build_model, output_layer, scale_invariant_params
@@ -360,3 +363,34 @@ def test_adagraft_learning_rate_reaches_the_magnitude_after_a_resume() -> None:
     for optimizer in (grafted, resumed):
         optimizer.param_groups[0]["lr"] = 0.5
         assert optimizer.magnitude.param_groups[0]["lr"] == 0.5
+
+
+@pytest.mark.parametrize("name,expected", [(o, o.properties.default_momentum)
+                                           for o in Optimizer], ids=lambda v: str(v))
+def test_momentum_default_is_the_optimizers_own(name: Optimizer, expected: float) -> None:
+    """Theory's and the simulators' RMSprop and K-FAC have no momentum, so neither has a run's
+    by default; momentum SGD's default is torch's usual 0.9."""
+    assert OptimizerConfig(name=name).momentum == expected
+
+
+def test_momentum_default_follows_the_optimizer_through_an_override() -> None:
+    base = TrainConfig(optimizer=OptimizerConfig(name="sgd"))
+    assert override(base, {"optimizer.name": "sgdm"}).optimizer.momentum == 0.9
+    given = override(base, {"optimizer.name": "sgdm", "optimizer.momentum": 0.5})
+    assert given.optimizer.momentum == 0.5
+    assert override(given, {"optimizer.lr": 0.2}).optimizer.momentum == 0.5
+    assert override(given, {"optimizer.name": "kfac"}).optimizer.momentum == 0.0
+
+
+def test_momentum_is_refused_where_no_optimizer_uses_it() -> None:
+    with pytest.raises(ValueError, match="optimizer.momentum = 0.9 is invalid; allowed: 0 or "
+                                         "None for optimizer.name = 'adam'"):
+        OptimizerConfig(name="adam", momentum=0.9)
+
+
+def test_stored_configs_with_an_unused_momentum_still_load() -> None:
+    """Configs stored before momentum became per optimizer carried 0.9 for every optimizer."""
+    stored = json.loads(TrainConfig(optimizer=OptimizerConfig(name="adam")).to_json())
+    stored["optimizer"]["momentum"] = 0.9
+    loaded = TrainConfig.from_json(json.dumps(stored))
+    assert loaded.optimizer.name is Optimizer.ADAM and loaded.optimizer.momentum == 0.0

@@ -26,6 +26,7 @@ from scalewise.theory import (  # each topic module registers its identities
     normalization_backprop,  # noqa: F401
     normalization_invariance,  # noqa: F401
     preconditioning,  # noqa: F401
+    radial_update,  # noqa: F401
     regularization,  # noqa: F401
     schedules,  # noqa: F401
 )

@@ -89,7 +89,8 @@ class MomentStep(NamedTuple):
 
 
 def moment_step(
-    *, buffer_decay: sp.Expr, grad_gain: sp.Expr, coupled_wd: sp.Expr, decay_factor: sp.Expr
+    *, buffer_decay: sp.Expr, grad_gain: sp.Expr, coupled_wd: sp.Expr, decay_factor: sp.Expr,
+    tangent_energy: sp.Expr | None = None,
 ) -> MomentStep:
     """Mean-field moments after ``m' = b m + a (G + l w)``, ``w' = rho w - c m'``.
 
@@ -100,6 +101,12 @@ def moment_step(
         Q = E||m'||^2 = b^2 q + a^2 (g^2/x + l^2 x) + 2 a b l p
         E||w'||^2 = rho^2 x - 2 rho c P + c^2 Q,   E<w', m'> = rho P - c Q,   E<w, w'> = rho x - c P
 
+    With ``tangent_energy`` (``tau``, the part of ``||c m'||^2`` orthogonal to ``w``, measured)
+    the buffer's energy is not the mean field's but ``Q = (tau + c^2 P^2 / x) / c^2``: the
+    measured tangential energy plus the radial energy ``<w_hat, c m'>^2`` the moments imply.
+    Then the map is exact for one weight vector whatever its gradients' correlations
+    (:mod:`theory.radial_update`): only ``<G, w> = 0`` remains.
+
     >>> step = moment_step(buffer_decay=0, grad_gain=1, coupled_wd=lam, decay_factor=1)
     >>> sp.factor(step.norm_sq.subs(c, alpha))  # plain SGD: 001 Eq. (23)
     (alpha**2*g**2 + alpha**2*lambda**2*x**2 - 2*alpha*lambda*x**2 + x**2)/x
@@ -109,7 +116,7 @@ def moment_step(
         buffer_decay**2 * q
         + grad_gain**2 * (g**2 / x + coupled_wd**2 * x)
         + 2 * buffer_decay * grad_gain * coupled_wd * p
-    )
+    ) if tangent_energy is None else (tangent_energy + c**2 * w_dot_new**2 / x) / c**2
     return MomentStep(
         norm_sq=decay_factor**2 * x - 2 * decay_factor * c * w_dot_new + c**2 * new_sq,
         w_dot_buffer=decay_factor * w_dot_new - c * new_sq,
@@ -128,20 +135,21 @@ class MeanField(NamedTuple):
 ADAM_V_HAT = (g**2 / x + lam**2 * x) / d
 """Converged per-coordinate second moment of Adam/RMSprop with L2: ``E||G + lam w||^2 / d``."""
 
+MOMENT_PARAMETERS: Mapping[str, dict[str, sp.Expr]] = MappingProxyType({
+    "sgdm": {"buffer_decay": mu, "grad_gain": 1, "coupled_wd": lam, "decay_factor": 1},
+    # AdamW's gradient carries no decay term; its decay is the decoupled shrink
+    "adamw": {"buffer_decay": beta1, "grad_gain": 1 - beta1, "coupled_wd": 0, "decay_factor": rho},
+    "adam": {"buffer_decay": beta1, "grad_gain": 1 - beta1, "coupled_wd": lam, "decay_factor": 1},
+})
+"""The arguments of :func:`moment_step` that make each optimizer's update: torch's momentum
+buffer (dampening 0) or Adam's first moment, the coupled L2 term, the decoupled shrink."""
+
 MEAN_FIELD: Mapping[str, MeanField] = MappingProxyType(
     {
-        "sgdm": MeanField(
-            moment_step(buffer_decay=mu, grad_gain=1, coupled_wd=lam, decay_factor=1), alpha
-        ),
-        # v_hat = E||G||^2 / d = g^2 / (d x): AdamW's gradient carries no decay term
-        "adamw": MeanField(
-            moment_step(buffer_decay=beta1, grad_gain=1 - beta1, coupled_wd=0, decay_factor=rho),
-            alpha * sp.sqrt(d * x) / g,
-        ),
-        "adam": MeanField(
-            moment_step(buffer_decay=beta1, grad_gain=1 - beta1, coupled_wd=lam, decay_factor=1),
-            alpha / sp.sqrt(ADAM_V_HAT),
-        ),
+        "sgdm": MeanField(moment_step(**MOMENT_PARAMETERS["sgdm"]), alpha),
+        # v_hat = E||G||^2 / d = g^2 / (d x)
+        "adamw": MeanField(moment_step(**MOMENT_PARAMETERS["adamw"]), alpha * sp.sqrt(d * x) / g),
+        "adam": MeanField(moment_step(**MOMENT_PARAMETERS["adam"]), alpha / sp.sqrt(ADAM_V_HAT)),
     }
 )
 """Mean-field models by optimizer; RMSprop is ``"adam"`` at ``beta1 = 0`` and SGD ``"sgdm"`` at
