@@ -54,8 +54,11 @@ def available() -> bool:
     return not os.environ.get(DISABLE_VARIABLE) and _numba() is not None
 
 
-def jit(fn: Callable[..., Any], *, parallel: bool = False, cache: bool = False) -> Any:
+def jit(fn: Callable[..., Any], *, parallel: bool = False, cache: bool = False,
+        reassociate: bool = False) -> Any:
     """``fn`` compiled by numba in nopython mode with NumPy's error model (a float division by
     zero gives inf or nan, as in NumPy, instead of raising: the loops then vectorise).
-    ``fastmath`` stays off, so every operation rounds as IEEE and NumPy do."""
-    return _numba().njit(fn, parallel=parallel, cache=cache, nogil=True, error_model="numpy")
+    ``fastmath`` stays off, so every operation rounds as IEEE and NumPy do; ``reassociate``
+    allows reordering sums only (what NumPy's own vectorised sums do), for reductions."""
+    return _numba().njit(fn, parallel=parallel, cache=cache, nogil=True, error_model="numpy",
+                         fastmath={"reassoc"} if reassociate else False)

@@ -37,7 +37,9 @@ _MIX_2 = np.uint64(0x94D049BB133111EB)
 
 ZIGGURAT_R = 3.6541528853610088
 """Start of the tail of Marsaglia and Tsang's 256-layer ziggurat for the normal distribution."""
-_ZIGGURAT_AREA = 4.92867323399e-3  # of each layer
+# the area of each layer: the base strip, r f(r) plus the tail beyond r, f(x) = exp(-x^2 / 2)
+_ZIGGURAT_AREA = ZIGGURAT_R * math.exp(-0.5 * ZIGGURAT_R**2) \
+    + math.sqrt(math.pi / 2) * math.erfc(ZIGGURAT_R / math.sqrt(2))
 
 
 @compiled.jit
@@ -51,57 +53,82 @@ def mix(z):
 
 def ziggurat_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(k, w, f)`` of the 256-layer ziggurat (Marsaglia and Tsang 2000, "The ziggurat method
-    for generating random variables", with 52-bit mantissas as NumPy's legacy sampler): layer
-    ``i`` accepts ``m w_i`` outright when ``m < k_i``, and ``f_i = exp(-x_i^2 / 2)`` bounds
-    its wedge; layer 0 is the base strip with the tail beyond :data:`ZIGGURAT_R`."""
+    for generating random variables", with 52-bit positions as NumPy's legacy sampler): layer
+    ``i`` accepts ``m w_i`` outright when the position ``m < k_i``, and ``f_i = exp(-x_i^2 /
+    2)`` bounds its wedge; layer 0 is the base strip with the tail beyond :data:`ZIGGURAT_R`."""
     scale = 2.0**52
-    k, w, f = np.zeros(256, np.uint64), np.zeros(256), np.zeros(256)
+    k, w, f = np.zeros(256, np.int64), np.zeros(256), np.zeros(256)
     x = previous = ZIGGURAT_R
     base = _ZIGGURAT_AREA / math.exp(-0.5 * x * x)  # width of the base strip
-    k[0], w[0], w[255] = np.uint64(x / base * scale), base / scale, x / scale
+    k[0], w[0], w[255] = int(x / base * scale), base / scale, x / scale
     f[0], f[255] = 1.0, math.exp(-0.5 * x * x)
     for i in range(254, 0, -1):
         x = math.sqrt(-2.0 * math.log(_ZIGGURAT_AREA / x + math.exp(-0.5 * x * x)))
-        k[i + 1] = np.uint64(x / previous * scale)
+        k[i + 1] = int(x / previous * scale)
         previous = x
         f[i], w[i] = math.exp(-0.5 * x * x), x / scale
     return k, w, f
 
 
+_K, _W, _F = ziggurat_tables()  # globals: compiled in as constants, never passed as arrays
+
+
 @compiled.jit
 def _uniform(bits):
-    return np.float64(bits >> np.uint64(11)) * 2.0**-53  # [0, 1)
+    return np.float64(np.int64(bits >> np.uint64(11))) * 2.0**-53  # [0, 1)
 
 
 @compiled.jit
-def normal(word, k, w, f):
-    """A standard normal from the 64-bit ``word``: ziggurat on ``mix(word)`` (8 bits of layer,
-    1 of sign, 52 of position); a rejection (about 1 in 100) draws on with further words
-    ``mix(previous + GOLDEN)``, its own chain, as the tail of Marsaglia (1964) does."""
+def accepted_normal(word):
+    """:func:`normal` of ``word`` where the ziggurat accepts its first draw outright (99 words
+    in 100), NaN where it does not: the fast path alone, with no call in it, for loops that
+    fill in the rare NaN with :func:`normal` afterwards. The sign multiplies, not branches (a
+    branch on a fair coin would be mispredicted every other draw); the tables are globals
+    (arrays passed as arguments would be reference-counted on every draw)."""
     bits = mix(word)
+    sign = 1.0 - 2.0 * np.float64(np.int64((bits >> np.uint64(8)) & np.uint64(1)))
+    layer, position = np.int64(bits & np.uint64(0xFF)), np.int64(bits >> np.uint64(12))
+    return sign * np.float64(position) * _W[layer] if position < _K[layer] else np.nan
+
+
+@compiled.jit
+def normal(word):
+    """A standard normal from the 64-bit ``word``: ziggurat on ``mix(word)`` (8 bits of layer,
+    1 of sign, 52 of position, as int64, whose conversion to float is one instruction)."""
+    value = accepted_normal(word)
+    if value == value:
+        return value
+    bits = mix(word)
+    sign = 1.0 - 2.0 * np.float64(np.int64((bits >> np.uint64(8)) & np.uint64(1)))
+    layer, position = np.int64(bits & np.uint64(0xFF)), np.int64(bits >> np.uint64(12))
+    return sign * _rejected(bits, layer, np.float64(position) * _W[layer])
+
+
+@compiled.jit
+def _rejected(bits, layer, x):
+    """The magnitude after the fast test failed (about 1 draw in 100): the wedge test, the
+    tail (Marsaglia 1964) or a fresh draw, each on further words ``mix(previous + GOLDEN)`` of
+    this draw's own chain. The sign drawn first stays: it is independent of the magnitude."""
     while True:
-        layer = bits & np.uint64(0xFF)
-        negative = (bits >> np.uint64(8)) & np.uint64(1)
-        position = bits >> np.uint64(12)  # 52 bits
-        x = np.float64(position) * w[layer]
-        if position < k[layer]:
-            return -x if negative else x
         bits = mix(bits + GOLDEN)
         if layer == 0:
             while True:
                 tail = -math.log1p(-_uniform(bits)) / ZIGGURAT_R
                 bits = mix(bits + GOLDEN)
                 height = -math.log1p(-_uniform(bits))
-                bits = mix(bits + GOLDEN)
                 if height + height > tail * tail:
-                    return -(ZIGGURAT_R + tail) if negative else ZIGGURAT_R + tail
-        if (f[layer - 1] - f[layer]) * _uniform(bits) + f[layer] < math.exp(-0.5 * x * x):
-            return -x if negative else x
+                    return ZIGGURAT_R + tail
+                bits = mix(bits + GOLDEN)
+        if (_F[layer - 1] - _F[layer]) * _uniform(bits) + _F[layer] < math.exp(-0.5 * x * x):
+            return x
         bits = mix(bits + GOLDEN)
+        layer, position = np.int64(bits & np.uint64(0xFF)), np.int64(bits >> np.uint64(12))
+        x = np.float64(position) * _W[layer]
+        if position < _K[layer]:
+            return x
 
 
 _step_with = compiled.jit(step_with)
-_TABLES = ziggurat_tables()
 SGD_RULE, ADAM_RULE, RMSPROP_RULE, ADAGRAD_RULE = RULE_ORDER = tuple(
     compiled.jit(rule) for rule in dict.fromkeys(RULES.values()))
 """The rules of :data:`sim.update_rules.RULES` compiled (module globals, so that the kernel that
@@ -129,14 +156,43 @@ def rule_code(optimizer: Optimizer) -> int:
     return [r.py_func for r in RULE_ORDER].index(RULES[optimizer])
 
 
+@functools.partial(compiled.jit, reassociate=True)
+def dot(a, b):
+    """``sum_d a_d b_d``, vectorised: the only reordered arithmetic of the kernel (as NumPy's
+    vectorised sums reorder theirs), where a sequential sum would wait on each addition."""
+    total = 0.0
+    for d in range(a.size):
+        total += a[d] * b[d]
+    return total
+
+
+@functools.partial(compiled.jit, reassociate=True)
+def _subtract_and_square(z, along, w):
+    """``z -= along w`` in place; returns the new ``z . z`` (one pass instead of two)."""
+    total = 0.0
+    for d in range(z.size):
+        z[d] -= along * w[d]
+        total += z[d] * z[d]
+    return total
+
+
+@compiled.jit
+def _angle(a, a_norm, b, b_norm):
+    """Angle between ``a`` and ``b`` (norms given), accurate for tiny angles, as
+    :func:`sim.sphere._angle`: ``2 atan2(|a^ - b^|, |a^ + b^|)``."""
+    apart, together = a / a_norm - b / b_norm, a / a_norm + b / b_norm
+    return 2.0 * math.atan2(math.sqrt(dot(apart, apart)), math.sqrt(dot(together, together)))
+
+
 @functools.cache
-def kernel():
-    """The compiled run (compiled on first use, then cached on disk):
-    ``kernel()(code, decoupled, w, first, second, step0, lr, factors, weight_decay, momentum,
+def kernel(code: int, decoupled: bool):
+    """The compiled run of the rule ``RULE_ORDER[code]`` (:func:`rule_code`) with decoupled or
+    coupled weight decay (compiled on first use, then cached on disk; both are constants of the
+    compiled code, so the rule's loop-invariant parts leave the coordinate loop):
+    ``kernel(code, decoupled)(w, first, second, step0, lr, factors, weight_decay, momentum,
     grad_norm, runs, betas_eps_alpha, renormalize, key, record_every, norm_sq, angle,
     direction)``.
 
-    ``code``: :func:`rule_code` of the optimizer; ``decoupled``: its weight decay is decoupled.
     ``w``, ``first``, ``second``: ``(vectors, dim)``, updated in place (``step0`` steps taken).
     ``lr``, ``weight_decay``, ``momentum``: ``(groups,)``, one per hyperparameter combination;
     vector ``v`` belongs to group ``v // runs``. ``grad_norm``: ``(1, groups)`` or ``(steps,
@@ -145,11 +201,9 @@ def kernel():
     ``w_k`` and ``w_{k+1}``) and, when ``direction`` has rows, ``direction[r, v] = w_k /
     ||w_k||``."""
     digest = RULES_DIGEST
-    k_table, w_table, f_table = _TABLES
 
-    def run(code, decoupled, w, first, second, step0, lr, factors, weight_decay, momentum,
-            grad_norm, runs, betas_eps_alpha, renormalize, key, record_every, norm_sq, angle,
-            direction):
+    def run(w, first, second, step0, lr, factors, weight_decay, momentum, grad_norm, runs,
+            betas_eps_alpha, renormalize, key, record_every, norm_sq, angle, direction):
         assert digest  # a closure constant: the cache key follows the rules' source
         vectors, dim = w.shape
         beta1, beta2, eps, rmsprop_alpha = betas_eps_alpha
@@ -158,51 +212,44 @@ def kernel():
         for v in prange(vectors):
             group = v // runs
             wv, fv, sv = w[v], first[v], second[v]
-            z, nxt = np.empty(dim), np.empty(dim)
-            norm2 = 0.0
-            for d in range(dim):
-                norm2 += wv[d] * wv[d]
+            z, before = np.empty(dim), np.empty(dim)
+            norm2 = dot(wv, wv)
             for k in range(factors.size):
                 norm = math.sqrt(norm2)
                 counter = (np.uint64(step0 + k) * np.uint64(vectors) + np.uint64(v)) \
                     * np.uint64(dim)
-                along = 0.0
                 for d in range(dim):
-                    z[d] = normal(key + (counter + np.uint64(d)) * GOLDEN, k_table, w_table,
-                                   f_table)
-                    along += z[d] * wv[d]
-                along /= norm2
-                tangent2 = 0.0
+                    z[d] = accepted_normal(key + (counter + np.uint64(d)) * GOLDEN)
                 for d in range(dim):
-                    z[d] -= along * wv[d]
-                    tangent2 += z[d] * z[d]
+                    if z[d] != z[d]:
+                        z[d] = normal(key + (counter + np.uint64(d)) * GOLDEN)
+                along = dot(z, wv) / norm2
                 # grad J(w_k) = (g_k / ||w_k||) u_k with u_k = z / ||z|| (001 Eq. 16 and 18)
-                scale = grad_norm[k if per_step else 0, group] / (norm * math.sqrt(tangent2))
+                tangent = math.sqrt(_subtract_and_square(z, along, wv))
+                scale = grad_norm[k if per_step else 0, group] / (norm * tangent)
                 hyper = Hyper(lr[group] * factors[k], weight_decay[group], momentum[group],
                               beta1, beta2, eps, rmsprop_alpha)
-                next2 = 0.0
+                # a float, as Python's float ** int is pow(float, float): the bias corrections
+                # are the NumPy engine's pow(), and, loop-invariant, computed once per step
+                steps_taken = np.float64(step0 + k)
+                record = k % record_every == 0
+                if record:
+                    before[:] = wv
+                # in place and without a reduction: the loop vectorises
                 for d in range(dim):
-                    nxt[d], state = _step(code, decoupled,
-                                          OptimizerState(step0 + k, fv[d], sv[d]), wv[d],
-                                          scale * z[d], hyper)
+                    wv[d], state = _step(code, decoupled,
+                                         OptimizerState(steps_taken, fv[d], sv[d]), wv[d],
+                                         scale * z[d], hyper)
                     fv[d], sv[d] = state.first, state.second
-                    next2 += nxt[d] * nxt[d]
-                next_norm = math.sqrt(next2)
-                if k % record_every == 0:
+                norm2 = dot(wv, wv)
+                if record:
                     row = k // record_every
-                    norm_sq[row, v] = norm2
-                    apart, together = 0.0, 0.0
-                    for d in range(dim):
-                        a, b = wv[d] / norm, nxt[d] / next_norm
-                        apart += (a - b) * (a - b)
-                        together += (a + b) * (a + b)
-                        if keep:
-                            direction[row, v, d] = a
-                    # accurate for tiny angles, as sim.sphere's angle
-                    angle[row, v] = 2.0 * math.atan2(math.sqrt(apart), math.sqrt(together))
-                norm2 = 0.0
-                for d in range(dim):
-                    wv[d] = nxt[d] / next_norm if renormalize else nxt[d]
-                    norm2 += wv[d] * wv[d]
+                    norm_sq[row, v] = norm * norm
+                    angle[row, v] = _angle(before, norm, wv, math.sqrt(norm2))
+                    if keep:
+                        direction[row, v] = before / norm
+                if renormalize:
+                    wv /= math.sqrt(norm2)
+                    norm2 = dot(wv, wv)
 
     return compiled.jit(run, parallel=True, cache=True)
