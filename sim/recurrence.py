@@ -102,7 +102,7 @@ def run_recurrence(spec: SimulationSpec, memory_limit: float = MEMORY_LIMIT_BYTE
     check_memory(footprint(spec.shape), steps=spec.steps, record_every=spec.record_every,
                  limit=memory_limit)
     records = spec.record_steps
-    x = np.broadcast_to(spec.init_norm**2, spec.shape).astype(np.float64)  # (*shape)
+    x = np.array(np.broadcast_to(spec.init_norm**2, spec.shape), dtype=np.float64, order="C")
     norm_sq = np.empty((len(records), *spec.shape))
     if spec.renormalize:  # x_0 as given, then 1 after every step
         norm_sq[...] = 1.0
