@@ -16,9 +16,11 @@ Sphere engine (Adam, 256 runs x dim 512, 2000 steps): the compiled kernel, the N
 the torch implementation on the CPU (the slower two on a tenth of the steps: throughput does not
 depend on the number of steps). Then the time to draw and to write every figure.
 
-Rates are element-steps (recurrence) or coordinate-steps (sphere) per second of wall time; a
-ratio is the engine's rate over the row's. The machine's load average is printed with them:
-on a shared machine the engine's threads may not get every core.
+Rates are element-steps (recurrence) or coordinate-steps (sphere) per second of wall time, and
+per second of CPU time of this process (all its threads: the rate of one busy core); a ratio is
+the engine's wall rate over the row's. The machine's load average is printed with them: on a
+shared machine the engine's threads may not get every core, and the CPU-time rate times the
+cores is what an idle machine would give a loop that scales over them.
 """
 
 from __future__ import annotations
@@ -53,15 +55,19 @@ void iterate(double *x, const double *c_pos, const double *c_neg, long n, long s
 """
 
 
-def _median_rate(work: float, fn: Callable[[], object], repeat: int) -> tuple[float, float]:
-    """(median of ``work / seconds`` over ``repeat`` calls, median seconds)."""
-    seconds = []
+Row = tuple[str, float, float, float]  # name, wall rate, seconds, CPU-time rate
+
+
+def _median_rate(work: float, fn: Callable[[], object], repeat: int) -> tuple[float, float, float]:
+    """Medians over ``repeat`` calls: ``work`` per wall second, wall seconds, ``work`` per
+    second of this process's CPU time."""
+    wall, cpu = [], []
     for _ in range(repeat):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         fn()
-        seconds.append(time.perf_counter() - start)
-    median = statistics.median(seconds)
-    return work / median, median
+        wall.append(time.perf_counter() - start)
+        cpu.append(time.process_time() - start_cpu)
+    return work / statistics.median(wall), statistics.median(wall), work / statistics.median(cpu)
 
 
 def _grid(side: int) -> tuple[np.ndarray, np.ndarray]:
@@ -86,7 +92,7 @@ def _without_fast_path(fn: Callable[[], object]) -> Callable[[], object]:
     return run
 
 
-def recurrence_rows(side: int, steps: int, repeat: int) -> list[tuple[str, float, float]]:
+def recurrence_rows(side: int, steps: int, repeat: int) -> list[Row]:
     lr, wd = _grid(side)
     every = max(steps // 10, 1)
 
@@ -94,13 +100,10 @@ def recurrence_rows(side: int, steps: int, repeat: int) -> list[tuple[str, float
         return sim.simulate("sgd", lr=lr, weight_decay=wd, steps=steps, record_every=every)
 
     work = side * side * steps
-    start = time.perf_counter()
-    engine()
-    first = time.perf_counter() - start
-    rows = [(f"engine, {side}x{side} grid x {steps} steps, record_every={every}",
-             *_median_rate(work, engine, repeat)),
-            ("  first call in this process (import, compile or cache load, run)", work / first,
-             first)]
+    rows = [("  first call in this process (import, compile or cache load, run)",
+             *_median_rate(work, engine, 1))]
+    rows.insert(0, (f"engine, {side}x{side} grid x {steps} steps, record_every={every}",
+                    *_median_rate(work, engine, repeat)))
     if compiled.available():
         rows.append(("engine with its fast path off (the NumPy loop)",
                      *_median_rate(work, _without_fast_path(engine), 1)))
@@ -136,10 +139,10 @@ def recurrence_rows(side: int, steps: int, repeat: int) -> list[tuple[str, float
 
 
 def _c_rows(c_pos: np.ndarray, c_neg: np.ndarray, steps: int,
-            repeat: int) -> list[tuple[str, float, float]]:
+            repeat: int) -> list[Row]:
     compiler = shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc")
     if compiler is None:
-        return [("C loop: no C compiler found, not measured", float("nan"), float("nan"))]
+        return [("C loop: no C compiler found, not measured", *(float("nan"),) * 3)]
     rows = []
     with tempfile.TemporaryDirectory() as folder:
         source = os.path.join(folder, "loop.c")
@@ -151,7 +154,7 @@ def _c_rows(c_pos: np.ndarray, c_neg: np.ndarray, steps: int,
                                     "-ffp-contract=off", "-shared", "-fPIC", *flags, source,
                                     "-o", library], capture_output=True, text=True)
             if built.returncode != 0:
-                rows.append((f"C loop, {label}: build failed", float("nan"), float("nan")))
+                rows.append((f"C loop, {label}: build failed", *(float("nan"),) * 3))
                 continue
             loop = ctypes.CDLL(library).iterate
             pointer = ctypes.POINTER(ctypes.c_double)
@@ -167,14 +170,15 @@ def _c_rows(c_pos: np.ndarray, c_neg: np.ndarray, steps: int,
     return rows
 
 
-def sphere_rows(runs: int, dim: int, steps: int, repeat: int) -> list[tuple[str, float, float]]:
+def sphere_rows(runs: int, dim: int, steps: int, repeat: int) -> list[Row]:
     def simulate(steps: int, device: str | None = None) -> Callable[[], object]:
         return lambda: sim.simulate("adam", lr=1e-3, weight_decay=0.1, steps=steps,
                                     engine="sphere", dim=dim, runs=runs, record_every=100,
                                     device=device)
 
     short = max(steps // 10, 1)
-    simulate(2)()  # compile or load the kernel before timing
+    simulate(2)()  # compile or load the kernel, and start torch, before timing
+    simulate(2, "cpu")()
     rows = [(f"sphere engine, Adam, {runs} runs x dim {dim} x {steps} steps"
              + ("" if compiled.available() else " (no numba: NumPy)"),
              *_median_rate(runs * dim * steps, simulate(steps), repeat))]
@@ -186,12 +190,13 @@ def sphere_rows(runs: int, dim: int, steps: int, repeat: int) -> list[tuple[str,
     return rows
 
 
-def _print(title: str, unit: str, rows: list[tuple[str, float, float]]) -> None:
+def _print(title: str, unit: str, rows: list[Row]) -> None:
     engine_rate = rows[0][1]
-    print(f"\n{title}\n{'':70s} {'seconds':>8s} {unit + '/s':>22s} {'engine / row':>12s}")
-    for name, rate, seconds in rows:
+    print(f"\n{title} ({unit} per second)\n{'':68s} {'seconds':>8s} {'wall rate':>10s} "
+          f"{'CPU rate':>10s} {'engine/row':>10s}")
+    for name, rate, seconds, cpu_rate in rows:
         ratio = engine_rate / rate if rate == rate else float("nan")
-        print(f"{name:70s} {seconds:8.2f} {rate:22.3g} {ratio:12.3g}")
+        print(f"{name:68s} {seconds:8.2f} {rate:10.3g} {cpu_rate:10.3g} {ratio:10.3g}")
 
 
 def main() -> None:

@@ -225,13 +225,16 @@ def kernel(code: int, decoupled: bool):
             norm2 = dot(wv, wv)
             for k in range(factors.size):
                 norm = math.sqrt(norm2)
-                counter = (np.uint64(step0 + k) * np.uint64(vectors) + np.uint64(v)) \
-                    * np.uint64(dim)
+                # draw d of this step and vector: the word key + (first + d) GOLDEN
+                first_word = key + (np.uint64(step0 + k) * np.uint64(vectors) + np.uint64(v)) \
+                    * np.uint64(dim) * GOLDEN
+                word = first_word
                 for d in range(dim):
-                    z[d] = accepted_normal(key + (counter + np.uint64(d)) * GOLDEN)
+                    z[d] = accepted_normal(word)
+                    word += GOLDEN
                 for d in range(dim):
                     if z[d] != z[d]:
-                        z[d] = normal(key + (counter + np.uint64(d)) * GOLDEN)
+                        z[d] = normal(first_word + np.uint64(d) * GOLDEN)
                 along = dot(z, wv) / norm2
                 # grad J(w_k) = (g_k / ||w_k||) u_k with u_k = z / ||z|| (001 Eq. 16 and 18)
                 tangent = math.sqrt(_subtract_and_square(z, along, wv))
