@@ -34,10 +34,13 @@ from __future__ import annotations
 
 import functools
 import os
+import threading
 from collections.abc import Callable
 from typing import Any
 
 DISABLE_VARIABLE = "SCALEWISE_NO_COMPILE"
+
+_LAUNCH = threading.Lock()
 
 
 @functools.cache
@@ -62,3 +65,12 @@ def jit(fn: Callable[..., Any], *, parallel: bool = False, cache: bool = False,
     allows reordering sums only (what NumPy's own vectorised sums do), for reductions."""
     return _numba().njit(fn, parallel=parallel, cache=cache, nogil=True, error_model="numpy",
                          fastmath={"reassoc"} if reassociate else False)
+
+
+def launch(kernel: Any, *args: Any) -> Any:
+    """``kernel(*args)`` for a parallel kernel, one launch at a time in this process: numba's
+    fallback threading layer (workqueue, where neither OpenMP nor TBB is found) aborts the
+    process on launches from two Python threads at once (a Streamlit server runs a thread per
+    session), and a kernel uses every core anyway, so waiting costs nothing."""
+    with _LAUNCH:
+        return kernel(*args)

@@ -161,8 +161,8 @@ def _iterate_compiled(spec: SimulationSpec, x: np.ndarray, norm_sq: np.ndarray) 
                                                              shape)).reshape(len(ks), -1)
                         for _, term in _NORM_SQ_TERMS)
         steps = spec.steps if spec.has_static_coefficients else len(ks)
-        recurrence_kernel.iterate(flat_x, c_pos, c_neg, steps, int(ks[0]), spec.record_every,
-                                  flat_records)
+        compiled.launch(recurrence_kernel.iterate, flat_x, c_pos, c_neg, steps, int(ks[0]),
+                        spec.record_every, flat_records)
 
 
 def effective_damping(norm_sq: np.ndarray, damping: float) -> np.ndarray:

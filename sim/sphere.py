@@ -190,12 +190,12 @@ def _run_compiled(spec: SimulationSpec, w: np.ndarray, state: OptimizerState,
     records = len(spec.record_steps)
     norm_sq, angle = np.empty((records, groups * runs)), np.empty((records, groups * runs))
     direction = np.empty((records if keep_direction else 0, groups * runs, dim))
-    run = sphere_kernel.kernel(sphere_kernel.rule_code(spec.optimizer),
-                               spec.optimizer.properties.decay is Decay.DECOUPLED)
-    run(*flat, state.step, lr,
-        copy(spec.lr_factors, (spec.steps,))[:, 0], weight_decay, momentum, g, runs,
-        (*spec.betas, spec.eps, spec.rmsprop_alpha), spec.renormalize,
-        rng.integers(2**64, dtype=np.uint64), spec.record_every, norm_sq, angle, direction)
+    kernel = sphere_kernel.kernel(sphere_kernel.rule_code(spec.optimizer),
+                                  spec.optimizer.properties.decay is Decay.DECOUPLED)
+    compiled.launch(kernel, *flat, state.step, lr, copy(spec.lr_factors, (spec.steps,))[:, 0],
+                    weight_decay, momentum, g, runs, (*spec.betas, spec.eps, spec.rmsprop_alpha),
+                    spec.renormalize, rng.integers(2**64, dtype=np.uint64), spec.record_every,
+                    norm_sq, angle, direction)
     out_shape = (records, *spec.shape, runs)
     recorded = {"norm_sq": norm_sq.reshape(out_shape), "angular_update": angle.reshape(out_shape)}
     return (recorded, direction.reshape(*out_shape, dim) if keep_direction else None,

@@ -231,6 +231,19 @@ def test_compiled_sphere_does_not_depend_on_the_number_of_threads() -> None:
     np.testing.assert_array_equal(sim.simulate("adamw", **kwargs).norm_sq, one.norm_sq)
 
 
+def test_simulations_from_several_threads_equal_the_sequential_ones() -> None:
+    """A server runs a thread per session: launches wait for each other, results unchanged."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    calls = [dict(optimizer="sgd", lr=np.geomspace(0.01, 1, 50), weight_decay=0.01, steps=400),
+             dict(optimizer="adam", lr=1e-3, weight_decay=0.1, steps=100, engine="sphere",
+                  dim=32, runs=8, seed=1)] * 3
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        together = list(pool.map(lambda kw: sim.simulate(**kw), calls))
+    for kw, t in zip(calls, together):
+        np.testing.assert_array_equal(t.norm_sq, sim.simulate(**kw).norm_sq)
+
+
 # ------------------------------------------------------------------------------ sphere: agreement
 
 
