@@ -5,6 +5,9 @@ is allowed, in one format, before any work or allocation::
 
     lr = -1.0 is invalid; allowed: a finite number > 0
 
+A request too large for the memory it may use is refused the same way, as a ``MemoryError``
+(:func:`too_large`), before anything is allocated.
+
 Configs name a field by its dotted path (``optimizer.lr``); functions by the argument's name.
 The decay rule of 001 Eq. (22) -- a step multiplies ``w`` by ``1 - lr weight_decay``, which must
 stay positive -- is :func:`decay_factor`, used wherever a decay shrinks the weights.
@@ -28,7 +31,17 @@ import numpy as np
 
 def fail(name: str, value: Any, allowed: str) -> NoReturn:
     """Raise the one error of this module: ``{name} = {value!r} is invalid; allowed: ...``."""
-    raise ValueError(f"{name} = {_shown(value)} is invalid; allowed: {allowed}")
+    raise ValueError(_message(name, value, allowed))
+
+
+def too_large(name: str, value: Any, allowed: str) -> NoReturn:
+    """:func:`fail` for a request that would not fit in memory: a ``MemoryError`` in the same
+    format, raised before the allocation it prevents."""
+    raise MemoryError(_message(name, value, allowed))
+
+
+def _message(name: str, value: Any, allowed: str) -> str:
+    return f"{name} = {_shown(value)} is invalid; allowed: {allowed}"
 
 
 def _shown(value: Any) -> str:

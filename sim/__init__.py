@@ -9,6 +9,10 @@ tangential energies of momentum and adaptive updates, :func:`exponential_lr_pair
 weight decay as an exponential learning-rate schedule; :mod:`scalewise.figures` draws the notes'
 figures from them.
 
+Both engines have a compiled fast path where numba is installed (:mod:`sim.compiled` says why
+numba and what it costs; without it, the same calls run in NumPy), and the sphere engine runs in
+torch on any device given as ``device=`` (``"cuda"``).
+
 >>> from scalewise import sim
 >>> t = sim.simulate("sgd", lr=[0.1, 1.0], steps=100)
 >>> t.norm_sq.shape

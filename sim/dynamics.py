@@ -3,13 +3,14 @@ grids) and :func:`drive` (measured gradient norms in, predicted weight norms out
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from scalewise import checks
-from scalewise.sim.recurrence import run_recurrence
+from scalewise.sim import recurrence, sphere
 from scalewise.sim.schedules import ScheduleLike
-from scalewise.sim.spec import MEMORY_LIMIT_BYTES, SimulationSpec, make_spec
-from scalewise.sim.sphere import GradientFn, run_sphere
+from scalewise.sim.spec import MEMORY_LIMIT_BYTES, make_spec
+from scalewise.sim.sphere import GradientFn
 from scalewise.sim.trajectory import Trajectory
 from scalewise.vocabulary import Optimizer
 
@@ -38,6 +39,7 @@ def simulate(
     record_every: int = 1,
     keep_direction: bool = False,
     memory_limit: float = MEMORY_LIMIT_BYTES,
+    device: str | None = None,
 ) -> Trajectory:
     """Simulate the weight norm, effective learning rate and angular update of a scale-invariant
     weight vector trained by ``optimizer`` (001 Sec. 4.3 and 5.1).
@@ -56,7 +58,11 @@ def simulate(
     is exact (SGD without ``loss_gradient`` or ``keep_direction``), the sphere otherwise.
     ``renormalize``: rescale ``w`` to unit norm after every step (the effective LR is then lr).
     ``record_every``: record steps ``0, r, 2r, ...`` only. ``keep_direction``: also record
-    ``w / ||w||`` (sphere engine). ``memory_limit``: bytes the call may allocate.
+    ``w / ||w||`` (sphere engine). ``memory_limit``: bytes the call may allocate; a larger run
+    is refused before anything is allocated (MemoryError naming what to change).
+    ``device``: where the sphere engine runs: ``None`` on this CPU (compiled where numba is
+    installed, else NumPy; see :mod:`sim.sphere`), a torch device (``"cuda"``, ``"cuda:1"``,
+    ``"cpu"``) with torch there. The recurrence engine runs on the CPU whatever ``device``.
 
     Returns a :class:`~sim.trajectory.Trajectory` (array layout documented there).
 
@@ -64,14 +70,13 @@ def simulate(
     >>> round(float(t.effective_lr[-1]), 4)
     0.0447
     """
-    spec = make_spec(
-        optimizer, lr=lr, weight_decay=weight_decay, steps=steps, grad_norm=grad_norm,
-        grad_norm_per_step=False, init_norm=init_norm, momentum=momentum, betas=betas, eps=eps,
-        rmsprop_alpha=rmsprop_alpha, schedule=schedule, record_every=record_every,
-        renormalize=renormalize,
-    )
-    return _run(spec, engine=engine, dim=dim, runs=runs, seed=seed, loss_gradient=loss_gradient,
-                keep_direction=keep_direction, memory_limit=memory_limit)
+    return _run(
+        dict(optimizer=optimizer, lr=lr, weight_decay=weight_decay, steps=steps,
+             grad_norm=grad_norm, grad_norm_per_step=False, init_norm=init_norm,
+             momentum=momentum, betas=betas, eps=eps, rmsprop_alpha=rmsprop_alpha,
+             schedule=schedule, record_every=record_every, renormalize=renormalize),
+        engine=engine, dim=dim, runs=runs, seed=seed, loss_gradient=loss_gradient,
+        keep_direction=keep_direction, memory_limit=memory_limit, device=device)
 
 
 def drive(
@@ -91,6 +96,7 @@ def drive(
     seed: int = 0,
     record_every: int = 1,
     memory_limit: float = MEMORY_LIMIT_BYTES,
+    device: str | None = None,
 ) -> Trajectory:
     """Predict ``||w_k||^2`` and the effective learning rate from measured gradient norms.
 
@@ -105,39 +111,46 @@ def drive(
     sphere engine's, with ``runs`` vectors of dimension ``dim`` driven by random tangent
     directions of the measured norms: the same mean-field model, with gradients independent
     across steps, as theory's equilibria. Average over runs with ``trajectory.run_mean``.
+    ``memory_limit`` and ``device`` as in :func:`simulate`.
     """
     norms = checks.nonnegative("grad_norms", grad_norms)  # 0: a unit with no gradient
     if norms.ndim == 0:
         checks.fail("grad_norms", grad_norms, "an array of shape (steps, *shape)")
-    spec = make_spec(
-        optimizer, lr=lr, weight_decay=weight_decay, steps=norms.shape[0], grad_norm=norms,
-        grad_norm_per_step=True, init_norm=init_norm, momentum=momentum, betas=betas, eps=eps,
-        rmsprop_alpha=rmsprop_alpha, schedule=schedule, record_every=record_every,
-        renormalize=False,
-    )
-    return _run(spec, engine="auto", dim=dim, runs=runs, seed=seed, loss_gradient=None,
-                keep_direction=False, memory_limit=memory_limit)
+    return _run(
+        dict(optimizer=optimizer, lr=lr, weight_decay=weight_decay, steps=norms.shape[0],
+             grad_norm=norms, grad_norm_per_step=True, init_norm=init_norm, momentum=momentum,
+             betas=betas, eps=eps, rmsprop_alpha=rmsprop_alpha, schedule=schedule,
+             record_every=record_every, renormalize=False),
+        engine="auto", dim=dim, runs=runs, seed=seed, loss_gradient=None, keep_direction=False,
+        memory_limit=memory_limit, device=device)
 
 
-def _run(spec: SimulationSpec, *, engine: str, dim: int | None, runs: int, seed: int,
-         loss_gradient: GradientFn | None, keep_direction: bool,
-         memory_limit: float) -> Trajectory:
+def _run(inputs: dict[str, Any], *, engine: str, dim: int | None, runs: int, seed: int,
+         loss_gradient: GradientFn | None, keep_direction: bool, memory_limit: float,
+         device: str | None) -> Trajectory:
+    """Choose the engine, check its arguments, make the spec (which refuses a run too large for
+    ``memory_limit`` before allocating) and run it."""
     if engine not in ENGINES:
         checks.one_of("engine", engine, ENGINES)
-    exact = spec.optimizer is Optimizer.SGD and loss_gradient is None and not keep_direction
+    optimizer = Optimizer.parse(inputs["optimizer"], simulated=True)
+    exact = optimizer is Optimizer.SGD and loss_gradient is None and not keep_direction
     if engine == "recurrence" and not exact:
         checks.fail("engine", engine, "'sphere' or 'auto' here: the recurrence is exact for "
                     "optimizer 'sgd' only, without loss_gradient or keep_direction, and this is "
-                    f"optimizer {spec.optimizer.value!r}")
+                    f"optimizer {optimizer.value!r}")
     if engine == "recurrence" or (engine == "auto" and exact):
-        return run_recurrence(spec, memory_limit)
+        spec = make_spec(**inputs, footprint=recurrence.footprint, memory_limit=memory_limit)
+        return recurrence.run_recurrence(spec, memory_limit)
     if dim is None:
         checks.fail("dim", dim, "an integer >= 2: the sphere engine, which simulates optimizer "
-                    f"{spec.optimizer.value!r}, needs the dimension of its vectors")
+                    f"{optimizer.value!r}, needs the dimension of its vectors")
     if loss_gradient is not None and not callable(loss_gradient):
         checks.fail("loss_gradient", loss_gradient, "a callable (unit vectors -> gradients) "
                     "or None")
-    return run_sphere(spec, dim=checks.integer("dim", dim, 2),
-                      runs=checks.integer("runs", runs, 1),
-                      seed=checks.integer("seed", seed, 0), loss_gradient=loss_gradient,
-                      keep_direction=keep_direction, memory_limit=memory_limit)
+    dim, runs = checks.integer("dim", dim, 2), checks.integer("runs", runs, 1)
+    footprint = functools.partial(sphere.footprint, runs=runs, dim=dim,
+                                  keep_direction=keep_direction)
+    spec = make_spec(**inputs, footprint=footprint, memory_limit=memory_limit)
+    return sphere.run_sphere(spec, dim=dim, runs=runs, seed=checks.integer("seed", seed, 0),
+                             loss_gradient=loss_gradient, keep_direction=keep_direction,
+                             memory_limit=memory_limit, device=device)

@@ -15,13 +15,14 @@ arithmetic and holds to rounding wherever the dynamics are stable.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
 
 from scalewise import checks
-from scalewise.sim.spec import MEMORY_LIMIT_BYTES, make_spec
-from scalewise.sim.sphere import GradientFn, random_unit_vectors, run_sphere
+from scalewise.sim.spec import make_spec
+from scalewise.sim.sphere import GradientFn, footprint, random_unit_vectors, run_sphere
 from scalewise.sim.trajectory import Trajectory
 from scalewise.sim.update_rules import OptimizerState
 from scalewise.theory import schedules as li_arora
@@ -47,10 +48,13 @@ def exponential_lr_pair(
     ``momentum`` are numbers; momentum needs ``lr wd <= (1 - sqrt(momentum))^2``."""
     parsed = checks.one_of("optimizer", Optimizer.parse(optimizer),
                            (Optimizer.SGD, Optimizer.SGDM))
+    dim, runs = checks.integer("dim", dim, 2), checks.integer("runs", runs, 1)
     k = np.arange(checks.integer("steps", steps, 1))
     common = dict(steps=steps, grad_norm=grad_norm, grad_norm_per_step=False,
                   init_norm=init_norm, momentum=momentum, betas=(0.9, 0.999), eps=1e-8,
-                  rmsprop_alpha=0.99, record_every=1, renormalize=False)
+                  rmsprop_alpha=0.99, record_every=1, renormalize=False,
+                  footprint=functools.partial(footprint, runs=runs, dim=dim,
+                                              keep_direction=True))
     decayed = make_spec(parsed, lr=lr, weight_decay=weight_decay, schedule=None, **common)
     if parsed is Optimizer.SGD:
         growing_lrs = li_arora.sgd_equivalent_lr(k, lr=lr, weight_decay=weight_decay)
@@ -58,14 +62,12 @@ def exponential_lr_pair(
         growing_lrs = li_arora.sgdm_equivalent_lr(k, lr=lr, weight_decay=weight_decay,
                                                   momentum=momentum)
     growing = make_spec(parsed, lr=1.0, weight_decay=0.0, schedule=growing_lrs, **common)
-    dim = checks.integer("dim", dim, 2)
     init_seed, noise_seed = np.random.SeedSequence(checks.integer("seed", seed, 0)).spawn(2)
-    w0 = init_norm * random_unit_vectors(np.random.default_rng(init_seed),
-                                         (checks.integer("runs", runs, 1), dim))
+    w0 = init_norm * random_unit_vectors(np.random.default_rng(init_seed), (runs, dim))
     buffer0 = (np.zeros_like(w0) if parsed is Optimizer.SGD else li_arora.sgdm_equivalent_state(
         w0, np.zeros_like(w0), 0, lr=lr, weight_decay=weight_decay, momentum=momentum)[1])
     run = dict(dim=dim, runs=runs, seed=noise_seed.generate_state(1)[0].item(),
-               loss_gradient=loss_gradient, keep_direction=True, memory_limit=MEMORY_LIMIT_BYTES)
+               loss_gradient=loss_gradient, keep_direction=True)
     zeros = np.zeros_like(w0)
     return (
         run_sphere(decayed, initial=(w0, OptimizerState(0, zeros, zeros)), **run),

@@ -7,8 +7,16 @@ taken from theory and split into powers of ``x``::
 
     x_{k+1} = c_1(alpha_k, lam, g_k) x_k + c_{-1}(alpha_k, lam, g_k) / x_k
 
-with each coefficient lambdified once; the loop then costs three in-place array operations per
-step (the coefficients are recomputed only when the learning rate or gradient norm changes).
+with each coefficient lambdified once. Two loops iterate it, with the same coefficients and the
+same operations in the same order, so their results are equal to the last bit:
+
+* the compiled loop (:mod:`sim.recurrence_kernel`, where numba is installed: see
+  :mod:`sim.compiled` for why numba), which holds each chunk of the grid in the L1 cache through
+  all its steps and splits the chunks over the cores; the coefficients are computed once when
+  they are constant, else for blocks of steps (:data:`COEFFICIENT_BLOCK_BYTES`);
+* the NumPy loop, three in-place array operations per step (the coefficients recomputed only
+  when the learning rate or gradient norm changes), where numba is absent or disabled.
+
 With per-step renormalisation (001 Sec. 4.3: rescale ``w`` to unit norm after every step) the
 recurrence is ``x_{k+1} = 1`` and the effective learning rate equals the learning rate.
 """
@@ -21,7 +29,8 @@ import numpy as np
 import sympy as sp
 
 from scalewise import checks
-from scalewise.sim.spec import SimulationSpec, check_memory
+from scalewise.sim import compiled
+from scalewise.sim.spec import MEMORY_LIMIT_BYTES, Footprint, SimulationSpec, check_memory
 from scalewise.sim.trajectory import Trajectory
 from scalewise.theory import equilibrium as eq
 from scalewise.theory import kfac
@@ -48,6 +57,24 @@ _NORM_SQ_TERMS: tuple[tuple[int, Callable[..., np.ndarray]], ...] = tuple(
 )
 
 
+_COMPILED_FORM = tuple(p for p, _ in _NORM_SQ_TERMS) == (-1, 1)
+"""The compiled loop iterates ``c_{-1} / x + c_1 x``: it runs while theory's step has exactly
+these two terms (else the NumPy loop, which takes any powers, runs)."""
+
+COEFFICIENT_BLOCK_BYTES = 64 * 2**20
+"""Memory for the coefficients of a block of steps when they change from step to step."""
+
+
+def footprint(shape: tuple[int, ...]) -> Footprint:
+    """Bytes of a run on the hyperparameter ``shape``: the state, its scratch and the
+    coefficients (eight arrays of the grid, or the coefficient block), the per-step change
+    marks, and per record ``norm_sq``, ``effective_lr``, ``angular_update`` and two temporaries
+    of the angle."""
+    size = float(np.prod(shape))
+    return Footprint(fixed=8 * 8 * size + COEFFICIENT_BLOCK_BYTES, per_step=3 * 8.0,
+                     per_record=5 * 8 * size)
+
+
 def _coefficients(spec: SimulationSpec, k: int) -> list[np.ndarray]:
     args = (spec.lr_at(k), spec.weight_decay, spec.grad_norm_at(k))
     return [np.broadcast_to(term(*args), spec.shape) for _, term in _NORM_SQ_TERMS]
@@ -69,14 +96,36 @@ def _step_norm_sq(x: np.ndarray, coefficients: list[np.ndarray], out: np.ndarray
             np.add(out, term, out=out)
 
 
-def run_recurrence(spec: SimulationSpec, memory_limit: float) -> Trajectory:
-    """Iterate the SGD norm recurrence for every hyperparameter combination of ``spec``."""
+def run_recurrence(spec: SimulationSpec, memory_limit: float = MEMORY_LIMIT_BYTES) -> Trajectory:
+    """Iterate the SGD norm recurrence for every hyperparameter combination of ``spec``; a run
+    over ``memory_limit`` bytes (:func:`footprint`) is refused before allocating."""
+    check_memory(footprint(spec.shape), steps=spec.steps, record_every=spec.record_every,
+                 limit=memory_limit)
     records = spec.record_steps
-    size = int(np.prod(spec.shape))
-    check_memory(8.0 * size * (3 * len(records) + 6), memory_limit)
-    x = np.broadcast_to(spec.init_norm**2, spec.shape).astype(np.float64)  # (*shape)
-    out, term = np.empty_like(x), np.empty_like(x)
+    x = np.array(np.broadcast_to(spec.init_norm**2, spec.shape), dtype=np.float64, order="C")
     norm_sq = np.empty((len(records), *spec.shape))
+    if spec.renormalize:  # x_0 as given, then 1 after every step
+        norm_sq[...] = 1.0
+        norm_sq[0] = x
+        x = np.ones_like(x)
+    elif compiled.available() and _COMPILED_FORM:
+        _iterate_compiled(spec, x, norm_sq)
+    else:
+        x = _iterate_numpy(spec, x, norm_sq)
+    lr = spec.lr_at_steps(records)  # (records, *shape) after broadcasting
+    g = spec.grad_norm_at_steps(records)
+    return Trajectory(
+        spec=spec, engine="recurrence", dim=None, runs=1, seed=0, step=records, norm_sq=norm_sq,
+        effective_lr=np.broadcast_to(eq.effective_lr(norm_sq, lr), norm_sq.shape),
+        angular_update=np.broadcast_to(eq.angular_update(norm_sq, lr, spec.weight_decay, g),
+                                       norm_sq.shape),
+        final_norm_sq=x,
+    )
+
+
+def _iterate_numpy(spec: SimulationSpec, x: np.ndarray, norm_sq: np.ndarray) -> np.ndarray:
+    """The NumPy loop: ``x`` after ``spec.steps`` steps; records into ``norm_sq``."""
+    out, term = np.empty_like(x), np.empty_like(x)
     coefficients = _coefficients(spec, 0)
     # coefficients change only where the learning rate or the gradient norm does
     changes = np.flatnonzero(np.diff(spec.lr_factors)) + 1
@@ -86,22 +135,34 @@ def run_recurrence(spec: SimulationSpec, memory_limit: float) -> Trajectory:
     for k in range(spec.steps):
         if k % spec.record_every == 0:
             norm_sq[k // spec.record_every] = x
-        if spec.renormalize:
-            x.fill(1.0)
-            continue
         if refresh[k]:
             coefficients = _coefficients(spec, k)
         _step_norm_sq(x, coefficients, out, term)
         x, out = out, x
-    lr = spec.lr_at_steps(records)  # (records, *shape) after broadcasting
-    g = spec.grad_norm[records] if spec.grad_norm_per_step else spec.grad_norm
-    return Trajectory(
-        spec=spec, engine="recurrence", dim=None, runs=1, seed=0, step=records, norm_sq=norm_sq,
-        effective_lr=np.broadcast_to(eq.effective_lr(norm_sq, lr), norm_sq.shape),
-        angular_update=np.broadcast_to(eq.angular_update(norm_sq, lr, spec.weight_decay, g),
-                                       norm_sq.shape),
-        final_norm_sq=x,
-    )
+    return x
+
+
+def _iterate_compiled(spec: SimulationSpec, x: np.ndarray, norm_sq: np.ndarray) -> None:
+    """The compiled loop on ``x`` in place, with the NumPy loop's coefficients: computed once
+    when constant, else for blocks of steps at a time (the same values, elementwise)."""
+    from scalewise.sim import recurrence_kernel
+
+    flat_x, flat_records = x.reshape(-1), norm_sq.reshape(len(norm_sq), -1)
+    if spec.has_static_coefficients:
+        blocks = [np.arange(1)]
+    else:
+        per_block = max(1, COEFFICIENT_BLOCK_BYTES // (16 * flat_x.size))
+        blocks = [np.arange(k, min(k + per_block, spec.steps))
+                  for k in range(0, spec.steps, per_block)]
+    for ks in blocks:
+        args = (spec.lr_at_steps(ks), spec.weight_decay, spec.grad_norm_at_steps(ks))
+        shape = (len(ks), *spec.shape)
+        c_neg, c_pos = (np.ascontiguousarray(np.broadcast_to(term(*args),
+                                                             shape)).reshape(len(ks), -1)
+                        for _, term in _NORM_SQ_TERMS)
+        steps = spec.steps if spec.has_static_coefficients else len(ks)
+        compiled.launch(recurrence_kernel.iterate, flat_x, c_pos, c_neg, steps, int(ks[0]),
+                        spec.record_every, flat_records)
 
 
 def effective_damping(norm_sq: np.ndarray, damping: float) -> np.ndarray:

@@ -13,19 +13,36 @@ independent run. Each step the gradient is tangent to the sphere through ``w`` a
 
 The optimizer step is :func:`sim.update_rules.update` (``torch.optim``'s rules). It is the ground
 truth for optimizers whose norm dynamics do not close as a scalar recurrence.
+
+Three implementations run it, chosen by :func:`run_sphere`:
+
+* compiled (:mod:`sim.sphere_kernel`), the default where numba is installed, for noise-driven
+  runs: every vector runs all its steps in the cache, vectors split over the cores; its noise is
+  counter-based, so its random stream is its own;
+* NumPy (this module), for loss-driven runs and where numba is absent or disabled: whole arrays
+  per step, noise from ``numpy.random.default_rng(seed)``;
+* torch (:mod:`sim.sphere_torch`) on any torch device given as ``device`` (``"cuda"``), noise
+  from a ``torch.Generator`` seeded from ``seed``.
+
+All three start from the same initial directions (drawn by NumPy from ``seed``) and apply the
+same rules; their noise streams differ, so they agree in distribution (tested against each other
+and against theory), not draw by draw.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import numpy as np
 
 from scalewise import checks
+from scalewise.sim import compiled
 from scalewise.sim.effective import effective_lr
-from scalewise.sim.spec import SimulationSpec, check_memory
+from scalewise.sim.spec import MEMORY_LIMIT_BYTES, Footprint, SimulationSpec, check_memory
 from scalewise.sim.trajectory import Trajectory
 from scalewise.sim.update_rules import Hyper, OptimizerState, init_state, update
+from scalewise.vocabulary import Decay
 
 GradientFn = Callable[[np.ndarray], np.ndarray]
 
@@ -74,28 +91,65 @@ def _angle(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return 2 * np.arctan2(_norm(a_hat - b_hat)[..., 0], _norm(a_hat + b_hat)[..., 0])
 
 
+def footprint(shape: tuple[int, ...], *, runs: int, dim: int,
+              keep_direction: bool) -> Footprint:
+    """Bytes of a run on the hyperparameter ``shape``: about ten arrays of the weights' size
+    (``w``, the optimizer state, the gradient and the NumPy engine's temporaries), and per
+    record ``norm_sq``, ``effective_lr``, ``angular_update`` and a temporary (plus
+    ``direction``, ``dim`` floats per vector, when kept)."""
+    vectors = float(np.prod(shape)) * runs
+    return Footprint(fixed=8 * 10 * vectors * dim, per_step=0.0,
+                     per_record=8 * vectors * (4 + keep_direction * dim))
+
+
 def run_sphere(spec: SimulationSpec, *, dim: int, runs: int, seed: int,
                loss_gradient: GradientFn | None, keep_direction: bool,
-               memory_limit: float,
-               initial: tuple[np.ndarray, OptimizerState] | None = None) -> Trajectory:
+               memory_limit: float = MEMORY_LIMIT_BYTES,
+               initial: tuple[np.ndarray, OptimizerState] | None = None,
+               device: str | None = None) -> Trajectory:
     """Simulate ``runs`` independent weight vectors of dimension ``dim`` per hyperparameter
     combination of ``spec``, recording the steps ``spec.record_steps``. The weights start at
     random directions of norm ``spec.init_norm`` with zero optimizer state, or at ``initial``
     (weights of shape ``(*shape, runs, dim)`` and their optimizer state); ``seed`` drives the
-    random directions (and gradients)."""
-    records = spec.record_steps
-    vectors = int(np.prod(spec.shape)) * runs
-    nbytes = 8.0 * vectors * (10 * dim + 3 * len(records) + keep_direction * len(records) * dim)
-    check_memory(nbytes, memory_limit)
+    random directions (and gradients). ``device``: ``None`` runs on this CPU (compiled where
+    numba is installed and the run is noise-driven, else NumPy); a torch device (``"cuda"``,
+    ``"cpu"``) runs the torch implementation there. A run over ``memory_limit`` bytes
+    (:func:`footprint`) is refused before allocating."""
+    check_memory(footprint(spec.shape, runs=runs, dim=dim, keep_direction=keep_direction),
+                 steps=spec.steps, record_every=spec.record_every, limit=memory_limit)
     rng = np.random.default_rng(seed)
     if initial is None:
         w = _axes(spec.init_norm) * random_unit_vectors(rng, (*spec.shape, runs, dim))
         state = init_state(w)
     else:
         w, state = initial
-    out_shape = (len(records), *spec.shape, runs)
-    recorded = {name: np.empty(out_shape) for name in ("norm_sq", "effective_lr", "angular_update")}
-    direction = np.empty((*out_shape, dim)) if keep_direction else None
+    if device is not None:
+        if loss_gradient is not None:
+            checks.fail("device", device, "None with loss_gradient (loss-driven runs run on "
+                        "the CPU, in NumPy)")
+        from scalewise.sim import sphere_torch
+
+        run = sphere_torch.run_sphere_torch
+    elif loss_gradient is None and compiled.available():
+        run = _run_compiled
+    else:
+        run = functools.partial(_run_numpy, loss_gradient=loss_gradient)
+    recorded, direction, w = run(spec, w, state, rng, keep_direction=keep_direction,
+                                 device=device)
+    lr = spec.lr_at_steps(spec.record_steps)[..., None]  # broadcasts against (*shape, runs)
+    recorded["effective_lr"] = effective_lr(spec.optimizer, recorded["norm_sq"], lr)
+    return Trajectory(spec=spec, engine="sphere", dim=dim, runs=runs, seed=seed,
+                      step=spec.record_steps, final_norm_sq=_norm(w)[..., 0] ** 2,
+                      direction=direction, **recorded)
+
+
+def _run_numpy(spec: SimulationSpec, w: np.ndarray, state: OptimizerState,
+               rng: np.random.Generator, *, loss_gradient: GradientFn | None,
+               keep_direction: bool, device: None):
+    """Whole arrays per step: ``(records, direction, final w)``."""
+    out_shape = (len(spec.record_steps), *w.shape[:-1])
+    recorded = {name: np.empty(out_shape) for name in ("norm_sq", "angular_update")}
+    direction = np.empty((*out_shape, w.shape[-1])) if keep_direction else None
     for k in range(spec.steps):
         norm = _norm(w)  # (*shape, runs, 1)
         w_hat = w / norm
@@ -105,16 +159,47 @@ def run_sphere(spec: SimulationSpec, *, dim: int, runs: int, seed: int,
         w_next, state = update(spec.optimizer, state, w, grad, _hyper(spec, k))
         if k % spec.record_every == 0:
             row = k // spec.record_every
-            x = norm[..., 0] ** 2
-            recorded["norm_sq"][row] = x
-            lr = spec.lr_at(k)[..., None]  # broadcasts against (*shape, runs)
-            recorded["effective_lr"][row] = effective_lr(spec.optimizer, x, lr)
+            recorded["norm_sq"][row] = norm[..., 0] ** 2
             recorded["angular_update"][row] = _angle(w, w_next)
             if direction is not None:
                 direction[row] = w_hat
         w = w_next / _norm(w_next) if spec.renormalize else w_next
-    return Trajectory(spec=spec, engine="sphere", dim=dim, runs=runs, seed=seed, step=records,
-                      final_norm_sq=_norm(w)[..., 0] ** 2, direction=direction, **recorded)
+    return recorded, direction, w
+
+
+def _run_compiled(spec: SimulationSpec, w: np.ndarray, state: OptimizerState,
+                  rng: np.random.Generator, *, keep_direction: bool, device: None):
+    """The compiled loop (:mod:`sim.sphere_kernel`) on flat copies of the state; its noise key
+    is drawn from ``rng`` after the initial directions."""
+    from scalewise.sim import sphere_kernel
+
+    *_, runs, dim = w.shape
+    groups = int(np.prod(spec.shape))
+
+    def copy(a: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+        # fresh writable C arrays: one compiled signature whatever the caller's arrays are
+        return np.array(np.broadcast_to(a, shape), dtype=np.float64).reshape(shape[0], -1)
+
+    if spec.grad_norm_per_step:
+        g = copy(spec.grad_norm_at_steps(np.arange(spec.steps)), (spec.steps, *spec.shape))
+    else:
+        g = copy(spec.grad_norm, (1, *spec.shape))
+    lr, weight_decay, momentum = (copy(a, (1, *spec.shape))[0]
+                                  for a in (spec.lr, spec.weight_decay, spec.momentum))
+    flat = [copy(a, w.shape).reshape(-1, dim) for a in (w, state.first, state.second)]
+    records = len(spec.record_steps)
+    norm_sq, angle = np.empty((records, groups * runs)), np.empty((records, groups * runs))
+    direction = np.empty((records if keep_direction else 0, groups * runs, dim))
+    kernel = sphere_kernel.kernel(sphere_kernel.rule_code(spec.optimizer),
+                                  spec.optimizer.properties.decay is Decay.DECOUPLED)
+    compiled.launch(kernel, *flat, state.step, lr, copy(spec.lr_factors, (spec.steps,))[:, 0],
+                    weight_decay, momentum, g, runs, (*spec.betas, spec.eps, spec.rmsprop_alpha),
+                    spec.renormalize, rng.integers(2**64, dtype=np.uint64), spec.record_every,
+                    norm_sq, angle, direction)
+    out_shape = (records, *spec.shape, runs)
+    recorded = {"norm_sq": norm_sq.reshape(out_shape), "angular_update": angle.reshape(out_shape)}
+    return (recorded, direction.reshape(*out_shape, dim) if keep_direction else None,
+            flat[0].reshape(w.shape))
 
 
 def _hyper(spec: SimulationSpec, k: int) -> Hyper:

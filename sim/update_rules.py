@@ -8,16 +8,22 @@ step for step. Weight decay is the coupled L2 term ``grad + weight_decay * w`` f
 but AdamW, whose decay ``w <- (1 - lr weight_decay) w`` is decoupled (001 Sec. 5; 004 Sec. 2).
 The adaptive rules follow 001 Sec. 2 (RMSprop, Adagrad, Adam).
 
-Arrays have any shape; hyperparameters broadcast against them.
+Arrays have any shape; hyperparameters broadcast against them. The same functions serve three
+kinds of numbers: NumPy arrays (the reference sphere engine), torch tensors on any device (its
+torch backend) and floats inside the compiled sphere kernel, which compiles these very functions
+(:mod:`sim.sphere_kernel`). Hence square roots are written ``v ** 0.5`` (NumPy, torch and the
+compiler all evaluate it as the correctly rounded square root, bit for bit ``np.sqrt``) and
+``math.sqrt`` for Python scalars.
 """
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import numpy as np
 
-from scalewise.vocabulary import Optimizer
+from scalewise.vocabulary import Decay, Optimizer
 
 
 class Hyper(NamedTuple):
@@ -49,12 +55,19 @@ def init_state(w: np.ndarray) -> OptimizerState:
 def update(optimizer: Optimizer, state: OptimizerState, w: np.ndarray, grad: np.ndarray,
            hyper: Hyper) -> tuple[np.ndarray, OptimizerState]:
     """One optimizer step from ``w`` with gradient ``grad`` (both ``(..., dim)``)."""
-    if optimizer is Optimizer.ADAMW:
+    return step_with(RULES[optimizer], optimizer.properties.decay is Decay.DECOUPLED, state, w,
+                     grad, hyper)
+
+
+def step_with(rule, decoupled: bool, state: OptimizerState, w, grad, hyper: Hyper):
+    """:func:`update` with its rule (a value of :data:`RULES`) and weight-decay form given:
+    decoupled ``w <- (1 - lr weight_decay) w`` or the coupled L2 term ``grad + weight_decay w``."""
+    if decoupled:
         w = w * (1 - hyper.lr * hyper.weight_decay)
     else:
         grad = grad + hyper.weight_decay * w
     step = state.step + 1
-    direction, first, second = _RULES[optimizer](state, grad, hyper, step)
+    direction, first, second = rule(state, grad, hyper, step)
     return w - hyper.lr * direction, OptimizerState(step, first, second)
 
 
@@ -67,22 +80,22 @@ def _sgd(state: OptimizerState, grad: np.ndarray, hyper: Hyper, step: int):
 def _adam(state: OptimizerState, grad: np.ndarray, hyper: Hyper, step: int):
     first = hyper.beta1 * state.first + (1 - hyper.beta1) * grad
     second = hyper.beta2 * state.second + (1 - hyper.beta2) * grad**2
-    denom = np.sqrt(second) / np.sqrt(1 - hyper.beta2**step) + hyper.eps
+    denom = second**0.5 / math.sqrt(1 - hyper.beta2**step) + hyper.eps
     return first / ((1 - hyper.beta1**step) * denom), first, second
 
 
 def _rmsprop(state: OptimizerState, grad: np.ndarray, hyper: Hyper, step: int):
     a = hyper.rmsprop_alpha
     second = a * state.second + (1 - a) * grad**2
-    return grad / (np.sqrt(second) + hyper.eps), state.first, second
+    return grad / (second**0.5 + hyper.eps), state.first, second
 
 
 def _adagrad(state: OptimizerState, grad: np.ndarray, hyper: Hyper, step: int):
     second = state.second + grad**2
-    return grad / (np.sqrt(second) + hyper.eps), state.first, second
+    return grad / (second**0.5 + hyper.eps), state.first, second
 
 
-_RULES = {
+RULES = {
     Optimizer.SGD: _sgd,
     Optimizer.SGDM: _sgd,
     Optimizer.ADAM: _adam,
