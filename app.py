@@ -20,7 +20,9 @@ from scalewise import models, theory, validation
 from scalewise.figures import curves
 from scalewise.models.store import RunStore, StoreError, default_store_path
 from scalewise.theory import equilibrium as eq
-from scalewise.validation import comparison, covariate_shift, gauss_newton
+from scalewise.validation import comparison
+from scalewise.validation.ics import covariate_shift
+from scalewise.validation.kfac import gauss_newton
 from scalewise.validation.report import LoadedReport
 from scalewise.validation.suite import REFERENCE_DIR
 from scalewise.vocabulary import Optimizer

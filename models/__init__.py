@@ -22,8 +22,10 @@ from scalewise.models.config import (
     KFACConfig,
     ModelConfig,
     Norm,
+    NormPosition,
     Optimizer,
     OptimizerConfig,
+    Precision,
     Schedule,
     TrainConfig,
     WeightDecayMode,
@@ -40,8 +42,8 @@ from scalewise.models.training import evaluate, train
 
 __all__ = [
     "PRESETS", "Arch", "Curvature", "Data", "DataConfig", "Dataset", "KFACConfig",
-    "ModelConfig", "Norm", "OptimizerConfig", "Optimizer", "Run", "RunStatus", "RunStore",
-    "Schedule", "StepResult", "StoreError", "TrainConfig", "WeightDecayMode",
+    "ModelConfig", "Norm", "NormPosition", "OptimizerConfig", "Optimizer", "Precision", "Run",
+    "RunStatus", "RunStore", "Schedule", "StepResult", "StoreError", "TrainConfig", "WeightDecayMode",
     "WeightDecayPlacement", "build_model", "build_optimizer", "evaluate", "load_dataset",
     "override", "preset", "probes", "train", "train_step",
 ]

@@ -33,7 +33,7 @@ from enum import Enum
 from typing import Any, ClassVar
 
 from scalewise import checks
-from scalewise.vocabulary import Decay, Optimizer
+from scalewise.vocabulary import Decay, Optimizer, Preconditioner
 
 
 class Arch(str, Enum):
@@ -43,12 +43,30 @@ class Arch(str, Enum):
 
 
 class Norm(str, Enum):
-    """Normalization placed before each hidden activation (never on the output layer)."""
+    """Normalization of each hidden layer (never of the output layer): batch norm (001 Eq. 11),
+    layer norm (001 Eq. 21), weight norm (001 Eq. 20), or batch centering ``s - mean_batch(s)``
+    (001 Eq. 13: batch norm without the division by the standard deviation)."""
 
     NONE = "none"
     BATCH = "batch"
     LAYER = "layer"
     WEIGHT = "weight"
+    CENTER = "center"
+
+
+class NormPosition(str, Enum):
+    """Where a hidden layer's normalization sits: before its activation (001 Sec. 4.2's choice,
+    the default) or after it."""
+
+    BEFORE = "before"
+    AFTER = "after"
+
+
+class Precision(str, Enum):
+    """The floating-point type of a run's network and inputs."""
+
+    FLOAT32 = "float32"
+    FLOAT64 = "float64"
 
 
 class WeightDecayMode(str, Enum):
@@ -94,6 +112,9 @@ DISK_DATASETS = frozenset({Dataset.CIFAR10, Dataset.MNIST})
 KFAC_NORMS = frozenset({Norm.NONE, Norm.BATCH, Norm.LAYER})
 """Norms K-FAC supports: it preconditions the ``weight`` of Linear and Conv2d layers, which
 weight norm replaces by a direction and a gain."""
+POSITIONED_NORMS = frozenset({Norm.BATCH, Norm.LAYER, Norm.CENTER})
+"""Norms that may follow the activation (``model.norm_position = after``): those that are a
+module of their own (weight norm reparameterizes the layer's weight)."""
 
 _MAX_LOG_FACTOR = 700.0  # |log| of the largest and smallest schedule factors, within float64
 _DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
@@ -135,18 +156,68 @@ class _Validated:
 
 @dataclass(frozen=True)
 class ModelConfig(_Validated):
+    """The network. Three options change the MLP's hidden layers for the experiments on
+    internal covariate shift (001 Sec. 3-4):
+
+    - ``norm_position``: the normalization before the ReLU (default) or after it;
+    - ``knockout_spread``, ``knockout_shift``: the knock-out transform after each batch norm
+      (001 Sec. 4.2, after Santurkar et al. 2018): in training, per batch and unit,
+      ``a_j <- gamma_j a_j + m_j`` with ``gamma_j ~ U(1 - spread, 1 + spread)`` and
+      ``m_j ~ N(0, shift^2)`` freshly drawn, re-introducing the shifted and rescaled
+      statistics that batch norm removed; the identity (its mean) in evaluation;
+    - ``input_shift``: a constant added to every input coordinate before the first layer
+      (uncentered inputs, 001 Sec. 3), the first layer's bias initialized to compensate it
+      (``b - W shift 1``) where it has one, so that networks differing only in
+      ``input_shift`` compute the same function at initialization.
+    """
+
     PREFIX: ClassVar[str] = "model."
 
     arch: Arch = Arch.MLP
     norm: Norm = Norm.BATCH
     width: int = 64
     depth: int = 2
+    norm_position: NormPosition = NormPosition.BEFORE
+    knockout_spread: float = 0.0
+    knockout_shift: float = 0.0
+    input_shift: float = 0.0
 
     def __post_init__(self) -> None:
         _coerce_enum(self, "arch", Arch)
         _coerce_enum(self, "norm", Norm)
+        _coerce_enum(self, "norm_position", NormPosition)
         _check_int(self, "width", 1)
         _check_int(self, "depth", 1)
+        _check_float(self, "knockout_spread", 0.0, 1.0)
+        _check_float(self, "knockout_shift", 0.0)
+        _check_float(self, "input_shift", -math.inf)
+        self._check_options()
+
+    @property
+    def knockout(self) -> bool:
+        """Is the knock-out transform on (a nonzero spread or shift)?"""
+        return self.knockout_spread > 0 or self.knockout_shift > 0
+
+    def _check_options(self) -> None:
+        """The hidden-layer options are the MLP's; the norm after the activation must be a
+        module of its own; the knock-out follows a batch norm before the activation."""
+        for name, default in (("norm_position", NormPosition.BEFORE), ("knockout_spread", 0.0),
+                              ("knockout_shift", 0.0), ("input_shift", 0.0)):
+            if self.arch is not Arch.MLP and getattr(self, name) != default:
+                value = getattr(self, name)
+                checks.fail(self.path(name), getattr(value, "value", value),
+                            f"{getattr(default, 'value', default)} with model.arch = "
+                            f"{self.arch.value!r} (an option of the mlp)")
+        if self.norm_position is NormPosition.AFTER and self.norm not in POSITIONED_NORMS:
+            checks.fail(self.path("norm_position"), self.norm_position.value,
+                        f"before with model.norm = {self.norm.value!r} (after needs one of "
+                        + ", ".join(sorted(n.value for n in POSITIONED_NORMS)) + ")")
+        if self.knockout and (self.norm is not Norm.BATCH
+                              or self.norm_position is not NormPosition.BEFORE):
+            checks.fail(self.path("knockout_shift" if self.knockout_shift else "knockout_spread"),
+                        self.knockout_shift or self.knockout_spread,
+                        "0 unless model.norm = 'batch' before the activation (the knock-out "
+                        "follows batch norm)")
 
 
 @dataclass(frozen=True)
@@ -192,6 +263,22 @@ class KFACConfig(_Validated):
 
 
 @dataclass(frozen=True)
+class InputStatisticsConfig(_Validated):
+    """The running input statistics of the ``quasi-diagonal`` and ``diagonal`` preconditioners
+    (:mod:`models.quasi_diagonal`): ``decay`` of their moving averages and the ``damping``
+    added to the variances or second moments they divide by."""
+
+    PREFIX: ClassVar[str] = "optimizer.statistics."
+
+    decay: float = 0.95
+    damping: float = 1e-8
+
+    def __post_init__(self) -> None:
+        _check_float(self, "decay", 0.0, 1.0)
+        _check_float(self, "damping", 0.0)
+
+
+@dataclass(frozen=True)
 class OptimizerConfig(_Validated):
     """The optimizer, its weight decay, schedule and step hooks (see :mod:`scalewise.models.optimizer_factory`).
 
@@ -218,6 +305,7 @@ class OptimizerConfig(_Validated):
     wd_mode: WeightDecayMode = WeightDecayMode.NONE
     wd_placement: WeightDecayPlacement = WeightDecayPlacement.ALL
     kfac: KFACConfig = field(default_factory=KFACConfig)
+    statistics: InputStatisticsConfig = field(default_factory=InputStatisticsConfig)
     renormalize: bool = False  # rescale each scale-invariant unit to unit norm after each step
     graft_direction: Optimizer | None = None  # AdaGraft: name's magnitude, this direction
     graft_norms_from: str | None = None  # norm grafting: the id of the run whose norms to take
@@ -281,6 +369,11 @@ class OptimizerConfig(_Validated):
             checks.fail(self.path("graft_direction"), direction.value,
                   "an optimizer other than kfac, and None with optimizer.name = 'kfac' "
                   "(K-FAC is not grafted)")
+        statistics = [o for o in (self.name, direction) if o is not None
+                      and o.properties.preconditioner is Preconditioner.INPUT_STATISTICS]
+        if direction is not None and statistics:
+            checks.fail(self.path("graft_direction"), direction.value,
+                        f"None with {statistics[0].value} (its steps are not grafted)")
         if direction is not None and direction is self.name:
             checks.fail(self.path("graft_direction"), direction.value,
                   f"an optimizer other than optimizer.name = {self.name.value!r} (grafting an "
@@ -300,6 +393,10 @@ class OptimizerConfig(_Validated):
         if self.weight_decay > 0 and self.wd_mode is WeightDecayMode.NONE:
             checks.fail(self.path("wd_mode"), self.wd_mode.value,
                         "l2 or decoupled when optimizer.weight_decay > 0")
+        if (self.name.properties.preconditioner is Preconditioner.INPUT_STATISTICS
+                and self.wd_mode is not WeightDecayMode.NONE):
+            checks.fail(self.path("wd_mode"), self.wd_mode.value,
+                        f"none with optimizer.name = {self.name.value!r} (it has no weight decay)")
         if self.wd_mode is WeightDecayMode.NONE:
             return
         decay = Decay.COUPLED if self.wd_mode is WeightDecayMode.L2 else Decay.DECOUPLED
@@ -329,6 +426,7 @@ class TrainConfig(_Validated):
     costly_probe_every: int = 100  # Jacobian / Gauss-Newton / trace probes; 0: never
     eval_every: int = 100  # train loss, test loss and accuracy; 0: only at the start and end
     checkpoint_every: int = 100  # 0: only at the end
+    precision: Precision = Precision.FLOAT32  # of the network and the inputs
     name: str = ""
 
     def __post_init__(self) -> None:
@@ -344,6 +442,7 @@ class TrainConfig(_Validated):
             checks.fail("device", self.device, "auto, cpu, cuda, cuda:<index> or mps")
         if not isinstance(self.name, str):
             checks.fail("name", self.name, "a string")
+        _coerce_enum(self, "precision", Precision)
         self._check_combination()
 
     def _check_combination(self) -> None:
@@ -363,13 +462,29 @@ class TrainConfig(_Validated):
         if self.optimizer.graft_norms_from is not None and self.model.norm is Norm.NONE:
             checks.fail("optimizer.graft_norms_from", self.optimizer.graft_norms_from,
                   "None with model.norm = 'none' (no normalized layer to graft norms onto)")
+        if (self.optimizer.name.properties.preconditioner is Preconditioner.INPUT_STATISTICS
+                and (self.model.arch is not Arch.MLP or self.model.norm is not Norm.NONE)):
+            checks.fail("optimizer.name", self.optimizer.name.value,
+                        "an optimizer other than quasi-diagonal and diagonal unless model.arch = "
+                        "'mlp' and model.norm = 'none' (they precondition Linear layers with a "
+                        "bias)")
         if self.optimizer.name is Optimizer.KFAC and self.model.norm not in KFAC_NORMS:
             checks.fail("model.norm", self.model.norm.value,
                   "none, batch or layer with optimizer.name = 'kfac' (K-FAC preconditions the "
                   "weights of Linear and Conv2d layers; weight norm reparameterizes them)")
 
     def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+        """The config as JSON; fields added since runs were first stored are left out at their
+        defaults (:data:`LATER_FIELDS`), so a stored config keeps its JSON and its run id."""
+        data = dataclasses.asdict(self)
+        for path, default in LATER_FIELDS.items():
+            *parents, leaf = path.split(".")
+            node = data
+            for part in parents:
+                node = node[part]
+            if node[leaf] == default:
+                del node[leaf]
+        return json.dumps(data, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> TrainConfig:
@@ -379,6 +494,16 @@ class TrainConfig(_Validated):
         """A stable id: the first 12 hex digits of the SHA-256 of :meth:`to_json`, so the same
         config always names the same run (and resumes it)."""
         return hashlib.sha256(self.to_json().encode()).hexdigest()[:12]
+
+
+LATER_FIELDS: Mapping[str, Any] = {
+    "model.norm_position": NormPosition.BEFORE, "model.knockout_spread": 0.0,
+    "model.knockout_shift": 0.0, "model.input_shift": 0.0,
+    "optimizer.statistics": dataclasses.asdict(InputStatisticsConfig()),
+    "precision": Precision.FLOAT32,
+}
+"""Fields (dotted paths) added after runs were first stored, with their defaults: at the
+default they do not enter :meth:`TrainConfig.to_json`, which configs lacking them load back to."""
 
 
 def _without_unused_momentum(data: dict[str, Any]) -> dict[str, Any]:

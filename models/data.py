@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from scalewise import checks
 from scalewise.models.config import DataConfig, Dataset
 
 TEACHER_IN_DIM = 16
@@ -57,8 +58,9 @@ class Split:
     def __len__(self) -> int:
         return len(self.targets)
 
-    def to(self, device: torch.device | str) -> Split:
-        return Split(self.inputs.to(device), self.targets.to(device))
+    def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> Split:
+        """On ``device``, the inputs as ``dtype`` (as they are when ``None``)."""
+        return Split(self.inputs.to(device, dtype), self.targets.to(device))
 
     def subset(self, size: int | None, generator: torch.Generator) -> Split:
         """The first ``size`` examples of a random permutation (all of them when ``None``)."""
@@ -78,8 +80,8 @@ class Data:
     def in_shape(self) -> tuple[int, ...]:
         return tuple(self.train.inputs.shape[1:])
 
-    def to(self, device: torch.device | str) -> Data:
-        return Data(self.train.to(device), self.test.to(device), self.num_classes)
+    def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> Data:
+        return Data(self.train.to(device, dtype), self.test.to(device, dtype), self.num_classes)
 
 
 def load_dataset(config: DataConfig, *, seed: int) -> Data:
@@ -147,6 +149,27 @@ def _standardized(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray,
         return Split(torch.from_numpy(x), torch.from_numpy(np.asarray(y, dtype=np.int64)))
 
     return Data(split(x_train, y_train), split(x_test, y_test), num_classes)
+
+
+def whitened_inputs(samples: int, dim: int, generator: torch.Generator, *,
+                    centered: bool = False) -> torch.Tensor:
+    """``samples`` Gaussian inputs (samples, dim), float64, exactly whitened: their second
+    moment ``X^T X / samples`` is exactly ``I`` (``sqrt(samples)`` times the orthonormal
+    columns of a Gaussian matrix); with ``centered`` the columns are also orthogonal to the
+    ones vector, so the sample mean is exactly 0 and the sample covariance exactly ``I``.
+
+    >>> x = whitened_inputs(32, 3, torch.Generator().manual_seed(0), centered=True)
+    >>> bool(torch.allclose(x.mean(0), torch.zeros(3, dtype=torch.float64), atol=1e-12))
+    True
+    """
+    checks.integer("samples", samples, dim + int(centered))  # whitening needs full rank
+    gaussian = torch.randn(samples, dim, generator=generator, dtype=torch.float64)
+    if centered:
+        ones = torch.ones(samples, 1, dtype=torch.float64)
+        q, _ = torch.linalg.qr(torch.cat([ones, gaussian], dim=1))  # (samples, dim + 1)
+        return q[:, 1:] * samples**0.5
+    q, _ = torch.linalg.qr(gaussian)  # (samples, dim), q^T q = I
+    return q * samples**0.5
 
 
 # ------------------------------------------------------------------------------ files on disk
