@@ -1,6 +1,6 @@
 """Simulator throughput, measured in one run (a script, not a test).
 
-    python bench/bench_sim.py            # the full sizes of issue 3
+    python bench/bench_sim.py            # the full sizes
     python bench/bench_sim.py --quick    # 10x smaller, for a smoke run
 
 Rows: the recurrence engine on a (lr, wd) grid, a plain Python loop over the same recurrence on

@@ -9,6 +9,9 @@ Four tasks (:class:`~models.config.Dataset`):
   batches ``data_batch_1`` ... ``data_batch_5`` and ``test_batch``;
 - ``mnist``: the four idx-ubyte files (``train-images-idx3-ubyte`` ...), gzipped or not.
 
+:func:`whitened_inputs` draws the exactly whitened Gaussian inputs of the checks whose theory
+assumes ``E[x x^T] = I`` (004 Theorem 1; 001 Sec. 3 with ``Sigma = I``).
+
 CIFAR-10 and MNIST are read from ``data.root`` in their standard on-disk formats, parsed here
 directly; nothing is ever downloaded. The CIFAR-10 batches are pickles: read only a folder you
 trust. Images are standardized per channel with statistics of the training split; inputs are
