@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from scalewise.models import probes
 from scalewise.models.config import (
-    PRESETS,
     Arch,
     Curvature,
     DataConfig,
@@ -31,11 +30,11 @@ from scalewise.models.config import (
     WeightDecayMode,
     WeightDecayPlacement,
     override,
-    preset,
 )
 from scalewise.models.data import Data, load_dataset
 from scalewise.models.networks import build_model
 from scalewise.models.optimizer_factory import build_optimizer
+from scalewise.models.presets import PRESETS, preset
 from scalewise.models.step import StepResult, train_step
 from scalewise.models.store import Run, RunStatus, RunStore, StoreError
 from scalewise.models.training import evaluate, train
