@@ -1,4 +1,4 @@
-"""Probes against exact ground truth (issue 4, test 1): K-FAC Gauss-Newton factors vs the exact
+"""Probes against exact ground truth: K-FAC Gauss-Newton factors vs the exact
 GGN diagonal blocks, the K-FAC and exact Gauss-Newton norms vs the Jacobian norm (004 Lemma 1,
 Lemma 2, Theorem 1), and the cheap per-unit probes on hand-made vectors. All in float64."""
 
