@@ -7,7 +7,9 @@ covariate shift, the knock-out, quasi-diagonal preconditioning, AdaGraft). The e
 when every agreement bound of the report holds, 1 when one does not, 2 on bad input, 130 on
 Ctrl-C (the runs finished so far are kept in the store; the same command resumes).
 
-The committed reference reports are regenerated with ``--out validation/reference/SUITE``.
+The committed reference reports are regenerated with ``--out validation/reference/SUITE``, from
+a clean source tree only (the report records the commit; :func:`validation.suite.
+check_reference_output`).
 """
 
 from __future__ import annotations
@@ -50,11 +52,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from scalewise.validation import build
     from scalewise.validation.report import agreement_table
-    from scalewise.validation.suite import Settings
+    from scalewise.validation.suite import Settings, check_reference_output
 
     out = Path(args.out or Path("reports") / args.suite)
     start = time.perf_counter()
     try:
+        check_reference_output(out, args.size)
         out.mkdir(parents=True, exist_ok=True)
         settings = Settings(size=args.size, device=args.device,
                             store=args.store or str(out / "runs" / "runs.sqlite"),
