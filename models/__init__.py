@@ -35,13 +35,13 @@ from scalewise.models.data import Data, load_dataset
 from scalewise.models.networks import build_model
 from scalewise.models.optimizer_factory import build_optimizer
 from scalewise.models.step import StepResult, train_step
-from scalewise.models.store import Run, RunStatus, RunStore, StoreError
+from scalewise.models.store import Run, RunBusy, RunStatus, RunStore, StoreError, StoreFault
 from scalewise.models.training import evaluate, train
 
 __all__ = [
     "PRESETS", "Arch", "Curvature", "Data", "DataConfig", "Dataset", "KFACConfig",
-    "ModelConfig", "Norm", "OptimizerConfig", "Optimizer", "Run", "RunStatus", "RunStore",
-    "Schedule", "StepResult", "StoreError", "TrainConfig", "WeightDecayMode",
+    "ModelConfig", "Norm", "OptimizerConfig", "Optimizer", "Run", "RunBusy", "RunStatus",
+    "RunStore", "Schedule", "StepResult", "StoreError", "StoreFault", "TrainConfig", "WeightDecayMode",
     "WeightDecayPlacement", "build_model", "build_optimizer", "evaluate", "load_dataset",
     "override", "preset", "probes", "train", "train_step",
 ]

@@ -27,10 +27,21 @@ recomputes them: on CPU, where the run executes with deterministic algorithms, a
 and resumed run stores exactly the metrics of an uninterrupted one. On CUDA runs are seeded but
 not bitwise reproducible (cuDNN and atomics).
 
+A checkpoint that cannot be read (damaged, or not one of this run) is never loaded unsafely:
+the run restarts from step 0 with a one-line :class:`CheckpointWarning`, and its log says why.
+
 A run whose loss or weights stop being finite ends with status ``failed`` and a log line saying
-where; its metrics up to there are kept. Ctrl-C (``KeyboardInterrupt``) marks the run
-``interrupted``, keeps its last checkpoint and is raised again; any other exception marks it
-``failed`` with the traceback in its log and is raised again.
+where; its metrics up to there are kept. Ctrl-C (``KeyboardInterrupt``) and a fault of the store
+or a file (:class:`~models.store.StoreFault`, ``OSError``: a full disk, a file-size limit) mark
+the run ``interrupted``, keep its last checkpoint and are raised again, so the same call resumes
+once the fault is gone; any other exception marks it ``failed`` with the traceback in its log
+and is raised again. Where the store itself can no longer be written, what it committed stays,
+and the run, whose lease ends with this process, shows as ``interrupted``.
+
+Training takes the run's lease in the store first (:meth:`~models.store.RunStore.acquire`): a
+second process training the same run waits for the first (with a one-line
+:class:`RunBusyWarning`) and then returns the completed run, or resumes one left unfinished;
+``wait=False`` refuses at once with :class:`~models.store.RunBusy`.
 """
 
 from __future__ import annotations
@@ -39,8 +50,11 @@ import dataclasses
 import json
 import math
 import os
+import pickle
 import sys
+import time
 import traceback
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
@@ -72,7 +86,16 @@ from scalewise.models.networks import (
 from scalewise.models.optimizer_factory import build_optimizer
 from scalewise.models.probes import StepProbe, UnitRecord, costly_probes, norm_sq, unit_rows
 from scalewise.models.step import StepResult, train_step
-from scalewise.models.store import Metric, Run, RunStatus, RunStore, StoreError
+from scalewise.models.store import (
+    Claim,
+    LeaseLost,
+    Metric,
+    Run,
+    RunBusy,
+    RunStatus,
+    RunStore,
+    StoreFault,
+)
 from scalewise.sim.schedules import (
     Constant,
     Exponential,
@@ -85,13 +108,26 @@ NETWORK = ""  # the ``layer`` of metrics about the whole network, as in models.p
 PROBE_BATCH = 64  # training inputs the costly probes see (their Jacobians are B x C x P)
 EVAL_BATCH = 1024
 FLUSH_ROWS = 100_000  # metric rows buffered at most between checkpoints
+WAIT_SECONDS = 1.0  # between looks at a run another process is training
 
 StepCallback = Callable[[int, StepResult], None]
 
 
+class CheckpointError(OSError):
+    """A checkpoint could not be written or read."""
+
+
+class CheckpointWarning(UserWarning):
+    """A checkpoint could not be read: the run restarts from step 0."""
+
+
+class RunBusyWarning(UserWarning):
+    """Another process is training the run: this one waits for it."""
+
+
 def train(config: TrainConfig, *, store: RunStore | None = None, run_id: str | None = None,
-          resume: bool = True, progress: bool = True,
-          on_step: StepCallback | None = None) -> Run:
+          resume: bool = True, progress: bool = True, on_step: StepCallback | None = None,
+          wait: bool = True) -> Run:
     """Train ``config``, storing metrics and checkpoints in ``store`` (default: the file of
     :func:`models.store.default_store_path`), and return the stored run.
 
@@ -99,6 +135,8 @@ def train(config: TrainConfig, *, store: RunStore | None = None, run_id: str | N
     continues from its last checkpoint (from the start without one); without, the run starts
     over. ``progress`` shows a progress bar when stderr is a terminal outside CI.
     ``on_step(k, result)`` is called after step ``k`` (and after its checkpoint, if any).
+    While another process trains the same run, ``wait`` waits for it (then as above: usually
+    the completed run is returned); without, :class:`~models.store.RunBusy` is raised.
     """
     if not isinstance(config, TrainConfig):
         checks.fail("config", config, "a TrainConfig")
@@ -111,7 +149,7 @@ def train(config: TrainConfig, *, store: RunStore | None = None, run_id: str | N
     store = RunStore() if store is None else store
     try:
         return _train_stored(config, data.to(device, torch_dtype(config)), device, store,
-                             run_id or config.run_id(), resume, progress, on_step)
+                             run_id or config.run_id(), resume, progress, on_step, wait)
     finally:
         if owned:
             store.close()
@@ -169,58 +207,118 @@ def _build_state(config: TrainConfig, data: Data, device: torch.device) -> _Stat
 
 
 def save_checkpoint(path: Path, state: _State, config: TrainConfig) -> None:
-    """Write ``state`` to ``path`` atomically: a temporary file, synced, renamed over it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write ``state`` to ``path`` atomically: a temporary file, synced, renamed over it. A
+    failed write (a full disk) raises :class:`CheckpointError` and leaves the old checkpoint."""
     payload = {"config": config.to_json(), "step": state.step,
                "model": state.model.state_dict(), "optimizer": state.optimizer.state_dict(),
                "sampler": state.sampler.state_dict(), "generator": state.generator.get_state(),
                "previous_gradients": state.probe.previous if state.probe else {}}
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(temporary, "wb") as file:
-        torch.save(payload, file)
-        file.flush()
-        os.fsync(file.fileno())
-    os.replace(temporary, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(temporary, "wb") as file:
+            torch.save(payload, file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except (OSError, RuntimeError) as error:  # torch reports a failed write as RuntimeError
+        temporary.unlink(missing_ok=True)
+        raise CheckpointError(f"checkpoint {path} could not be written at step {state.step}: "
+                              f"{_first_line(error)}") from None
     state.saved = state.step
 
 
 def load_checkpoint(path: Path, state: _State, config: TrainConfig) -> None:
-    """Restore ``state`` from the checkpoint at ``path``, which must be of ``config``."""
-    payload = torch.load(path, map_location="cpu", weights_only=True)
-    if payload["config"] != config.to_json():
-        raise StoreError(f"checkpoint {path} belongs to another config; pass resume=False to "
-                         "start this run over")
-    state.model.load_state_dict(payload["model"])
-    state.optimizer.load_state_dict(payload["optimizer"])
-    state.sampler.load_state_dict(payload["sampler"])
-    state.generator.set_state(payload["generator"])
-    if state.probe is not None:
-        state.probe.previous = payload["previous_gradients"]
-    state.step = state.saved = int(payload["step"])
+    """Restore ``state`` from the checkpoint at ``path``, which must be of ``config``. Only
+    tensors and plain containers are loaded (``weights_only``); anything else, a damaged file
+    or a checkpoint of another config raises :class:`CheckpointError` (``state`` may then be
+    partly restored: build it again)."""
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(payload, dict) or payload.get("config") != config.to_json():
+            raise CheckpointError("it is not a checkpoint of this run's config")
+        state.model.load_state_dict(payload["model"])
+        state.optimizer.load_state_dict(payload["optimizer"])
+        state.sampler.load_state_dict(payload["sampler"])
+        state.generator.set_state(payload["generator"])
+        if state.probe is not None:
+            state.probe.previous = payload["previous_gradients"]
+        state.step = state.saved = int(payload["step"])
+    except Exception as error:  # noqa: BLE001 - whatever a damaged file raises
+        raise CheckpointError(f"checkpoint {path} cannot be read ({_unreadable(error)})") from None
+
+
+def _unreadable(error: Exception) -> str:
+    """Why a checkpoint cannot be read, without torch's advice to load it unsafely."""
+    if isinstance(error, pickle.UnpicklingError):
+        return "it is damaged, or holds objects other than tensors and plain containers"
+    if isinstance(error, CheckpointError):
+        return str(error)
+    return f"{type(error).__name__}: {_first_line(error)}"
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return (text.splitlines()[0][:200] if text else type(error).__name__)
 
 
 # ------------------------------------------------------------------------------ the run
 
 def _train_stored(config: TrainConfig, data: Data, device: torch.device, store: RunStore,
-                  run_id: str, resume: bool, progress: bool,
-                  on_step: StepCallback | None) -> Run:
-    existing = store.status(run_id)
-    if existing is not None and resume and existing[0] != config:
-        raise StoreError(f"run {run_id} in {store.path} holds another config; pass another "
-                         "run_id, or resume=False to overwrite it")
-    if existing is not None and resume and existing[1] is RunStatus.COMPLETED:
-        return store[run_id]
+                  run_id: str, resume: bool, progress: bool, on_step: StepCallback | None,
+                  wait: bool) -> Run:
     state = _build_state(config, data, device)
+    graft = _graft_targets(config, state, store, run_id)
+    claim = _claim(store, run_id, config, resume, wait)
+    if not claim.held:
+        return store[run_id]
+    try:
+        return _train_held(config, data, device, store, run_id, state, claim, graft, resume,
+                           progress, on_step)
+    finally:
+        try:
+            store.release(run_id)
+        except StoreFault:
+            pass  # the heartbeat has stopped: the lease lapses by itself
+
+
+def _claim(store: RunStore, run_id: str, config: TrainConfig, resume: bool,
+           wait: bool) -> Claim:
+    """The run's lease, waiting while another live process holds it (when ``wait``)."""
+    waiting = False
+    while True:
+        try:
+            return store.acquire(run_id, config, resume=resume)
+        except RunBusy as busy:
+            if not wait:
+                raise
+            if not waiting:
+                warnings.warn(f"run {run_id} is being trained by {busy.holder.describe()}; "
+                              "waiting for it to finish (Ctrl-C stops waiting)",
+                              RunBusyWarning, stacklevel=4)
+                waiting = True
+            time.sleep(WAIT_SECONDS)
+
+
+def _train_held(config: TrainConfig, data: Data, device: torch.device, store: RunStore,
+                run_id: str, state: _State, claim: Claim, graft: np.ndarray | None, resume: bool,
+                progress: bool, on_step: StepCallback | None) -> Run:
+    """The run, its lease held: from its checkpoint (or step 0) to its end."""
     checkpoint = store.checkpoint_path(run_id)
-    continuing = resume and existing is not None
+    for leftover in checkpoint.parent.glob(f".{checkpoint.name}.*.tmp"):
+        leftover.unlink(missing_ok=True)  # of a process killed while writing
+    continuing = resume and claim.found is not None
+    message = "started" if claim.found is None or not resume else "restarted from step 0"
     if continuing and checkpoint.exists():
-        load_checkpoint(checkpoint, state, config)
-        message = f"resumed from the checkpoint at step {state.step}"
+        state, message = _resume(config, data, device, state, checkpoint, run_id)
     else:
         checkpoint.unlink(missing_ok=True)
-        message = "started" if existing is None or not resume else "restarted from step 0"
-    if config.optimizer.graft_norms_from is not None:
-        _graft(config, state, store, run_id)
+    if claim.abandoned_by is not None:
+        owner = claim.abandoned_by
+        message += f", taking over from process {owner.pid} on {owner.host}, which stopped"
+    if graft is not None:
+        graft_norms(state.optimizer, scale_invariant_params(state.model), graft,
+                    start_step=state.step)
     store.begin(run_id, config, fresh=not continuing, message=f"{message} on {device}")
     store.delete_metrics(run_id, from_step=state.step)
     log = _MetricLog(store, run_id)
@@ -229,26 +327,59 @@ def _train_stored(config: TrainConfig, data: Data, device: torch.device, store: 
             status, message = _run(config, data, state, log, checkpoint,
                                    _progress_bar(config.steps, state.step, run_id, progress),
                                    on_step)
-    except KeyboardInterrupt:
         log.flush()
-        saved = "none yet" if state.saved is None else f"step {state.saved}"
-        store.set_status(run_id, RunStatus.INTERRUPTED,
-                         f"interrupted at step {state.step}; checkpoint kept: {saved}")
+        store.set_status(run_id, status, message)
+    except BaseException as error:
+        _record_stop(store, log, run_id, *_stopped(error, state))
         raise
-    except BaseException:
-        log.flush()
-        store.set_status(run_id, RunStatus.FAILED, f"error at step {state.step}:\n"
-                         + traceback.format_exc())
-        raise
-    log.flush()
-    store.set_status(run_id, status, message)
     return store[run_id]
 
 
-def _graft(config: TrainConfig, state: _State, store: RunStore, run_id: str) -> None:
-    """Register norm grafting to the run ``config.optimizer.graft_norms_from`` of ``store``
-    from the step ``state`` resumes at."""
+def _resume(config: TrainConfig, data: Data, device: torch.device, state: _State,
+            checkpoint: Path, run_id: str) -> tuple[_State, str]:
+    """The state restored from ``checkpoint`` and the log line saying so; a fresh state from
+    step 0, with a warning, when the checkpoint cannot be read."""
+    try:
+        load_checkpoint(checkpoint, state, config)
+    except CheckpointError as error:
+        warnings.warn(f"{error}; run {run_id} restarts from step 0", CheckpointWarning,
+                      stacklevel=5)
+        return _build_state(config, data, device), f"restarted from step 0: {error}"
+    return state, f"resumed from the checkpoint at step {state.step}"
+
+
+def _stopped(error: BaseException, state: _State) -> tuple[RunStatus, str]:
+    """The status and log line of a run stopped by ``error``: ``interrupted`` (resumable) for
+    Ctrl-C and faults of the store or a file, ``failed`` for anything else."""
+    saved = "none yet" if state.saved is None else f"step {state.saved}"
+    if isinstance(error, KeyboardInterrupt):
+        return RunStatus.INTERRUPTED, f"interrupted at step {state.step}; checkpoint kept: {saved}"
+    if isinstance(error, (StoreFault, OSError)):
+        return RunStatus.INTERRUPTED, (f"stopped at step {state.step} by a fault: {error}; "
+                                       f"checkpoint kept: {saved}")
+    return RunStatus.FAILED, f"error at step {state.step}:\n" + traceback.format_exc()
+
+
+def _record_stop(store: RunStore, log: _MetricLog, run_id: str, status: RunStatus,
+                 message: str) -> None:
+    """Write what was logged and the run's status as far as the store still takes writes: a
+    store that cannot be written (or a run another process took over) keeps what it has."""
+    for write in (log.flush, lambda: store.set_status(run_id, status, message)):
+        try:
+            write()
+        except LeaseLost:
+            return
+        except StoreFault:
+            continue
+
+
+def _graft_targets(config: TrainConfig, state: _State, store: RunStore,
+                   run_id: str) -> np.ndarray | None:
+    """The per-step target norms of norm grafting to the run ``config.optimizer.graft_norms_from``
+    of ``store`` (``None`` without grafting), checked before the run takes its lease."""
     source_id = config.optimizer.graft_norms_from
+    if source_id is None:
+        return None
     field = f"optimizer.graft_norms_from = {source_id!r} is invalid; allowed"
     source = None if source_id == run_id else store.get(source_id)
     if source is None:
@@ -262,7 +393,7 @@ def _graft(config: TrainConfig, state: _State, store: RunStore, run_id: str) -> 
         targets = graft_targets(source.metrics, invariants, config.steps)
     except ValueError as error:
         raise ValueError(f"{field}: a run with the norms to graft ({source_id}: {error})") from None
-    graft_norms(state.optimizer, invariants, targets, start_step=state.step)
+    return targets
 
 
 def _describe(model: ModelConfig) -> str:
