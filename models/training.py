@@ -8,7 +8,8 @@ The run's id is the hash of its config (:meth:`TrainConfig.run_id`) unless given
   cheap per-layer probes;
 - the costly probes (:func:`models.probes.costly_probes`, on a fixed batch of training inputs)
   and ``train_loss``, ``train_accuracy``, ``test_loss``, ``test_accuracy`` (layer ``""``,
-  evaluation mode, whole splits) at ``k = 0``, every ``costly_probe_every`` /
+  evaluation mode, whole splits) with each normalized layer's ``norm_margin``
+  (:func:`models.probes.normalization_margins`) at ``k = 0``, every ``costly_probe_every`` /
   ``eval_every`` steps and at ``k = steps`` (the trained network);
 - at ``k = steps``, when the cheap probes are on, each layer's ``norm_sq`` of the trained
   network, so that ``norm_sq`` covers every step ``0..steps`` of a run probed every step.
@@ -84,7 +85,14 @@ from scalewise.models.networks import (
     scale_invariant_params,
 )
 from scalewise.models.optimizer_factory import build_optimizer
-from scalewise.models.probes import StepProbe, UnitRecord, costly_probes, norm_sq, unit_rows
+from scalewise.models.probes import (
+    StepProbe,
+    UnitRecord,
+    costly_probes,
+    norm_sq,
+    normalization_margins,
+    unit_rows,
+)
 from scalewise.models.step import StepResult, train_step
 from scalewise.models.store import (
     Claim,
@@ -94,6 +102,7 @@ from scalewise.models.store import (
     RunBusy,
     RunStatus,
     RunStore,
+    StoreError,
     StoreFault,
 )
 from scalewise.sim.schedules import (
@@ -144,20 +153,15 @@ def train(config: TrainConfig, *, store: RunStore | None = None, run_id: str | N
         checks.fail("run_id", run_id, "letters, digits, '.', '_' and '-' (it names the "
                     "checkpoint file)")
     device = resolve_device(config.device)
-    data = load_dataset(config.data, seed=config.seed)  # missing files fail before anything
+    data = run_data(config, device)  # missing files fail before anything
     owned = store is None
     store = RunStore() if store is None else store
     try:
-        return _train_stored(config, data.to(device, torch_dtype(config)), device, store,
-                             run_id or config.run_id(), resume, progress, on_step, wait)
+        return _train_stored(config, data, device, store, run_id or config.run_id(), resume,
+                             progress, on_step, wait)
     finally:
         if owned:
             store.close()
-
-
-def torch_dtype(config: TrainConfig) -> torch.dtype:
-    """The dtype of the run's weights and inputs."""
-    return {"float32": torch.float32, "float64": torch.float64}[config.dtype]
 
 
 def resolve_device(name: str) -> torch.device:
@@ -175,10 +179,16 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+def run_data(config: TrainConfig, device: torch.device | str = "cpu") -> Data:
+    """The dataset of a run on ``device``, its inputs in the run's precision."""
+    dtype = getattr(torch, config.precision.value)
+    return load_dataset(config.data, seed=config.seed).to(device, dtype)
+
+
 # ------------------------------------------------------------------------------ run state
 
 @dataclass
-class _State:
+class RunState:
     """Everything a checkpoint holds; ``step`` counts the updates done, ``saved`` is the step of
     the last checkpoint written or loaded."""
 
@@ -191,11 +201,11 @@ class _State:
     saved: int | None = None
 
 
-def _build_state(config: TrainConfig, data: Data, device: torch.device) -> _State:
+def _build_state(config: TrainConfig, data: Data, device: torch.device) -> RunState:
     model_seed, sampler_seed, step_seed = (
         int(s) for s in np.random.SeedSequence(config.seed).generate_state(3))
-    model = build_model(config.model, data.in_shape, data.num_classes, seed=model_seed)
-    model = model.to(device=device, dtype=torch_dtype(config))
+    model = build_model(config.model, data.in_shape, data.num_classes, seed=model_seed,
+                        dtype=getattr(torch, config.precision.value)).to(device)
     optimizer = build_optimizer(model, config.optimizer)
     for group in optimizer.param_groups:
         group.setdefault("initial_lr", group["lr"])  # the base of the schedule's factors
@@ -203,10 +213,29 @@ def _build_state(config: TrainConfig, data: Data, device: torch.device) -> _Stat
     generator = torch.Generator(device=device).manual_seed(step_seed)
     probed = config.probe_every > 0 or config.unit_probe_every > 0
     probe = StepProbe(model, optimizer, unit_sample=config.unit_sample) if probed else None
-    return _State(model, optimizer, sampler, generator, probe)
+    return RunState(model, optimizer, sampler, generator, probe)
 
 
-def save_checkpoint(path: Path, state: _State, config: TrainConfig) -> None:
+def initial_state(config: TrainConfig) -> RunState:
+    """The state a run of ``config`` starts from, on the CPU: its network, optimizer, batch
+    sampler and generator, built from its seed as :func:`train` builds them."""
+    return _build_state(config, run_data(config), torch.device("cpu"))
+
+
+def checkpoint_state(config: TrainConfig, store: RunStore) -> RunState:
+    """The state of the run of ``config`` in ``store`` at its last checkpoint, on the CPU (for
+    a completed run: the trained network and its optimizer). Norm grafting is not registered
+    again. :class:`~models.store.StoreError` when the run has no checkpoint,
+    :class:`CheckpointError` when it cannot be read."""
+    path = store.checkpoint_path(config.run_id())
+    if not path.exists():
+        raise StoreError(f"run {config.run_id()} has no checkpoint in {store.checkpoint_dir}")
+    state = initial_state(config)
+    load_checkpoint(path, state, config)
+    return state
+
+
+def save_checkpoint(path: Path, state: RunState, config: TrainConfig) -> None:
     """Write ``state`` to ``path`` atomically: a temporary file, synced, renamed over it. A
     failed write (a full disk) raises :class:`CheckpointError` and leaves the old checkpoint."""
     payload = {"config": config.to_json(), "step": state.step,
@@ -228,7 +257,7 @@ def save_checkpoint(path: Path, state: _State, config: TrainConfig) -> None:
     state.saved = state.step
 
 
-def load_checkpoint(path: Path, state: _State, config: TrainConfig) -> None:
+def load_checkpoint(path: Path, state: RunState, config: TrainConfig) -> None:
     """Restore ``state`` from the checkpoint at ``path``, which must be of ``config``. Only
     tensors and plain containers are loaded (``weights_only``); anything else, a damaged file
     or a checkpoint of another config raises :class:`CheckpointError` (``state`` may then be
@@ -301,7 +330,7 @@ def _claim(store: RunStore, run_id: str, config: TrainConfig, resume: bool,
 
 
 def _train_held(config: TrainConfig, data: Data, device: torch.device, store: RunStore,
-                run_id: str, state: _State, claim: Claim, graft: np.ndarray | None, resume: bool,
+                run_id: str, state: RunState, claim: Claim, graft: np.ndarray | None, resume: bool,
                 progress: bool, on_step: StepCallback | None) -> Run:
     """The run, its lease held: from its checkpoint (or step 0) to its end."""
     checkpoint = store.checkpoint_path(run_id)
@@ -335,8 +364,8 @@ def _train_held(config: TrainConfig, data: Data, device: torch.device, store: Ru
     return store[run_id]
 
 
-def _resume(config: TrainConfig, data: Data, device: torch.device, state: _State,
-            checkpoint: Path, run_id: str) -> tuple[_State, str]:
+def _resume(config: TrainConfig, data: Data, device: torch.device, state: RunState,
+            checkpoint: Path, run_id: str) -> tuple[RunState, str]:
     """The state restored from ``checkpoint`` and the log line saying so; a fresh state from
     step 0, with a warning, when the checkpoint cannot be read."""
     try:
@@ -348,7 +377,7 @@ def _resume(config: TrainConfig, data: Data, device: torch.device, state: _State
     return state, f"resumed from the checkpoint at step {state.step}"
 
 
-def _stopped(error: BaseException, state: _State) -> tuple[RunStatus, str]:
+def _stopped(error: BaseException, state: RunState) -> tuple[RunStatus, str]:
     """The status and log line of a run stopped by ``error``: ``interrupted`` (resumable) for
     Ctrl-C and faults of the store or a file, ``failed`` for anything else."""
     saved = "none yet" if state.saved is None else f"step {state.saved}"
@@ -373,7 +402,7 @@ def _record_stop(store: RunStore, log: _MetricLog, run_id: str, status: RunStatu
             continue
 
 
-def _graft_targets(config: TrainConfig, state: _State, store: RunStore,
+def _graft_targets(config: TrainConfig, state: RunState, store: RunStore,
                    run_id: str) -> np.ndarray | None:
     """The per-step target norms of norm grafting to the run ``config.optimizer.graft_norms_from``
     of ``store`` (``None`` without grafting), checked before the run takes its lease."""
@@ -425,7 +454,7 @@ def graft_targets(metrics: pd.DataFrame, invariants: Sequence[ScaleInvariant],
     return np.sqrt(units * needed)
 
 
-def _run(config: TrainConfig, data: Data, state: _State, log: _MetricLog, checkpoint: Path,
+def _run(config: TrainConfig, data: Data, state: RunState, log: _MetricLog, checkpoint: Path,
          progress_bar: AbstractContextManager[tqdm],
          on_step: StepCallback | None) -> tuple[RunStatus, str]:
     """Steps from ``state.step`` to ``config.steps``; the final status and its log line."""
@@ -452,7 +481,7 @@ def _run(config: TrainConfig, data: Data, state: _State, log: _MetricLog, checkp
     return RunStatus.COMPLETED, f"completed {config.steps} steps"
 
 
-def _step(config: TrainConfig, data: Data, state: _State, factor: float,
+def _step(config: TrainConfig, data: Data, state: RunState, factor: float,
           log: _MetricLog) -> StepResult:
     """One training step ``k = state.step`` at learning rate ``factor * lr``."""
     k = state.step
@@ -480,6 +509,8 @@ def _measure(config: TrainConfig, data: Data, model: nn.Module, probe_inputs: to
             loss, accuracy = evaluate(model, split)
             log.add((k, NETWORK, f"{split_name}_loss", loss),
                     (k, NETWORK, f"{split_name}_accuracy", accuracy))
+        log.add(*((k, layer, name, value)
+                  for layer, name, value in normalization_margins(model, probe_inputs)))
     if final or _due(k, config.costly_probe_every):
         log.add(*((k, layer, name, value)
                   for layer, name, value in costly_probes(model, probe_inputs)))
