@@ -130,6 +130,10 @@ def fault(error: sqlite3.Error, path: Path, doing: str, timeout: float) -> Store
 def _create(path: Path, timeout: float) -> None:
     """Build an empty store of the current schema beside ``path`` and link it into place; a
     store another process linked there first is kept."""
+    blocking = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        raise StoreFault(f"the run store {path} cannot be created: {blocking} is a file, not a "
+                         "folder")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         temporary = path.with_name(f".{path.name}.{os.getpid()}.new")
@@ -186,7 +190,7 @@ def _open(path: Path, timeout: float) -> sqlite3.Connection:
 
 
 def _not_a_store(error: sqlite3.Error, path: Path, timeout: float) -> StoreFault:
-    if isinstance(error, sqlite3.OperationalError) and "locked" in str(error):
+    if isinstance(error, sqlite3.OperationalError):  # locked, full, read-only: not damage
         return fault(error, path, "opening it", timeout)
     return StoreFault(f"the run store {path} is not a readable scalewise run store (corrupt, or "
                       f"another kind of file): {error}")

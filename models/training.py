@@ -334,14 +334,14 @@ def _train_held(config: TrainConfig, data: Data, device: torch.device, store: Ru
                 progress: bool, on_step: StepCallback | None) -> Run:
     """The run, its lease held: from its checkpoint (or step 0) to its end."""
     checkpoint = store.checkpoint_path(run_id)
-    for leftover in checkpoint.parent.glob(f".{checkpoint.name}.*.tmp"):
-        leftover.unlink(missing_ok=True)  # of a process killed while writing
     continuing = resume and claim.found is not None
     message = "started" if claim.found is None or not resume else "restarted from step 0"
-    if continuing and checkpoint.exists():
+    if continuing and checkpoint.is_file():
         state, message = _resume(config, data, device, state, checkpoint, run_id)
     else:
-        checkpoint.unlink(missing_ok=True)
+        _remove(checkpoint)
+    for leftover in checkpoint.parent.glob(f".{checkpoint.name}.*.tmp"):
+        _remove(leftover)  # of a process killed while writing
     if claim.abandoned_by is not None:
         owner = claim.abandoned_by
         message += f", taking over from process {owner.pid} on {owner.host}, which stopped"
@@ -362,6 +362,16 @@ def _train_held(config: TrainConfig, data: Data, device: torch.device, store: Ru
         _record_stop(store, log, run_id, *_stopped(error, state))
         raise
     return store[run_id]
+
+
+def _remove(path: Path) -> None:
+    """Delete a checkpoint file if there is one; :class:`CheckpointError` when its folder
+    cannot be used (a file stands in its place, no permission)."""
+    try:
+        path.unlink(missing_ok=True)
+    except OSError as error:
+        raise CheckpointError(f"checkpoint {path} could not be written: its folder cannot be "
+                              f"used ({error.strerror or error})") from None
 
 
 def _resume(config: TrainConfig, data: Data, device: torch.device, state: RunState,
