@@ -47,6 +47,7 @@ Nothing written is lost, doubled or silently corrupt:
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import importlib.util
 import os
@@ -518,7 +519,8 @@ class RunStore:
                 frame.to_parquet(temporary, index=False)
             os.replace(temporary, path)
         except OSError as error:
-            temporary.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # a folder that cannot be used holds no file
+                temporary.unlink(missing_ok=True)
             raise OSError(f"cannot write {path}: {error.strerror or error}") from None
         return path
 
