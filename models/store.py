@@ -47,7 +47,6 @@ Nothing written is lost, doubled or silently corrupt:
 
 from __future__ import annotations
 
-import contextlib
 import importlib.metadata
 import importlib.util
 import os
@@ -79,6 +78,7 @@ from scalewise.models.store_records import (
     unit_rows,
     unit_stats_from_rows,
     units_digest,
+    write_frame,
 )
 
 STORE_ENV = "SCALEWISE_STORE"
@@ -509,19 +509,7 @@ class RunStore:
         columns = ["run", *METRIC_COLUMNS]
         frame = (pd.concat(frames, ignore_index=True) if frames
                  else pd.DataFrame(columns=columns))[columns]
-        if path.suffix == ".parquet":
-            _require_pyarrow()
-        temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        try:
-            if path.suffix == ".csv":
-                frame.to_csv(temporary, index=False)
-            else:
-                frame.to_parquet(temporary, index=False)
-            os.replace(temporary, path)
-        except OSError as error:
-            with contextlib.suppress(OSError):  # a folder that cannot be used holds no file
-                temporary.unlink(missing_ok=True)
-            raise OSError(f"cannot write {path}: {error.strerror or error}") from None
+        write_frame(frame, path)
         return path
 
 
@@ -530,9 +518,3 @@ def _config(text: str, run_id: str, path: Path) -> TrainConfig:
         return TrainConfig.from_json(text)
     except ValueError as error:
         raise StoreFault(f"run {run_id} in {path} has a damaged config record: {error}") from None
-
-
-def _require_pyarrow() -> None:
-    if importlib.util.find_spec("pyarrow") is None:
-        raise ModuleNotFoundError("exporting Parquet needs pyarrow (`pip install pyarrow`); "
-                                  "export to a .csv file instead")

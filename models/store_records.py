@@ -1,12 +1,16 @@
 """A run's records as the run store reads them: the long-form metric frame, the per-unit
-statistics (:class:`UnitStats`), and the digests that tell whether either changed since the run
-ended (see :mod:`models.store`)."""
+statistics (:class:`UnitStats`), the digests that tell whether either changed since the run
+ended (see :mod:`models.store`), and the export of a frame to a file."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import importlib.util
+import os
 import sqlite3
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -58,6 +62,26 @@ def units_digest(rows: list[UnitRow]) -> str:
         digest.update(len(units).to_bytes(8, "little") + units)
         digest.update(len(data).to_bytes(8, "little") + data)
     return f"{len(rows)}:{digest.hexdigest()}"
+
+
+def write_frame(frame: pd.DataFrame, path: Path) -> None:
+    """Write ``frame`` as CSV or Parquet by the suffix of ``path``: into a temporary file beside
+    it, renamed over ``path`` once whole, so a failed write leaves no partial file; ``OSError``
+    saying which file could not be written."""
+    if path.suffix == ".parquet" and importlib.util.find_spec("pyarrow") is None:
+        raise ModuleNotFoundError("exporting Parquet needs pyarrow (`pip install pyarrow`); "
+                                  "export to a .csv file instead")
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        if path.suffix == ".parquet":
+            frame.to_parquet(temporary, index=False)
+        else:
+            frame.to_csv(temporary, index=False)
+        os.replace(temporary, path)
+    except OSError as error:
+        with contextlib.suppress(OSError):  # a folder that cannot be used holds no file
+            temporary.unlink(missing_ok=True)
+        raise OSError(f"cannot write {path}: {error.strerror or error}") from None
 
 
 def unit_stats_from_rows(rows: list[UnitRow]) -> UnitStats:

@@ -17,7 +17,7 @@ The run's id is the hash of its config (:meth:`TrainConfig.run_id`) unless given
 Norm grafting (``optimizer.graft_norms_from``, 004 Sec. 4.1, Fig. 4) takes its per-step targets
 from the ``norm_sq`` of another run in the same store: after step ``k`` this run's
 scale-invariant layers get the norms that run's layers had after step ``k``, i.e. its
-``norm_sq`` logged at ``k + 1`` (see :func:`graft_targets`).
+``norm_sq`` logged at ``k + 1`` (see :func:`models.grafting.graft_targets`).
 
 Metrics reach the store in batches at each checkpoint (every ``checkpoint_every`` steps and at
 the end). A checkpoint holds everything the rest of the run depends on: model, optimizer, the
@@ -51,24 +51,29 @@ import dataclasses
 import json
 import math
 import os
-import pickle
 import sys
 import time
 import traceback
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
 from scalewise import checks
+from scalewise.models.checkpoints import (
+    CheckpointError,
+    CheckpointWarning,
+    RunState,
+    load_checkpoint,
+    remove_checkpoint,
+    save_checkpoint,
+)
 from scalewise.models.config import (
     RUN_ID,
     ModelConfig,
@@ -77,9 +82,8 @@ from scalewise.models.config import (
     TrainConfig,
 )
 from scalewise.models.data import BatchSampler, Data, Split, load_dataset
-from scalewise.models.grafting import graft_norms
+from scalewise.models.grafting import graft_norms, graft_targets
 from scalewise.models.networks import (
-    ScaleInvariant,
     build_model,
     layer_weights,
     scale_invariant_params,
@@ -120,14 +124,6 @@ FLUSH_ROWS = 100_000  # metric rows buffered at most between checkpoints
 WAIT_SECONDS = 1.0  # between looks at a run another process is training
 
 StepCallback = Callable[[int, StepResult], None]
-
-
-class CheckpointError(OSError):
-    """A checkpoint could not be written or read."""
-
-
-class CheckpointWarning(UserWarning):
-    """A checkpoint could not be read: the run restarts from step 0."""
 
 
 class RunBusyWarning(UserWarning):
@@ -187,20 +183,6 @@ def run_data(config: TrainConfig, device: torch.device | str = "cpu") -> Data:
 
 # ------------------------------------------------------------------------------ run state
 
-@dataclass
-class RunState:
-    """Everything a checkpoint holds; ``step`` counts the updates done, ``saved`` is the step of
-    the last checkpoint written or loaded."""
-
-    model: nn.Module
-    optimizer: torch.optim.Optimizer
-    sampler: BatchSampler
-    generator: torch.Generator
-    probe: StepProbe | None
-    step: int = 0
-    saved: int | None = None
-
-
 def _build_state(config: TrainConfig, data: Data, device: torch.device) -> RunState:
     model_seed, sampler_seed, step_seed = (
         int(s) for s in np.random.SeedSequence(config.seed).generate_state(3))
@@ -233,62 +215,6 @@ def checkpoint_state(config: TrainConfig, store: RunStore) -> RunState:
     state = initial_state(config)
     load_checkpoint(path, state, config)
     return state
-
-
-def save_checkpoint(path: Path, state: RunState, config: TrainConfig) -> None:
-    """Write ``state`` to ``path`` atomically: a temporary file, synced, renamed over it. A
-    failed write (a full disk) raises :class:`CheckpointError` and leaves the old checkpoint."""
-    payload = {"config": config.to_json(), "step": state.step,
-               "model": state.model.state_dict(), "optimizer": state.optimizer.state_dict(),
-               "sampler": state.sampler.state_dict(), "generator": state.generator.get_state(),
-               "previous_gradients": state.probe.previous if state.probe else {}}
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(temporary, "wb") as file:
-            torch.save(payload, file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except (OSError, RuntimeError) as error:  # torch reports a failed write as RuntimeError
-        temporary.unlink(missing_ok=True)
-        raise CheckpointError(f"checkpoint {path} could not be written at step {state.step}: "
-                              f"{_first_line(error)}") from None
-    state.saved = state.step
-
-
-def load_checkpoint(path: Path, state: RunState, config: TrainConfig) -> None:
-    """Restore ``state`` from the checkpoint at ``path``, which must be of ``config``. Only
-    tensors and plain containers are loaded (``weights_only``); anything else, a damaged file
-    or a checkpoint of another config raises :class:`CheckpointError` (``state`` may then be
-    partly restored: build it again)."""
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-        if not isinstance(payload, dict) or payload.get("config") != config.to_json():
-            raise CheckpointError("it is not a checkpoint of this run's config")
-        state.model.load_state_dict(payload["model"])
-        state.optimizer.load_state_dict(payload["optimizer"])
-        state.sampler.load_state_dict(payload["sampler"])
-        state.generator.set_state(payload["generator"])
-        if state.probe is not None:
-            state.probe.previous = payload["previous_gradients"]
-        state.step = state.saved = int(payload["step"])
-    except Exception as error:  # noqa: BLE001 - whatever a damaged file raises
-        raise CheckpointError(f"checkpoint {path} cannot be read ({_unreadable(error)})") from None
-
-
-def _unreadable(error: Exception) -> str:
-    """Why a checkpoint cannot be read, without torch's advice to load it unsafely."""
-    if isinstance(error, pickle.UnpicklingError):
-        return "it is damaged, or holds objects other than tensors and plain containers"
-    if isinstance(error, CheckpointError):
-        return str(error)
-    return f"{type(error).__name__}: {_first_line(error)}"
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return (text.splitlines()[0][:200] if text else type(error).__name__)
 
 
 # ------------------------------------------------------------------------------ the run
@@ -339,9 +265,9 @@ def _train_held(config: TrainConfig, data: Data, device: torch.device, store: Ru
     if continuing and checkpoint.is_file():
         state, message = _resume(config, data, device, state, checkpoint, run_id)
     else:
-        _remove(checkpoint)
+        remove_checkpoint(checkpoint)
     for leftover in checkpoint.parent.glob(f".{checkpoint.name}.*.tmp"):
-        _remove(leftover)  # of a process killed while writing
+        remove_checkpoint(leftover)  # of a process killed while writing
     if claim.abandoned_by is not None:
         owner = claim.abandoned_by
         message += f", taking over from process {owner.pid} on {owner.host}, which stopped"
@@ -362,16 +288,6 @@ def _train_held(config: TrainConfig, data: Data, device: torch.device, store: Ru
         _record_stop(store, log, run_id, *_stopped(error, state))
         raise
     return store[run_id]
-
-
-def _remove(path: Path) -> None:
-    """Delete a checkpoint file if there is one; :class:`CheckpointError` when its folder
-    cannot be used (a file stands in its place, no permission)."""
-    try:
-        path.unlink(missing_ok=True)
-    except OSError as error:
-        raise CheckpointError(f"checkpoint {path} could not be written: its folder cannot be "
-                              f"used ({error.strerror or error})") from None
 
 
 def _resume(config: TrainConfig, data: Data, device: torch.device, state: RunState,
@@ -437,31 +353,6 @@ def _graft_targets(config: TrainConfig, state: RunState, store: RunStore,
 
 def _describe(model: ModelConfig) -> str:
     return json.dumps(dataclasses.asdict(model), sort_keys=True)
-
-
-def graft_targets(metrics: pd.DataFrame, invariants: Sequence[ScaleInvariant],
-                  steps: int) -> np.ndarray:
-    """Per-step layer norms (steps, layers) for :func:`scalewise.models.grafting.graft_norms` from
-    another run's long-form ``metrics``: row ``k`` holds ``sqrt(units * norm_sq)`` of each of
-    ``invariants``' layers logged at step ``k + 1`` (the per-unit mean of the squared norms
-    after ``k + 1`` updates; ``units = 1`` for LN layers).
-
-    Raises ``ValueError`` when a layer's ``norm_sq`` is missing or not finite at any step
-    ``1..steps``."""
-    rows = metrics[metrics["name"] == "norm_sq"]
-    table = rows.pivot(index="step", columns="layer", values="value")  # (logged steps, layers)
-    names = [inv.name for inv in invariants]
-    missing = [name for name in names if name not in table.columns]
-    if missing:
-        raise ValueError(f"no norm_sq of the layers {', '.join(missing)}")
-    needed = table.reindex(index=range(1, steps + 1), columns=names).to_numpy()  # (steps, L)
-    finite = np.isfinite(needed).all(axis=1)
-    if not finite.all():
-        first = int(np.argmin(finite)) + 1
-        raise ValueError(f"norm_sq is missing or not finite at step {first} of the steps "
-                         f"1..{steps} needed (train it for >= {steps} steps, probe_every = 1)")
-    units = np.array([unit_rows(inv.param, inv.granularity).shape[0] for inv in invariants])
-    return np.sqrt(units * needed)
 
 
 def _run(config: TrainConfig, data: Data, state: RunState, log: _MetricLog, checkpoint: Path,
