@@ -27,6 +27,8 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from scalewise.cli.exits import EPILOG
+
 COMMANDS = ("proofs", "docs", "figures", "train", "runs", "sweep", "validate")
 
 
@@ -35,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="scalewise",
         description="Training dynamics under normalization, weight decay, adaptive methods and "
         "K-FAC: proved (SymPy), simulated (NumPy), measured (PyTorch).",
+        epilog=EPILOG,
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:

@@ -15,14 +15,16 @@ import sys
 import warnings
 from collections.abc import Callable
 
-from scalewise.models.store import StoreFault
-
 OK = 0
 NEGATIVE = 1  # the work ran and its answer is no: a run failed, a bound or identity failed
 BAD_INPUT = 2  # an invalid argument, config, spec or run id; missing input files (as argparse)
 FAULT = 3  # the store or a file cannot be used: unwritable, missing folder, damaged, locked, full
 INTERRUPTED = 130  # Ctrl-C (128 + SIGINT); what finished is kept and the same command resumes
 CLOSED_PIPE = 141  # the output's reader went away (128 + SIGPIPE, as the shell says)
+
+EPILOG = ("exit status: 0 done; 1 done, and the answer is no (a run failed, a bound or an "
+          "identity does not hold); 2 bad input; 3 a store or file that cannot be used "
+          "(unwritable, damaged, locked, full, a run another process trains); 130 interrupted")
 
 Run = Callable[[argparse.Namespace], int]
 
@@ -44,16 +46,24 @@ def answered(interrupted: str) -> Callable[[Run], Run]:
                 except KeyboardInterrupt:
                     print(f"interrupted: {interrupted}", file=sys.stderr)
                     return INTERRUPTED
-                except StoreFault as error:  # before ValueError, which a StoreFault is
-                    return _error(error, FAULT)
-                except (ValueError, MemoryError, ModuleNotFoundError) as error:
-                    return _error(error, BAD_INPUT)  # missing data files are a ValueError too
-                except OSError as error:
-                    return _error(error, FAULT)
+                except (ValueError, MemoryError, ModuleNotFoundError, OSError) as error:
+                    return _error(error, _status(error))
 
         return wrapped
 
     return wrap
+
+
+def _status(error: Exception) -> int:
+    """:data:`FAULT` for a fault of the store (a ``StoreFault``, though a ``ValueError``) or of
+    a file (``OSError``), :data:`BAD_INPUT` for the rest (missing data files are a
+    ``ValueError`` too)."""
+    store_file = sys.modules.get("scalewise.models.store_file")  # loaded by any store in use
+    if store_file is not None and isinstance(error, store_file.StoreFault):
+        return FAULT
+    if isinstance(error, (ValueError, MemoryError, ModuleNotFoundError)):
+        return BAD_INPUT
+    return FAULT
 
 
 def _error(error: BaseException, status: int) -> int:

@@ -89,7 +89,17 @@ COMMANDS = {
     "runs-ls": ["runs", "ls", "--store"],
     "runs-show": ["runs", "show", "r1", "--store"],
     "runs-export": ["runs", "export", "r1", "--out", "x.csv", "--store"],
+    "sweep-status": ["sweep", "status", "SPEC", "--store"],
 }
+CREATING = ("train", "sweep-status")  # the commands that make a store where none is
+SPEC = "name: grid\npreset: teacher-mlp-sgd\nbase: {steps: 3}\nseeds: [0, 1]\n"
+
+
+def command_line(command: str, store: Path, tmp_path: Path) -> list[str]:
+    """``scalewise COMMAND ... --store STORE``, a sweep's spec written to ``tmp_path``."""
+    (tmp_path / "grid.yaml").write_text(SPEC)
+    return [str(tmp_path / "grid.yaml") if word == "SPEC" else word
+            for word in COMMANDS[command]] + [str(store)]
 
 
 @pytest.mark.parametrize("where", ["folder", "under-a-file", "proc"])
@@ -97,11 +107,11 @@ COMMANDS = {
 def test_unopenable_store_path_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                            where: str, command: str) -> None:
     path = unopenable(tmp_path)[where]
-    if command != "train" and not path.exists():
+    if command not in CREATING and not path.exists():
         expected = 2  # nothing to list: the same answer as for any missing store
     else:
         expected = FAULT
-    code, _, err = answer([*COMMANDS[command], str(path)], capsys)
+    code, _, err = answer(command_line(command, path, tmp_path), capsys)
     assert_one_line_error(code, err, expected, str(path))
 
 
@@ -130,7 +140,7 @@ def test_damaged_pages_are_refused_and_left_untouched(
     monkey_cwd = os.getcwd()
     os.chdir(tmp_path)  # the export's relative output lands in tmp_path
     try:
-        code, _, err = answer([*COMMANDS[command], str(path)], capsys)
+        code, _, err = answer(command_line(command, path, tmp_path), capsys)
     finally:
         os.chdir(monkey_cwd)
     assert_one_line_error(code, err, FAULT, "damaged")
@@ -163,7 +173,7 @@ def test_zero_byte_store_is_refused_not_taken_for_new(
         tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str) -> None:
     path = tmp_path / "s.sqlite"
     path.write_bytes(b"")
-    code, _, err = answer([*COMMANDS[command], str(path)], capsys)
+    code, _, err = answer(command_line(command, path, tmp_path), capsys)
     assert_one_line_error(code, err, FAULT, "0-byte")
     assert path.stat().st_size == 0
 
@@ -310,14 +320,18 @@ def test_two_processes_training_the_same_run_write_it_once(tmp_path: Path) -> No
     path, go = tmp_path / "s.sqlite", tmp_path / "go"
     first = start_training(CONFIG, path, go)
     wait_until_running(path, CONFIG.run_id(), first)
-    second = start_training(CONFIG, path, go)
+    second = subprocess.Popen(  # the command line, as a user would start it again
+        [sys.executable, "-c", CLI_UNDER_LIMIT, str(2**40), "train", *TRAIN_FLAGS, "--store",
+         str(path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     waiting = second.stderr.readline()  # blocks until the second says it waits
     go.touch()
-    outputs = [process.communicate(timeout=300) for process in (first, second)]
-    assert [first.returncode, second.returncode] == [0, 0], outputs
-    assert "is being trained by process" in waiting and "waiting for it" in waiting
-    for out, _ in outputs:
-        assert out.count("final: ") == 1 and "completed" in out
+    (first_out, _), (second_out, second_err) = [process.communicate(timeout=300)
+                                                for process in (first, second)]
+    assert [first.returncode, second.returncode] == [0, 0], second_err
+    assert waiting.startswith("warning: run") and "is being trained by process" in waiting
+    assert not second_err.strip()  # the one warning line, nothing more
+    assert first_out.count("final: ") == 1 and "completed" in first_out
+    assert second_out.count(f"run {CONFIG.run_id()} (unnamed): completed") == 1, second_out
     with RunStore(path) as store:
         stored = store[CONFIG.run_id()]
     assert stored.log.count("started") == 1  # trained once, joined once
