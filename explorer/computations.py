@@ -12,7 +12,7 @@ import streamlit as st
 
 from scalewise import models, theory, validation
 from scalewise.figures import curves
-from scalewise.models.store import RunStore, default_store_path
+from scalewise.models.store import RunStore, default_store_path, store_or_reason
 from scalewise.validation import comparison
 from scalewise.validation import suite as suites
 from scalewise.validation.ics import covariate_shift
@@ -25,6 +25,7 @@ LR_CHOICES = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
 STEP_CHOICES = (1000, 3000, 10_000, 30_000, 100_000)
 SPHERE_DIM = 64  # the sphere engine's dimension for the optimizers without an exact recurrence
 MEAN_NORM_POINTS = 13  # points of the covariate-shift curves between 0 and the largest ||m||
+STORE_TIMEOUT = 5.0  # seconds a page waits for a store another process keeps locked
 
 
 def default_lr(optimizer: str) -> float:
@@ -75,6 +76,13 @@ def outliers(max_mean_norm: float, dim: int, samples: int, seed: int) -> pd.Data
     return covariate_shift.outlier_curves(mean_norms, dim=dim, samples=samples, seed=seed)
 
 
+def open_store(*, create: bool = True) -> RunStore | str:
+    """The user's run store (made when absent and ``create``), or the one line a page shows
+    instead of a traceback: no store, a folder, a 0-byte file, a damaged header or damaged
+    pages, a store locked for longer than :data:`STORE_TIMEOUT`, one that cannot be created."""
+    return store_or_reason(default_store_path(), timeout=STORE_TIMEOUT, create=create)
+
+
 def version(row) -> str:
     """What identifies the stored state of a run (a row of ``RunStore.runs()``)."""
     return f"{row.updated}/{row.last_step}"
@@ -84,7 +92,7 @@ def version(row) -> str:
 def stored_run(path: str, run_id: str, version: str) -> models.Run:
     """The run ``run_id`` of the store at ``path``; ``version`` (its update time and last step)
     keys the cache to what is stored."""
-    with RunStore(path) as store:
+    with RunStore(path, timeout=STORE_TIMEOUT, create=False) as store:
         return store[run_id]
 
 
@@ -107,13 +115,13 @@ def stored_gn_norms() -> pd.DataFrame:
     """Gauss-Newton norms from the stored runs' costly probes (empty if none measured them).
     The store is listed on every call (runs come and go); each run is read through
     :func:`stored_run`'s cache."""
-    path = default_store_path()
-    if not path.exists():
+    store = open_store(create=False)
+    if isinstance(store, str):  # none, or unreadable: the page computes the live family
         return pd.DataFrame()
     try:
-        with RunStore(path) as store:
+        with store:
             runs = store.runs()
-        frames = [gauss_newton.stored_norms(stored_run(str(path), r.id, version(r)).metrics)
+        frames = [gauss_newton.stored_norms(stored_run(str(store.path), r.id, version(r)).metrics)
                   .assign(run=r.id) for r in runs.itertuples()]
     except (ValueError, OSError):  # an unreadable store or run: fall back to the live family
         return pd.DataFrame()

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import streamlit as st
 
-from explorer.computations import run_comparison, version
+from explorer.computations import open_store, run_comparison, version
 from explorer.display import axes_row, reference_section, show
 from scalewise import models
-from scalewise.models.store import RunStore, StoreError, default_store_path
+from scalewise.models.store import RunStore
 
 SMALL_RUN_PRESET = "digits-bn-sgd"
 
@@ -40,13 +40,12 @@ def main() -> None:
 
 
 def _open_store() -> RunStore | None:
-    path = default_store_path()
-    try:
-        return RunStore(path)
-    except (StoreError, OSError) as error:
-        st.error(f"The run store cannot be read: {error}. Point $SCALEWISE_STORE at another "
+    store = open_store()
+    if isinstance(store, str):
+        st.error(f"The run store cannot be read: {store}. Point $SCALEWISE_STORE at another "
                  "file or move this one away.")
         return None
+    return store
 
 
 def _start_small_run(store: RunStore) -> None:

@@ -87,6 +87,8 @@ def _validated(
     properties = Optimizer(optimizer).properties
     lr_array = checks.positive("lr", lr)
     wd_array = checks.positive("weight_decay", weight_decay)
+    checks.broadcast({"lr": lr_array, "weight_decay": wd_array, "grad_norm": grad_norm,
+                      "momentum": momentum, "dim": dim})
     if properties.shrinks(properties.decay):
         checks.decay_factor(lr_array, wd_array)
     momentum_array = checks.unit_interval("momentum", momentum)
