@@ -13,8 +13,10 @@ import streamlit as st
 from scalewise import models, theory, validation
 from scalewise.figures import curves
 from scalewise.models.store import RunStore, default_store_path
-from scalewise.validation import comparison, covariate_shift, gauss_newton
+from scalewise.validation import comparison
 from scalewise.validation import suite as suites
+from scalewise.validation.ics import covariate_shift
+from scalewise.validation.kfac import gauss_newton
 from scalewise.validation.report import LoadedReport
 from scalewise.vocabulary import Optimizer
 

@@ -21,6 +21,7 @@ from torch import nn
 
 from scalewise import checks
 from scalewise.models import probes
+from scalewise.models.data import whitened_inputs
 from scalewise.theory import kfac
 
 NORMS = ("jacobian_sq_norm", "gn_norm", "kfac_gn_norm")
@@ -28,15 +29,6 @@ ACTIVATIONS = {"linear": nn.Identity, "relu": nn.ReLU}
 
 _GN_RATIO = sp.lambdify(kfac.depth, kfac.GN_NORM / kfac.jacobian_sq)
 _KFAC_RATIO = sp.lambdify(kfac.depth, kfac.KFAC_GN_NORM / kfac.jacobian_sq)
-
-
-def whitened_inputs(samples: int, dim: int, generator: torch.Generator) -> torch.Tensor:
-    """``samples`` inputs (samples, dim), float64, whose second moment ``X^T X / samples`` is
-    exactly ``I``: ``sqrt(samples)`` times the orthonormal columns of a Gaussian matrix."""
-    checks.integer("samples", samples, dim)  # whitening needs full column rank
-    gaussian = torch.randn(samples, dim, generator=generator, dtype=torch.float64)
-    q, _ = torch.linalg.qr(gaussian)  # (samples, dim), q^T q = I
-    return q * samples**0.5
 
 
 def deep_network(depth: int, width: int, activation: str,
@@ -62,7 +54,7 @@ def network_family_norms(depths: Sequence[int], activations: Sequence[str] = ("l
     ``kfac_gn_norm`` on whitened inputs, their ratios, and theory's ratios ``(L+1)^2`` and
     ``L+1`` (exact for ``linear``)."""
     generator = torch.Generator().manual_seed(seed)
-    inputs = whitened_inputs(samples, width, generator)  # (samples, width)
+    inputs = whitened_inputs(samples, width, generator)  # (samples, width), X^T X / samples = I
     rows = []
     for activation in activations:
         for depth in depths:
