@@ -22,6 +22,7 @@ from scalewise.theory import (  # each topic module registers its identities
     homogeneity,  # noqa: F401
     kfac,  # noqa: F401
     kronecker,  # noqa: F401
+    lion_muon_nesterov,  # noqa: F401
     momentum_sgd,  # noqa: F401
     normalization_backprop,  # noqa: F401
     normalization_invariance,  # noqa: F401
