@@ -79,6 +79,8 @@ class Properties:
     default_momentum: float
     equilibrium: Equilibrium
     simulated: bool
+    torch_options: tuple[tuple[str, Any], ...] = ()
+    """Fixed arguments of ``torch_class`` that make it this optimizer (``nesterov=True``)."""
 
     @property
     def adaptive(self) -> bool:
@@ -178,14 +180,16 @@ PROPERTIES: MappingProxyType[Optimizer, Properties] = MappingProxyType({
     # torch.optim.SGD(nesterov=True): the step is grad + momentum * buffer
     Optimizer.NESTEROV: Properties(
         "Nesterov SGD", "torch.optim.SGD", Preconditioner.IDENTITY, Decay.COUPLED,
-        frozenset({"momentum"}), 0.9, Equilibrium.EXACT, simulated=True),
+        frozenset({"momentum"}), 0.9, Equilibrium.EXACT, simulated=True,
+        torch_options=(("nesterov", True),)),
     # Chen et al. (2023): the sign of an interpolation of buffer and gradient, decoupled decay
     Optimizer.LION: Properties(
         "Lion", "scalewise.models.lion.Lion", Preconditioner.SIGN, Decay.DECOUPLED,
         frozenset({"betas"}), 0.0, Equilibrium.LEADING_ORDER, simulated=True),
-    # torch.optim.Muon (Nesterov buffer, Newton-Schulz orthogonalization, decoupled decay)
+    # torch.optim.Muon (Nesterov buffer, Newton-Schulz orthogonalization, decoupled decay),
+    # every tensor read as a matrix (scalewise.models.muon)
     Optimizer.MUON: Properties(
-        "Muon", "torch.optim.Muon", Preconditioner.ORTHOGONALIZATION, Decay.DECOUPLED,
+        "Muon", "scalewise.models.muon.MatrixMuon", Preconditioner.ORTHOGONALIZATION, Decay.DECOUPLED,
         frozenset({"momentum"}), 0.95, Equilibrium.LEADING_ORDER, simulated=True),
 })
 """The properties of every :class:`Optimizer`."""

@@ -24,8 +24,8 @@ from scalewise.theory import (  # each topic module registers its identities
     kfac,  # noqa: F401
     kronecker,  # noqa: F401
     lion_muon_nesterov,  # noqa: F401
-    norm_under_schedules,  # noqa: F401
     momentum_sgd,  # noqa: F401
+    norm_under_schedules,  # noqa: F401
     normalization_backprop,  # noqa: F401
     normalization_invariance,  # noqa: F401
     preconditioning,  # noqa: F401

@@ -23,6 +23,7 @@ import numpy as np
 import sympy as sp
 
 from scalewise import checks
+from scalewise.theory import lion_muon_nesterov as beyond
 from scalewise.theory.adam_l2 import (
     ADAM_APPROACH_RATE,
     ADAM_COS_ANGLE,
@@ -44,7 +45,6 @@ from scalewise.theory.equilibrium import (
     g,
     lam,
 )
-from scalewise.theory import lion_muon_nesterov as beyond
 from scalewise.theory.mean_field import beta1, beta2, d, dominant_root, mu
 from scalewise.theory.momentum_sgd import (
     SGDM_COS_ANGLE,
