@@ -111,9 +111,10 @@ for _name, _label in (("nesterov", "Nesterov SGD"), ("muon", "Muon"), ("lion", "
         name=f"{_name}_angular_update_leading_order",
         topic="beyond the seeds: Nesterov, Muon, Lion",
         domain=HYPERPARAMETERS,
-        source={"nesterov": "Nesterov momentum as torch.optim.SGD(nesterov=True); derived here",
-                "muon": "Muon (Jordan et al. 2024; torch.optim.Muon); derived here",
-                "lion": "Lion (Chen et al. 2023, Program 1); derived here"}[_name],
+        source={"nesterov": "Sutskever et al. 2013 (Nesterov momentum as torch.optim.SGD); "
+                            "derived here",
+                "muon": "Jordan et al. 2024 (Muon; torch.optim.Muon); derived here",
+                "lion": "Chen et al. 2023, Program 1 (Lion); derived here"}[_name],
         statement=rf"\text{{{_label}: }}1-\cos\theta^* = K\,\alpha\lambda + O((\alpha\lambda)^2),"
         rf"\ K = {sp.latex(ANGLE_FACTOR[_name])}",
         claim=lambda n=_name: _angle_factor(n),
@@ -133,7 +134,7 @@ identity(
     name="nesterov_norm_leading_order",
     topic="beyond the seeds: Nesterov, Muon, Lion",
     domain=HYPERPARAMETERS,
-    source="Nesterov momentum as torch.optim.SGD(nesterov=True); derived here",
+    source="Sutskever et al. 2013 (Nesterov momentum as torch.optim.SGD); derived here",
     statement=r"\text{Nesterov SGD: }\|\mathbf{w}^*\|^4 = \frac{\alpha g^2}{2(1-\mu)\lambda}"
     r"\,(1+O(\alpha\lambda))",
     claim=lambda: _leading(norm_sq("nesterov") ** 2 * lam / (alpha * g**2)),
@@ -148,7 +149,7 @@ identity(
     name="scale_free_norm_leading_order",
     topic="beyond the seeds: Nesterov, Muon, Lion",
     domain=HYPERPARAMETERS,
-    source="Muon (Jordan et al. 2024), Lion (Chen et al. 2023); derived here",
+    source="Jordan et al. 2024 (Muon); Chen et al. 2023 (Lion); derived here",
     statement=r"\|\mathbf{w}^*\|^2 = \frac{\|\mathbf{u}\|^2}{2K\alpha\lambda}(1+O(\alpha\lambda)),"
     r"\ \|\mathbf{u}\|^2 = \alpha^2\ \text{(Muon)},\ \alpha^2 d\ \text{(Lion)}",
     claim=lambda: tuple(_leading(norm_sq(n) * 2 * alpha * lam / UPDATE_ENERGY[n])
@@ -165,7 +166,8 @@ identity(
     name="scale_free_norm_exact_without_momentum",
     topic="beyond the seeds: Nesterov, Muon, Lion",
     domain=HYPERPARAMETERS,
-    source="Muon at mu = 0 (normalized gradient descent with decoupled decay); derived here",
+    source="Jordan et al. 2024 (Muon at mu = 0: normalized descent with decoupled decay); "
+    "derived here",
     statement=r"\|\mathbf{w}^+\|^2 = (1-\alpha\lambda)^2\|\mathbf{w}\|^2 + \alpha^2:\ "
     r"\|\mathbf{w}^*\|^2 = \frac{\alpha}{\lambda(2-\alpha\lambda)},\ "
     r"\cos\theta^* = 1-\alpha\lambda",
@@ -181,7 +183,8 @@ identity(
     name="scale_free_approach_rate_leading_order",
     topic="beyond the seeds: Nesterov, Muon, Lion",
     domain=HYPERPARAMETERS,
-    source="Muon (Jordan et al. 2024), Lion (Chen et al. 2023), Nesterov SGD; derived here",
+    source="Jordan et al. 2024 (Muon); Chen et al. 2023 (Lion); Sutskever et al. 2013 "
+    "(Nesterov); derived here",
     statement=r"1-\partial_x\mathbb{E}\|\mathbf{w}^+\|^2 = c\,\alpha\lambda + O((\alpha\lambda)^2):"
     r"\ c = 2\ \text{(Muon, Lion)},\ c = \frac{4}{1-\mu}\ \text{(Nesterov)}",
     claim=lambda: tuple(_leading((1 - approach_rate(n)) / (alpha * lam)) for n in OPTIMIZERS),
@@ -213,7 +216,7 @@ def _sign_times_y() -> sp.Expr:
 identity(
     name="sign_correlation_gain",
     topic="beyond the seeds: Nesterov, Muon, Lion",
-    source="Bussgang's theorem (Bussgang 1952), used for Lion's sign; derived here",
+    source="Bussgang 1952 (Bussgang's theorem), used for Lion's sign; derived here",
     statement=r"\mathbb{E}[\operatorname{sign}(X)Y] = \sqrt{2/\pi}\,\mathbb{E}[XY]/\sigma_X"
     r"\ \text{for zero-mean jointly Gaussian } X, Y",
     claim=_sign_times_y,

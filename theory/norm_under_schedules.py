@@ -177,7 +177,7 @@ def quasi_static_ratio(kind: str, lr: sp.Expr, wd: sp.Expr) -> sp.Expr:
 identity(
     name="grad_weight_ratio_quasi_static",
     topic=TOPIC,
-    source="Defazio 2025, 'Why Gradients Rapidly Increase Near the End of Training'; derived here",
+    source="Defazio 2025 (the ratio for SGD); derived here",
     statement=r"\frac{\|\nabla\mathcal J\|}{\|\mathbf w\|} = \sqrt{2\lambda/\eta_t}\ \text{(SGD)},"
     r"\ \frac{2\lambda g}{\eta_t C}\ \text{(scale-free)};\ \lambda_t=\lambda\eta_t/\eta_{\max}:\ "
     r"\sqrt{2\lambda/\eta_{\max}},\ \frac{2\lambda g}{\eta_{\max}C}",
@@ -218,7 +218,8 @@ norm's."""
 identity(
     name="schedule_integrals",
     topic=TOPIC,
-    source="derived here (schedules of torch.optim.lr_scheduler in continuous time)",
+    source="Loshchilov and Hutter 2017 (cosine); Hu et al. 2024 (warmup-stable-decay); derived "
+    "here",
     statement=r"\int_0^t\eta,\ \int_0^t\eta^2\ \text{for linear, cosine and exponential "
     r"schedules (and the decay phase of warmup-stable-decay, linear)}",
     claim=lambda: tuple((sp.integrate(e.subs(t, s_), (s_, 0, t)),
@@ -255,7 +256,7 @@ def linear_schedule_solution(kind: str) -> sp.Expr:
 identity(
     name="linear_schedule_solution",
     topic=TOPIC,
-    source="derived here (Defazio 2025 states the equation, not this solution)",
+    source="Defazio 2025 (the equation); derived here (its solution)",
     statement=r"\eta_t=\eta_0(1-t/T),\ \lambda\ \text{constant}:\ z(t) = \frac{b_0}{a_0}\eta_t "
     r"- \frac{b_0\eta_0\sqrt\pi}{2a_0p}e^{p^2u^2}\operatorname{erf}(pu) + \Big(z_0 - "
     r"\frac{b_0\eta_0}{a_0} + \frac{b_0\eta_0\sqrt\pi}{2a_0p}e^{p^2}\operatorname{erf}p\Big)"
