@@ -124,9 +124,10 @@ def test_continuous_solution_equals_theorys_linear_schedule_closed_form() -> Non
                             theory_schedules.z0: 1.0}), "mpmath")
     fine = 10
     times = (np.arange(T * fine) + 0.5) / fine
-    lr = eta0 * (1 - times / T) / fine  # lr per sub-step: eta dt
-    x = norm_schedules.norm_continuous("scale_free", lr, np.full_like(lr, lam * fine),
-                                       scale=fine * c0, init_norm_sq=1.0)
+    lr = eta0 * (1 - times / T)
+    # rates per sub-step a dt = 2 eta (lam dt), b dt = eta^2 (C dt)
+    x = norm_schedules.norm_continuous("scale_free", lr, np.full_like(lr, lam / fine),
+                                       scale=c0 / fine, init_norm_sq=1.0)
     for t in (500.0, 1000.0, 1900.0):
         assert x[int(t * fine)] == pytest.approx(float(z(t)), rel=1e-3), t
 
