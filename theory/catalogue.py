@@ -34,7 +34,7 @@ REFERENCES = {
     "\"On the importance of initialization and momentum in deep learning\", ICML 2013 "
     "(Nesterov's momentum in the form torch.optim.SGD(nesterov=True) uses)",
     "Wang and Aitchison 2024": "Xi Wang, Laurence Aitchison, \"How to set AdamW's weight "
-    "decay as you scale model and dataset size\", arXiv:2405.13698, 2024",
+    "decay as you scale model and dataset size\", arXiv:2405.13698, 2024 (ICML 2025)",
 }
 """Sources beyond the seeds, by the key an identity's ``source`` starts with."""
 

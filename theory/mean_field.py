@@ -19,6 +19,9 @@ steps, so ``E<G_k, anything from the past> = 0``. The optimizers follow ``torch.
   rate. It is Adam with L2 at ``beta1 = 0``. (All forms are the ``beta2 -> 1`` limit below, so
   ``beta2`` appears in none of them.)
 * Adagrad (coupled L2): ``f <- f + grad^2``; it has no equilibrium (:mod:`theory.adam_l2`).
+* Nesterov SGD, Muon and Lion: the same map with a step direction other than the buffer and,
+  for Muon and Lion, a step of fixed size (:func:`moment_step`'s ``direction_buffer``,
+  ``direction_gain``, ``update_energy``); their forms are in :mod:`theory.lion_muon_nesterov`.
 
 Mean-field model. ``x = E||w_k||^2``, ``p = E<w_k, m_k>``, ``q = E||m_k||^2`` (``m_k`` the buffer
 before step ``k``). The only approximation is ``E[g^2 / ||w||^2] = g^2 / x``. For the adaptive
