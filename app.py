@@ -1,6 +1,6 @@
 """scalewise explorer (Streamlit): theory beside measurement.
 
-The entry point of ``streamlit run app.py``: it puts the six pages of ``explorer/`` (one script
+The entry point of ``streamlit run app.py``: it puts the seven pages of ``explorer/`` (one script
 each, UI only; every number is computed in theory/, sim/, figures/, models/ or validation/ behind
 the cached wrappers of ``explorer/computations.py``) into Streamlit's navigation. Each page has
 its own URL path, ``/<key>`` (keys of :data:`PAGES`; the first page is also the root URL), and
@@ -18,6 +18,7 @@ PAGES: dict[str, tuple[str, str]] = {  # URL key -> (title in the navigation, pa
     "identities": ("4 Identities", "explorer/identities.py"),
     "kfac": ("5 K-FAC", "explorer/kfac.py"),
     "covariate-shift": ("6 Internal covariate shift", "explorer/covariate_shift.py"),
+    "schedules": ("7 Schedules", "explorer/schedules.py"),
 }
 
 

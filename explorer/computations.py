@@ -12,6 +12,7 @@ import streamlit as st
 
 from scalewise import models, theory, validation
 from scalewise.figures import curves
+from scalewise.figures import schedule_curves as schedules
 from scalewise.models.store import RunStore, default_store_path, store_or_reason
 from scalewise.validation import comparison
 from scalewise.validation import suite as suites
@@ -24,6 +25,8 @@ OPTIMIZERS = tuple(o.value for o in Optimizer if o.properties.simulated)
 LR_CHOICES = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
 STEP_CHOICES = (1000, 3000, 10_000, 30_000, 100_000)
 SPHERE_DIM = 64  # the sphere engine's dimension for the optimizers without an exact recurrence
+SCHEDULES = schedules.SCHEDULES
+SCHEDULE_OPTIMIZERS = schedules.OPTIMIZERS
 MEAN_NORM_POINTS = 13  # points of the covariate-shift curves between 0 and the largest ||m||
 STORE_TIMEOUT = 5.0  # seconds a page waits for a store another process keeps locked
 
@@ -57,6 +60,14 @@ def wd_equilibrium(optimizer: str, lr: float, weight_decay: float, momentum: flo
                    betas: tuple[float, float]) -> dict[str, float] | str:
     return curves.equilibrium_or_reason(optimizer, lr=lr, weight_decay=weight_decay,
                                         momentum=momentum, betas=betas, dim=SPHERE_DIM)
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def schedule_curves(optimizer: str, schedule: str, lr: float, weight_decay: float, steps: int,
+                    corrected: bool, momentum: float) -> pd.DataFrame:
+    return schedules.schedule_table(optimizer, schedule, lr=lr, weight_decay=weight_decay,
+                                    steps=steps, corrected=corrected, momentum=momentum,
+                                    dim=SPHERE_DIM)
 
 
 @st.cache_data(max_entries=32, show_spinner=False)

@@ -107,6 +107,8 @@ class Schedule(str, Enum):
     STEP = "step"
     EXPONENTIAL = "exponential"
     WARMUP_COSINE = "warmup-cosine"
+    LINEAR = "linear"
+    WARMUP_STABLE_DECAY = "warmup-stable-decay"
 
 
 IMAGE_DATASETS = frozenset({Dataset.DIGITS, Dataset.CIFAR10, Dataset.MNIST})
@@ -325,6 +327,8 @@ class OptimizerConfig(_Validated):
     milestones: tuple[int, ...] = ()  # step decay: multiply lr by gamma at these steps
     gamma: float = 0.1  # step decay factor, or per-step factor of the exponential schedule
     warmup_steps: int = 0
+    decay_fraction: float = 0.2  # warmup-stable-decay: the share of steps spent decaying
+    corrected_decay: bool = False  # Defazio's decay: weight_decay * lr_t / lr at every step
 
     def __post_init__(self) -> None:
         _coerce_enum(self, "name", Optimizer)
@@ -339,9 +343,11 @@ class OptimizerConfig(_Validated):
         _check_float(self, "weight_decay", 0.0)
         _check_float(self, "gamma", 0.0, low_open=True)
         _check_int(self, "warmup_steps", 0)
+        _check_float(self, "decay_fraction", 0.0, 1.0, low_open=True, high_open=False)
         self._check_betas()
         self._check_milestones()
         self._check_weight_decay()
+        self._check_corrected_decay()
         if not isinstance(self.renormalize, bool):
             checks.fail(self.path("renormalize"), self.renormalize, "True or False")
         self._check_grafting()
@@ -374,6 +380,25 @@ class OptimizerConfig(_Validated):
         if not ints or list(steps) != sorted(set(steps)):
             checks.fail(self.path("milestones"), self.milestones, "strictly increasing integers >= 1")
         object.__setattr__(self, "milestones", steps)
+
+    def _check_corrected_decay(self) -> None:
+        """The corrected decay rescales a decay that shrinks the weights by ``1 - lr wd``
+        (decoupled, or SGD's L2), with the configured ``lr`` as the schedule's peak; grafted
+        and preconditioned decays are refused."""
+        if not isinstance(self.corrected_decay, bool):
+            checks.fail(self.path("corrected_decay"), self.corrected_decay, "True or False")
+        if not self.corrected_decay:
+            return
+        kind = self.name.properties.preconditioner
+        if (self.weight_decay == 0 or self.graft_direction is not None
+                or kind in (Preconditioner.KRONECKER, Preconditioner.INPUT_STATISTICS)
+                or not self.name.properties.shrinks(
+                    Decay.DECOUPLED if self.wd_mode is WeightDecayMode.DECOUPLED
+                    else Decay.COUPLED)):
+            checks.fail(self.path("corrected_decay"), self.corrected_decay,
+                        "False unless optimizer.weight_decay > 0 shrinks the weights (a "
+                        "decoupled decay, or L2 on SGD, momentum SGD or Nesterov SGD) and "
+                        "nothing is grafted")
 
     def _check_grafting(self) -> None:
         direction = self.graft_direction

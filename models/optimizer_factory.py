@@ -1,7 +1,8 @@
 """The optimizer factory: a run's optimizer from its config, with weight-decay modes and placement.
 
-``torch.optim``'s SGD, Adam, AdamW, RMSprop and Adagrad are used as they are; K-FAC comes from
-:mod:`models.kfac`, the quasi-diagonal and diagonal preconditioners (over every Linear layer,
+``torch.optim``'s SGD (with Nesterov momentum too), Adam, AdamW, RMSprop and Adagrad are used
+as they are, Muon through :mod:`models.muon` (every tensor read as a matrix), Lion from
+:mod:`models.lion`; K-FAC comes from :mod:`models.kfac`, the quasi-diagonal and diagonal preconditioners (over every Linear layer,
 no weight decay) from :mod:`models.quasi_diagonal`. Weight decay (001 Sec. 5) is one of
 
 * ``l2``: ``lambda w`` added to the gradient (torch's own ``weight_decay``), hence
@@ -33,7 +34,7 @@ from scalewise.models.config import (
 from scalewise.models.grafting import AdaGraft, renormalize_after_step
 from scalewise.models.kfac import KFAC
 from scalewise.models.networks import output_layer, scale_invariant_params
-from scalewise.vocabulary import Optimizer, Preconditioner
+from scalewise.vocabulary import Decay, Optimizer, Preconditioner
 
 
 def decayed_params(model: nn.Module, placement: WeightDecayPlacement) -> list[nn.Parameter]:
@@ -69,6 +70,7 @@ def _torch_optimizer(groups: list[dict[str, Any]], config: OptimizerConfig,
     properties = name.properties
     module, _, kind = properties.torch_class.rpartition(".")
     arguments = {_TORCH_ARGUMENT[h]: getattr(config, h) for h in properties.hyperparameters}
+    arguments.update(properties.torch_options)
     return getattr(importlib.import_module(module), kind)(groups, lr=config.lr, **arguments)
 
 
@@ -81,6 +83,7 @@ def build_optimizer(model: nn.Module, config: OptimizerConfig) -> torch.optim.Op
     ``config`` validated its own values when it was built; K-FAC raises ``ValueError`` for a
     layer it does not support (see :func:`models.kfac.preconditioned_layers`)."""
     decoupled = config.wd_mode == WeightDecayMode.DECOUPLED
+    decay_hook = False  # a decoupled decay the optimizer does not apply itself
     if config.graft_direction is not None:
         optimizer: torch.optim.Optimizer = _adagraft(model, config, config.graft_direction)
     elif config.name == Optimizer.KFAC:
@@ -92,15 +95,40 @@ def build_optimizer(model: nn.Module, config: OptimizerConfig) -> torch.optim.Op
             factor_interval=k.factor_interval, inverse_interval=k.inverse_interval)
     elif config.name.properties.preconditioner is Preconditioner.INPUT_STATISTICS:
         optimizer = _input_statistics(model, config)
-    elif config.name == Optimizer.ADAMW or not decoupled:
+    elif config.name.properties.decay is Decay.DECOUPLED or not decoupled:
         optimizer = _torch_optimizer(param_groups(model, config, "weight_decay"), config,
                                      config.name)
     else:
         optimizer = _torch_optimizer(_decoupled_groups(model, config), config, config.name)
+        decay_hook = True
+    if config.corrected_decay:  # before the decoupled decay's hook, which reads the rescaled rate
+        scale_decay_with_lr(optimizer, config.lr)
+    if decay_hook:
         optimizer.register_step_pre_hook(decoupled_weight_decay)
     if config.renormalize:
         renormalize_after_step(optimizer, scale_invariant_params(model))
     return optimizer
+
+
+_DECAY_KEYS = ("weight_decay", "decoupled_weight_decay")
+
+
+def scale_decay_with_lr(optimizer: torch.optim.Optimizer, lr_max: float) -> None:
+    """Defazio's corrected decay (2025, "Why Gradients Rapidly Increase Near the End of
+    Training"): before every step each group's decay becomes ``base * lr / lr_max``, so the
+    per-step decay ``lr * decay`` is ``base * lr^2 / lr_max`` and the normalized layers' norms
+    and gradient-to-weight ratios stay level as the schedule decays
+    (identity ``corrected_decay_solution``). ``lr_max`` is the configured learning rate, the
+    peak of the decaying schedules."""
+    for group in optimizer.param_groups:
+        group["base_decay"] = {key: group[key] for key in _DECAY_KEYS if key in group}
+
+    def rescale(opt: torch.optim.Optimizer, *_: Any) -> None:
+        for group in opt.param_groups:
+            for key, base in group["base_decay"].items():
+                group[key] = base * group["lr"] / lr_max
+
+    optimizer.register_step_pre_hook(rescale)
 
 
 def _input_statistics(model: nn.Module, config: OptimizerConfig) -> torch.optim.Optimizer:

@@ -81,6 +81,8 @@ def effective_lr_form(optimizer: torch.optim.Optimizer) -> Optimizer:
     optimizer that sets its step's magnitude."""
     inner = getattr(optimizer, "magnitude", optimizer)
     if type(inner) is torch.optim.SGD:
+        if any(g.get("nesterov") for g in inner.param_groups):
+            return Optimizer.NESTEROV
         momentum = any(g.get("momentum", 0) for g in inner.param_groups)
         return Optimizer.SGDM if momentum else Optimizer.SGD
     for name in Optimizer:

@@ -112,8 +112,10 @@ from scalewise.models.store import (
 from scalewise.sim.schedules import (
     Constant,
     Exponential,
+    Linear,
     StepDecay,
     WarmupCosine,
+    WarmupStableDecay,
     lr_factors,
 )
 
@@ -456,7 +458,8 @@ def _finite_weights(model: nn.Module) -> bool:
     return bool(torch.stack([p.isfinite().all() for p in model.parameters()]).all())
 
 
-def schedule(config: OptimizerConfig) -> Constant | StepDecay | Exponential | WarmupCosine:
+def schedule(config: OptimizerConfig) -> (Constant | StepDecay | Exponential | WarmupCosine
+                                          | Linear | WarmupStableDecay):
     """The learning-rate schedule of ``config`` as the simulators define it (:mod:`sim.schedules`),
     so a measured and a simulated run share one definition."""
     if config.schedule is Schedule.STEP:
@@ -465,6 +468,11 @@ def schedule(config: OptimizerConfig) -> Constant | StepDecay | Exponential | Wa
         return Exponential(gamma=config.gamma)
     if config.schedule is Schedule.WARMUP_COSINE:
         return WarmupCosine(warmup_steps=config.warmup_steps)
+    if config.schedule is Schedule.LINEAR:
+        return Linear()
+    if config.schedule is Schedule.WARMUP_STABLE_DECAY:
+        return WarmupStableDecay(warmup_steps=config.warmup_steps,
+                                 decay_fraction=config.decay_fraction)
     return Constant()
 
 

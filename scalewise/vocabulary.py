@@ -1,7 +1,8 @@
 """The optimizer names every layer shares, and one table of their properties.
 
 :class:`Optimizer` names the update rules of ``torch.optim`` that theory, the simulators, the
-training code and the explorer speak about, plus the project's own K-FAC and the quasi-diagonal
+training code and the explorer speak about (Nesterov momentum SGD and Muon among them), Lion
+(Chen et al. 2023, the project's own :class:`scalewise.models.lion.Lion`), plus the project's own K-FAC and the quasi-diagonal
 and diagonal preconditioners of 001 Sec. 3.1 (trained by :mod:`scalewise.models` only). :data:`PROPERTIES` says, once, what each one is: which
 preconditioner divides its step, whether its own weight decay is coupled (an L2 term in the
 gradient) or decoupled, which hyperparameters it reads and their defaults, its effective
@@ -11,7 +12,7 @@ simulators run it.
 >>> Optimizer.parse("adamw").properties.decay
 <Decay.DECOUPLED: 'decoupled'>
 >>> [o.value for o in Optimizer if o.properties.simulated]
-['sgd', 'sgdm', 'adam', 'adamw', 'rmsprop', 'adagrad']
+['sgd', 'sgdm', 'adam', 'adamw', 'rmsprop', 'adagrad', 'nesterov', 'lion', 'muon']
 """
 
 from __future__ import annotations
@@ -26,14 +27,18 @@ from scalewise import checks
 
 class Preconditioner(str, Enum):
     """What divides the gradient in the step: nothing (SGD), a per-coordinate second moment
-    of the gradient (Adam, RMSprop, Adagrad: 001 Sec. 2), K-FAC's Kronecker factors (003), or
+    of the gradient (Adam, RMSprop, Adagrad: 001 Sec. 2), K-FAC's Kronecker factors (003),
     running statistics of each layer's inputs (the quasi-diagonal and diagonal preconditioners
-    of 001 Sec. 3.1, Eq. 10)."""
+    of 001 Sec. 3.1, Eq. 10), each coordinate's own magnitude (Lion's sign) or the step matrix's
+    singular values (Muon's orthogonalization). The last two fix the step's size whatever the
+    gradient's scale."""
 
     IDENTITY = "identity"
     DIAGONAL = "diagonal"
     KRONECKER = "kronecker"
     INPUT_STATISTICS = "input statistics"
+    SIGN = "sign"
+    ORTHOGONALIZATION = "orthogonalization"
 
 
 class Decay(str, Enum):
@@ -62,7 +67,8 @@ class Properties:
     scale-invariant weight: 2 where the step scales with the gradient (SGD, 001 Sec. 4.3; also
     the input-statistics preconditioners, whose statistics do not scale with the weight), 1
     where a diagonal preconditioner removes the gradient's scale (the Adam family, whose step
-    size does not depend on ``||w||``), 0 for K-FAC, whose step is invariant to the weight's
+    size does not depend on ``||w||``; likewise Lion's sign and Muon's orthogonalized step), 0
+    for K-FAC, whose step is invariant to the weight's
     scale up to damping (001 Sec. 5.2)."""
 
     label: str
@@ -73,6 +79,8 @@ class Properties:
     default_momentum: float
     equilibrium: Equilibrium
     simulated: bool
+    torch_options: tuple[tuple[str, Any], ...] = ()
+    """Fixed arguments of ``torch_class`` that make it this optimizer (``nesterov=True``)."""
 
     @property
     def adaptive(self) -> bool:
@@ -83,7 +91,8 @@ class Properties:
     def effective_lr_power(self) -> int:
         return {Preconditioner.IDENTITY: 2, Preconditioner.DIAGONAL: 1,
                 Preconditioner.KRONECKER: 0,
-                Preconditioner.INPUT_STATISTICS: 2}[self.preconditioner]
+                Preconditioner.INPUT_STATISTICS: 2, Preconditioner.SIGN: 1,
+                Preconditioner.ORTHOGONALIZATION: 1}[self.preconditioner]
 
     @property
     def uses_momentum(self) -> bool:
@@ -109,6 +118,9 @@ class Optimizer(str, Enum):
     KFAC = "kfac"
     QUASI_DIAGONAL = "quasi-diagonal"
     DIAGONAL = "diagonal"
+    NESTEROV = "nesterov"
+    LION = "lion"
+    MUON = "muon"
 
     @classmethod
     def parse(cls, name: Any, *, field: str = "optimizer",
@@ -165,5 +177,19 @@ PROPERTIES: MappingProxyType[Optimizer, Properties] = MappingProxyType({
         "diagonal second moment", "scalewise.models.quasi_diagonal.DiagonalSecondMoment",
         Preconditioner.INPUT_STATISTICS, Decay.COUPLED, frozenset(), 0.0, Equilibrium.NONE,
         simulated=False),
+    # torch.optim.SGD(nesterov=True): the step is grad + momentum * buffer
+    Optimizer.NESTEROV: Properties(
+        "Nesterov SGD", "torch.optim.SGD", Preconditioner.IDENTITY, Decay.COUPLED,
+        frozenset({"momentum"}), 0.9, Equilibrium.EXACT, simulated=True,
+        torch_options=(("nesterov", True),)),
+    # Chen et al. (2023): the sign of an interpolation of buffer and gradient, decoupled decay
+    Optimizer.LION: Properties(
+        "Lion", "scalewise.models.lion.Lion", Preconditioner.SIGN, Decay.DECOUPLED,
+        frozenset({"betas"}), 0.0, Equilibrium.LEADING_ORDER, simulated=True),
+    # torch.optim.Muon (Nesterov buffer, Newton-Schulz orthogonalization, decoupled decay),
+    # every tensor read as a matrix (scalewise.models.muon)
+    Optimizer.MUON: Properties(
+        "Muon", "scalewise.models.muon.MatrixMuon", Preconditioner.ORTHOGONALIZATION, Decay.DECOUPLED,
+        frozenset({"momentum"}), 0.95, Equilibrium.LEADING_ORDER, simulated=True),
 })
 """The properties of every :class:`Optimizer`."""

@@ -2,9 +2,12 @@
 
 Two engines share one interface: the *recurrence* engine iterates theory's exact scalar recurrence
 for SGD (001 Eq. 23) on whole hyperparameter grids; the *sphere* engine trains explicit
-scale-invariant weight vectors with the real update rules of SGD, momentum SGD, Adam, AdamW,
-RMSprop and Adagrad. :func:`equilibrium` gives theory's closed-form equilibria, :func:`drive`
-turns measured gradient norms into predicted weight norms, :func:`drive_moments` the measured
+scale-invariant weight vectors with the real update rules of SGD, momentum and Nesterov SGD,
+Adam, AdamW, RMSprop, Adagrad, Lion and Muon. :mod:`sim.norm_schedules` iterates the norm under
+any learning-rate and weight-decay schedule beside its continuous solution, and
+:mod:`sim.moving_average` shows AdamW's weights as a moving average of its updates.
+:func:`equilibrium` gives theory's closed-form equilibria, :func:`drive` turns measured gradient
+norms into predicted weight norms, :func:`drive_moments` the measured
 tangential energies of momentum and adaptive updates, :func:`exponential_lr_pair` shows
 weight decay as an exponential learning-rate schedule; :mod:`scalewise.figures` draws the notes'
 figures from them.
@@ -27,7 +30,14 @@ from scalewise.sim.equilibria import equilibrium, long_run_averages
 from scalewise.sim.equivalence import direction_mismatch, exponential_lr_pair
 from scalewise.sim.losses import RayleighQuotient
 from scalewise.sim.recurrence import effective_damping
-from scalewise.sim.schedules import Constant, Exponential, StepDecay, WarmupCosine
+from scalewise.sim.schedules import (
+    Constant,
+    Exponential,
+    Linear,
+    StepDecay,
+    WarmupCosine,
+    WarmupStableDecay,
+)
 from scalewise.sim.spec import MEMORY_LIMIT_BYTES
 from scalewise.sim.trajectory import Trajectory
 from scalewise.vocabulary import Optimizer
@@ -37,11 +47,13 @@ __all__ = [
     "MEMORY_LIMIT_BYTES",
     "Constant",
     "Exponential",
+    "Linear",
     "Optimizer",
     "RayleighQuotient",
     "StepDecay",
     "Trajectory",
     "WarmupCosine",
+    "WarmupStableDecay",
     "direction_mismatch",
     "drive",
     "drive_moments",

@@ -95,6 +95,49 @@ class WarmupCosine:
         return np.where(k < self.warmup_steps, warm, cosine)
 
 
+@dataclass(frozen=True)
+class Linear:
+    """``f_k = 1 - (1 - final_factor) k / n``: a straight line from 1 at the first step
+    towards ``final_factor`` after the last (``n = steps``; every factor stays positive, as
+    the cosine's does)."""
+
+    final_factor: float = 0.0
+
+    def __post_init__(self) -> None:
+        checks.number("final_factor", self.final_factor, 0.0, 1.0)
+
+    def factors(self, steps: int) -> np.ndarray:
+        return 1 - (1 - self.final_factor) * np.arange(steps) / steps
+
+
+@dataclass(frozen=True)
+class WarmupStableDecay:
+    """Warmup-stable-decay: a linear warmup over ``warmup_steps`` (``f_k = (k + 1) / w``), the
+    constant 1, then a linear decay towards ``final_factor`` over the last ``decay_fraction``
+    of the steps (Hu et al. 2024, "MiniCPM"), as :class:`Linear` does over all of them."""
+
+    warmup_steps: int = 0
+    decay_fraction: float = 0.2
+    final_factor: float = 0.0
+
+    def __post_init__(self) -> None:
+        checks.integer("warmup_steps", self.warmup_steps, 0)
+        checks.number("decay_fraction", self.decay_fraction, 0.0, 1.0, low_open=True,
+                      high_open=False)
+        checks.number("final_factor", self.final_factor, 0.0, 1.0)
+
+    def factors(self, steps: int) -> np.ndarray:
+        decay_steps = max(int(round(self.decay_fraction * steps)), 1)
+        start = steps - decay_steps
+        if self.warmup_steps > start:
+            checks.fail("warmup_steps", self.warmup_steps, f"at most steps - decay steps = "
+                        f"{start}")
+        k = np.arange(steps, dtype=np.float64)
+        warm = (k + 1) / max(self.warmup_steps, 1)
+        decay = 1 - (1 - self.final_factor) * (k - start) / decay_steps
+        return np.where(k < self.warmup_steps, warm, np.where(k < start, 1.0, decay))
+
+
 def lr_factors(schedule: ScheduleLike, steps: int) -> np.ndarray:
     """The validated per-step factors, shape ``(steps,)``, of ``schedule`` (``None`` = constant)."""
     if schedule is None:
@@ -106,5 +149,6 @@ def lr_factors(schedule: ScheduleLike, steps: int) -> np.ndarray:
         return factors
     if not hasattr(schedule, "factors"):
         checks.fail("schedule", schedule, "None, an array of per-step factors, or a schedule "
-                    "such as Constant, StepDecay, Exponential, WarmupCosine")
+                    "such as Constant, StepDecay, Exponential, WarmupCosine, Linear, "
+                    "WarmupStableDecay")
     return checks.positive("schedule", schedule.factors(steps))

@@ -143,7 +143,9 @@ def make_spec(
                  record_every=record_every, limit=memory_limit)
     if not properties.uses_momentum and np.any(hyper["momentum"] != 0):
         checks.fail("momentum", momentum, f"0 for {optimizer.value!r} (momentum is used by "
-                    "'sgdm' only)")
+                    + ", ".join(repr(o.value) for o in Optimizer
+                                if o.properties.uses_momentum and o.properties.simulated)
+                    + " only)")
     factors = lr_factors(schedule, steps)
     if properties.shrinks(properties.decay):
         checks.decay_factor(hyper["lr"] * factors.max(), hyper["weight_decay"],

@@ -41,7 +41,7 @@ from scalewise.sim import compiled
 from scalewise.sim.effective import effective_lr
 from scalewise.sim.spec import MEMORY_LIMIT_BYTES, Footprint, SimulationSpec, check_memory
 from scalewise.sim.trajectory import Trajectory
-from scalewise.sim.update_rules import Hyper, OptimizerState, init_state, update
+from scalewise.sim.update_rules import RULES, Hyper, OptimizerState, init_state, update
 from scalewise.vocabulary import Decay
 
 GradientFn = Callable[[np.ndarray], np.ndarray]
@@ -112,7 +112,7 @@ def run_sphere(spec: SimulationSpec, *, dim: int, runs: int, seed: int,
     random directions of norm ``spec.init_norm`` with zero optimizer state, or at ``initial``
     (weights of shape ``(*shape, runs, dim)`` and their optimizer state); ``seed`` drives the
     random directions (and gradients). ``device``: ``None`` runs on this CPU (compiled where
-    numba is installed and the run is noise-driven, else NumPy); a torch device (``"cuda"``,
+    numba is installed, the run is noise-driven and the rule coordinate-wise, else NumPy); a torch device (``"cuda"``,
     ``"cpu"``) runs the torch implementation there. A run over ``memory_limit`` bytes
     (:func:`footprint`) is refused before allocating."""
     check_memory(footprint(spec.shape, runs=runs, dim=dim, keep_direction=keep_direction),
@@ -130,7 +130,7 @@ def run_sphere(spec: SimulationSpec, *, dim: int, runs: int, seed: int,
         from scalewise.sim import sphere_torch
 
         run = sphere_torch.run_sphere_torch
-    elif loss_gradient is None and compiled.available():
+    elif loss_gradient is None and compiled.available() and spec.optimizer in RULES:
         run = _run_compiled
     else:
         run = functools.partial(_run_numpy, loss_gradient=loss_gradient)

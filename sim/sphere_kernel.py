@@ -139,7 +139,8 @@ def _rejected(bits, layer, x):
 
 
 _step_with = compiled.jit(step_with)
-SGD_RULE, ADAM_RULE, RMSPROP_RULE, ADAGRAD_RULE = RULE_ORDER = tuple(
+(SGD_RULE, ADAM_RULE, RMSPROP_RULE, ADAGRAD_RULE, NESTEROV_RULE,
+ LION_RULE) = RULE_ORDER = tuple(
     compiled.jit(rule) for rule in dict.fromkeys(RULES.values()))
 """The rules of :data:`sim.update_rules.RULES` compiled (module globals, so that the kernel that
 calls them can be cached on disk)."""
@@ -158,7 +159,11 @@ def _step(code, decoupled, state, w, grad, hyper):
         return _step_with(ADAM_RULE, decoupled, state, w, grad, hyper)
     if code == 2:
         return _step_with(RMSPROP_RULE, decoupled, state, w, grad, hyper)
-    return _step_with(ADAGRAD_RULE, decoupled, state, w, grad, hyper)
+    if code == 3:
+        return _step_with(ADAGRAD_RULE, decoupled, state, w, grad, hyper)
+    if code == 4:
+        return _step_with(NESTEROV_RULE, decoupled, state, w, grad, hyper)
+    return _step_with(LION_RULE, decoupled, state, w, grad, hyper)
 
 
 def rule_code(optimizer: Optimizer) -> int:

@@ -4,9 +4,16 @@ One step ``update(optimizer, state, w, grad, hyper) -> (w_next, state_next)`` re
 ``torch.optim.SGD`` (momentum, dampening 0, no Nesterov), ``Adam`` (bias correction, ``eps``
 outside the square root), ``AdamW``, ``RMSprop`` (smoothing ``alpha``, ``eps`` outside the square
 root, not centered, no momentum) and ``Adagrad`` (initial accumulator 0, no learning-rate decay)
-step for step. Weight decay is the coupled L2 term ``grad + weight_decay * w`` for every optimizer
-but AdamW, whose decay ``w <- (1 - lr weight_decay) w`` is decoupled (001 Sec. 5; 004 Sec. 2).
+step for step, and ``SGD(nesterov=True)``, Lion (Chen et al. 2023; the project's own
+:class:`scalewise.models.lion.Lion`) and ``torch.optim.Muon``. Weight decay is the coupled L2
+term ``grad + weight_decay * w`` where the optimizer's decay is coupled and the shrink
+``w <- (1 - lr weight_decay) w`` where it is decoupled (AdamW, Lion, Muon; 001 Sec. 5; 004 Sec. 2).
 The adaptive rules follow 001 Sec. 2 (RMSprop, Adagrad, Adam).
+
+Every rule of :data:`RULES` acts coordinate by coordinate. Muon's does not: it orthogonalizes
+the step matrix, and a weight vector is a ``1 x dim`` matrix whose orthogonal polar factor is
+``s / ||s||``. :data:`VECTOR_RULES` holds it, exact (torch's five Newton-Schulz iterations in
+bfloat16 leave that single singular value between about 0.7 and 1.2 instead of 1).
 
 Arrays have any shape; hyperparameters broadcast against them. The same functions serve three
 kinds of numbers: NumPy arrays (the reference sphere engine), torch tensors on any device (its
@@ -55,7 +62,8 @@ def init_state(w: np.ndarray) -> OptimizerState:
 def update(optimizer: Optimizer, state: OptimizerState, w: np.ndarray, grad: np.ndarray,
            hyper: Hyper) -> tuple[np.ndarray, OptimizerState]:
     """One optimizer step from ``w`` with gradient ``grad`` (both ``(..., dim)``)."""
-    return step_with(RULES[optimizer], optimizer.properties.decay is Decay.DECOUPLED, state, w,
+    rule = RULES[optimizer] if optimizer in RULES else VECTOR_RULES[optimizer]
+    return step_with(rule, optimizer.properties.decay is Decay.DECOUPLED, state, w,
                      grad, hyper)
 
 
@@ -75,6 +83,29 @@ def _sgd(state: OptimizerState, grad: np.ndarray, hyper: Hyper, step: int):
     # dampening 0: buf_1 = grad, buf_k = momentum buf_{k-1} + grad (zero initial buffer)
     first = hyper.momentum * state.first + grad
     return first, first, state.second
+
+
+def _nesterov(state: OptimizerState, grad: np.ndarray, hyper: Hyper, step: int):
+    # torch SGD(nesterov=True): the buffer as _sgd's, the step grad + momentum * buffer
+    first = hyper.momentum * state.first + grad
+    return grad + hyper.momentum * first, first, state.second
+
+
+def _lion(state: OptimizerState, grad: np.ndarray, hyper: Hyper, step: int):
+    # Chen et al. (2023), Program 1: the step's sign interpolates with beta1, the buffer with beta2
+    mixed = hyper.beta1 * state.first + (1 - hyper.beta1) * grad
+    # sign(mixed), written so that arrays, tensors and the kernel's floats all take it
+    direction = (mixed > 0) * 1.0 - (mixed < 0) * 1.0
+    first = hyper.beta2 * state.first + (1 - hyper.beta2) * grad
+    return direction, first, state.second
+
+
+def _muon(state: OptimizerState, grad: np.ndarray, hyper: Hyper, step: int):
+    # torch Muon (nesterov=True): buf.lerp_(grad, 1 - mu); step grad.lerp(buf, mu), orthogonalized
+    first = hyper.momentum * state.first + (1 - hyper.momentum) * grad
+    direction = (1 - hyper.momentum) * grad + hyper.momentum * first
+    norm = (direction * direction).sum(-1)[..., None] ** 0.5
+    return direction / norm, first, state.second
 
 
 def _adam(state: OptimizerState, grad: np.ndarray, hyper: Hyper, step: int):
@@ -102,4 +133,10 @@ RULES = {
     Optimizer.ADAMW: _adam,
     Optimizer.RMSPROP: _rmsprop,
     Optimizer.ADAGRAD: _adagrad,
+    Optimizer.NESTEROV: _nesterov,
+    Optimizer.LION: _lion,
 }
+"""The coordinate-wise rules (the ones the compiled sphere kernel runs)."""
+
+VECTOR_RULES = {Optimizer.MUON: _muon}
+"""Rules that read the whole weight vector (run by the NumPy and torch sphere engines)."""

@@ -52,6 +52,7 @@ PAGES = [
     PageCase("identities", "Identities", 0),
     PageCase("kfac", "K-FAC", 10),
     PageCase("covariate-shift", "Internal covariate shift", 7),
+    PageCase("schedules", "Schedules and the corrected decay", 3),
 ]
 
 
@@ -100,6 +101,9 @@ WIDGET_CHANGES = [
     WidgetCase("kfac-damping", "kfac", lambda a: a.number_input[2].set_value(0.01)),
     WidgetCase("kfac-width", "kfac", lambda a: a.slider[0].set_value(3)),
     WidgetCase("ics-mean", "covariate-shift", lambda a: a.slider[0].set_value(2.0)),
+    WidgetCase("schedule-kind", "schedules", lambda a: a.selectbox[1].select("linear")),
+    WidgetCase("schedule-corrected", "schedules", lambda a: a.checkbox[0].check()),
+    WidgetCase("schedule-optimizer", "schedules", lambda a: a.selectbox[0].select("muon")),
 ]
 
 
@@ -234,3 +238,4 @@ def test_choosing_another_curve_redraws_it() -> None:
     other = next(o for o in optimizer.options if o != optimizer.value)
     app = optimizer.set_value(other).run()
     assert outputs(app) != before
+

@@ -13,6 +13,7 @@ import pytest
 import sympy as sp
 
 from scalewise import theory
+from scalewise.theory.catalogue import REFERENCES
 from scalewise.theory.identity import Identity, Registry, exactly_equal, unpack
 from scalewise.theory.witness import Witness, find_witness
 
@@ -112,7 +113,8 @@ def test_witness_gives_unknown_functions_values_at_distinct_points() -> None:
 @pytest.mark.parametrize("name", NAMES, ids=NAMES)
 def test_identity_is_documented(name: str) -> None:
     item = theory.IDENTITIES[name]
-    assert item.source[:3] in {"000", "001", "002", "003", "004"}, item.source
+    assert (item.source[:3] in {"000", "001", "002", "003", "004"}
+            or any(item.source.startswith(key) for key in REFERENCES)), item.source
     assert item.statement.strip() and item.topic
 
 
@@ -172,3 +174,8 @@ def test_check_all_reports_each_identity() -> None:
 def test_unpack_feeds_the_parts_of_a_case_to_a_side() -> None:
     side = unpack(lambda n: (x**n, y), lambda power, other: power + other)
     assert side(3) == x**3 + y
+
+
+@pytest.mark.parametrize("key", list(REFERENCES), ids=list(REFERENCES))
+def test_every_reference_beyond_the_seeds_is_cited(key: str) -> None:
+    assert any(key in item.source for item in theory.IDENTITIES.values()), key

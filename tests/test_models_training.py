@@ -290,8 +290,8 @@ BAD_CONFIGS = [
     BadConfig("graft-onto-itself", {"optimizer.graft_direction": "sgd"},
               r"optimizer.graft_direction = 'sgd' is invalid; allowed: an optimizer other than "
               r"optimizer.name = 'sgd'"),
-    BadConfig("graft-direction-unknown", {"optimizer.graft_direction": "lion"},
-              r"optimizer.graft_direction = 'lion' is invalid; allowed: one of sgd, .* or None"),
+    BadConfig("graft-direction-unknown", {"optimizer.graft_direction": "lamb"},
+              r"optimizer.graft_direction = 'lamb' is invalid; allowed: one of sgd, .* or None"),
     BadConfig("graft-direction-adamw-with-l2", {
         "optimizer.graft_direction": "adamw", "optimizer.weight_decay": 1e-3,
         "optimizer.wd_mode": "l2"}, r"optimizer.wd_mode = 'l2' is invalid"),

@@ -14,7 +14,7 @@ from scipy import stats
 from scalewise import sim
 from scalewise.sim import compiled, recurrence
 from scalewise.sim.sphere import random_unit_vectors
-from scalewise.sim.update_rules import Hyper, OptimizerState, init_state, update
+from scalewise.sim.update_rules import RULES, Hyper, OptimizerState, init_state, update
 from scalewise.vocabulary import Decay, Optimizer
 
 needs_numba = pytest.mark.skipif(not compiled.available(),
@@ -108,15 +108,14 @@ def _hyper(lr: float, weight_decay: float, momentum: float) -> Hyper:
 
 
 @needs_numba
-@pytest.mark.parametrize("optimizer", [o for o in Optimizer if o.properties.simulated],
-                         ids=lambda o: o.value)
+@pytest.mark.parametrize("optimizer", list(RULES), ids=lambda o: o.value)
 def test_compiled_rules_equal_the_numpy_rules_bit_for_bit(optimizer: Optimizer) -> None:
     """The kernel's per-coordinate step (the rules of sim.update_rules compiled for floats)
     against update() on arrays, 60 steps from fixed inputs."""
     from scalewise.sim import sphere_kernel
 
     rng = np.random.default_rng(1)
-    hyper = _hyper(0.03, 0.1, 0.9 if optimizer is Optimizer.SGDM else 0.0)
+    hyper = _hyper(0.03, 0.1, 0.9 if optimizer.properties.uses_momentum else 0.0)
     code = sphere_kernel.rule_code(optimizer)
     decoupled = optimizer.properties.decay is Decay.DECOUPLED
     w = rng.standard_normal(7)
@@ -201,12 +200,11 @@ def _replay(t: sim.Trajectory, *, optimizer: Optimizer, lr: float, weight_decay:
 
 
 @needs_numba
-@pytest.mark.parametrize("optimizer", [o for o in Optimizer if o.properties.simulated],
-                         ids=lambda o: o.value)
+@pytest.mark.parametrize("optimizer", list(RULES), ids=lambda o: o.value)
 def test_compiled_sphere_equals_a_numpy_replay_of_its_draws(optimizer: Optimizer) -> None:
     """Step by step, to rounding: the sums are ordered differently (rtol 1e-11 over 40 steps,
     far below any statistical difference)."""
-    kwargs = dict(lr=0.05, weight_decay=0.1, momentum=0.9 if optimizer is Optimizer.SGDM else 0.0,
+    kwargs = dict(lr=0.05, weight_decay=0.1, momentum=0.9 if optimizer.properties.uses_momentum else 0.0,
                   grad_norm=0.7)
     t = sim.simulate(optimizer.value, steps=40, engine="sphere", dim=9, runs=3, seed=11,
                      **kwargs)

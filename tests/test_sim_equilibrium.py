@@ -51,6 +51,11 @@ CASES = {
     # norm needs ~6000 steps to come back (rmsprop_alpha = 0.999 keeps 1 / (1 - beta2) large)
     "rmsprop": Case("rmsprop", lr=1e-3, weight_decay=0.5, rmsprop_alpha=0.999, steps=16000,
                     burn_in=8000),
+    "nesterov": Case("nesterov", lr=0.01, weight_decay=0.01, momentum=0.9, steps=6000,
+                     burn_in=2000),
+    "muon": Case("muon", lr=0.01, weight_decay=0.1, momentum=0.9, steps=6000, burn_in=2000),
+    "lion": Case("lion", lr=1e-3, weight_decay=1.0, betas=(0.9, 0.99), steps=6000,
+                 burn_in=2000),
 }
 
 
@@ -86,6 +91,13 @@ KNOWN_MISSES = {
     ("rmsprop", "effective_lr"): _LEADING_ORDER_MISS.format(miss="-0.99% (effective LR +0.50%)"),
     ("rmsprop", "angular_update"): "RMSprop's angular update is +0.53% off theory's at dim 32 "
     "(51 SE), with the norm above",
+    ("muon", "norm_sq"): "theory.lion_muon_nesterov takes ||s|| at its stationary value; at dim "
+    "32 its fluctuations leave the sphere's norm +0.54% above (25 SE; at dim 64 the gap is "
+    "below 0.5%, test_sim_beyond)",
+    ("muon", "effective_lr"): "the norm's +0.54% at dim 32 (effective LR -0.27%, 25 SE)",
+    ("lion", "norm_sq"): "Bussgang's gain needs Gaussian coordinates (d large): at dim 32 the "
+    "sphere's norm is +1.5% above theory's (5.1 SE; the effective LR's -0.70% stays just "
+    "inside 5 SE; at dim 256 within 0.4%, test_sim_beyond)",
 }
 """Disagreements found by this test, kept visible: each is an expected failure that must keep
 failing (strict), so a corrected closed form turns it into an error here until it is removed."""
@@ -117,8 +129,8 @@ def test_sphere_engine_agrees_with_theory(name: str, quantity: str, measured) ->
 def test_no_equilibrium_is_an_error_with_its_reason() -> None:
     with pytest.raises(ValueError, match="adagrad"):
         sim.equilibrium("adagrad", lr=0.1, weight_decay=0.01)
-    with pytest.raises(ValueError, match="optimizer = 'lion' is invalid; allowed: one of sgd"):
-        sim.equilibrium("lion", lr=0.1, weight_decay=0.01)
+    with pytest.raises(ValueError, match="optimizer = 'lamb' is invalid; allowed: one of sgd"):
+        sim.equilibrium("lamb", lr=0.1, weight_decay=0.01)
 
 
 def test_long_run_averages_need_every_step() -> None:

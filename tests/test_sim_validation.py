@@ -40,7 +40,7 @@ CASES = [
     Bad("unknown-engine", dict(engine="gpu"), "engine = 'gpu' is invalid; allowed: one of auto, recurrence, sphere"),
     Bad("recurrence-for-adam", dict(engine="recurrence"), "the recurrence is exact for optimizer 'sgd' only",
         optimizer="adam"),
-    Bad("momentum-for-sgd", dict(momentum=0.9), "momentum = 0.9 is invalid; allowed: 0 for 'sgd' \\(momentum is used by 'sgdm' only\\)"),
+    Bad("momentum-for-sgd", dict(momentum=0.9), "momentum = 0.9 is invalid; allowed: 0 for 'sgd' \\(momentum is used by 'sgdm', 'nesterov', 'muon' only\\)"),
     Bad("momentum-one", dict(momentum=1.0, engine="sphere", dim=3), "momentum = 1.0 is invalid; allowed: a finite number in \\[0, 1\\)",
         optimizer="sgdm"),
     Bad("beta2-one", dict(betas=(0.9, 1.0), engine="sphere", dim=3), "betas\\[1\\] = 1.0 is invalid; allowed: a finite number in \\[0, 1\\)",

@@ -181,10 +181,12 @@ def test_sgdm_at_zero_momentum_matches_sgd_numerically() -> None:
 
 
 def test_catalogue_contents() -> None:
-    assert set(EQUILIBRIA) == {"sgd", "sgdm", "adam", "adamw", "rmsprop"}
+    assert set(EQUILIBRIA) == {"sgd", "sgdm", "adam", "adamw", "rmsprop", "nesterov", "muon",
+                               "lion"}
     assert "adagrad" in NO_EQUILIBRIUM
     assert all(e.optimizer == name for name, e in EQUILIBRIA.items())
-    assert [n for n, e in EQUILIBRIA.items() if not e.exact] == ["adam", "rmsprop"]
+    assert [n for n, e in EQUILIBRIA.items() if not e.exact] == ["adam", "rmsprop", "muon",
+                                                                 "lion"]
     assert all(e.approach_rate is not None for e in EQUILIBRIA.values())
 
 

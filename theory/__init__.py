@@ -16,13 +16,16 @@ from collections.abc import Iterable
 from scalewise.theory import (  # each topic module registers its identities
     adam_l2,  # noqa: F401
     adamw,  # noqa: F401
+    adamw_ema,  # noqa: F401
     adaptive,  # noqa: F401
     equilibrium,  # noqa: F401
     gauss_newton,  # noqa: F401
     homogeneity,  # noqa: F401
     kfac,  # noqa: F401
     kronecker,  # noqa: F401
+    lion_muon_nesterov,  # noqa: F401
     momentum_sgd,  # noqa: F401
+    norm_under_schedules,  # noqa: F401
     normalization_backprop,  # noqa: F401
     normalization_invariance,  # noqa: F401
     preconditioning,  # noqa: F401

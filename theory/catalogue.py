@@ -15,6 +15,29 @@ from scalewise.theory.identity import IDENTITIES, SLIPS, CheckResult, Identity
 
 FORMATS = ("table", "markdown", "latex")
 
+REFERENCES = {
+    "Bussgang 1952": "Julian J. Bussgang, \"Crosscorrelation functions of amplitude-distorted "
+    "Gaussian signals\", MIT Research Laboratory of Electronics, Technical Report 216, 1952",
+    "Chen et al. 2023": "Xiangning Chen, Chen Liang, Da Huang, Esteban Real, Kaiyuan Wang, Yao "
+    "Liu, Hieu Pham, Xuanyi Dong, Thang Luong, Cho-Jui Hsieh, Yifeng Lu, Quoc V. Le, "
+    "\"Symbolic Discovery of Optimization Algorithms\", NeurIPS 2023",
+    "Defazio 2025": "Aaron Defazio, \"Why Gradients Rapidly Increase Near the End of "
+    "Training\", arXiv:2506.02285, 2025",
+    "Hu et al. 2024": "Shengding Hu et al., \"MiniCPM: Unveiling the Potential of Small "
+    "Language Models with Scalable Training Strategies\", arXiv:2404.06395, 2024",
+    "Jordan et al. 2024": "Keller Jordan, Yuchen Jin, Vlado Boza, Jiacheng You, Franz Cesista, "
+    "Laker Newhouse, Jeremy Bernstein, \"Muon: An optimizer for hidden layers in neural "
+    "networks\", 2024 (technical blog post; torch.optim.Muon implements it)",
+    "Loshchilov and Hutter 2017": "Ilya Loshchilov, Frank Hutter, \"SGDR: Stochastic Gradient "
+    "Descent with Warm Restarts\", ICLR 2017",
+    "Sutskever et al. 2013": "Ilya Sutskever, James Martens, George Dahl, Geoffrey Hinton, "
+    "\"On the importance of initialization and momentum in deep learning\", ICML 2013 "
+    "(Nesterov's momentum in the form torch.optim.SGD(nesterov=True) uses)",
+    "Wang and Aitchison 2024": "Xi Wang, Laurence Aitchison, \"How to set AdamW's weight "
+    "decay as you scale model and dataset size\", arXiv:2405.13698, 2024 (ICML 2025)",
+}
+"""Sources beyond the seeds, by the key an identity's ``source`` starts with."""
+
 _SEEDS = {
     "000": "lecture slides, 2022 (000_f2bdbb76a8cc4a30.txt)",
     "001": "lecture notes, Ch. 5 (001_ec38f84fe8478afc.txt)",
@@ -117,6 +140,11 @@ def catalogue_markdown() -> str:
         "Seeds (in `shared/seeds/`):",
         "",
         *[f"- {key}: {title}" for key, title in _SEEDS.items()],
+        "",
+        "References beyond the seeds (an identity citing one names it by the key before the "
+        "colon):",
+        "",
+        *[f"- {key}: {title}" for key, title in REFERENCES.items()],
         "",
         f"{len(IDENTITIES)} identities in {len(_topics(IDENTITIES.values()))} topics; "
         f"{len(SLIPS)} slips found in the seeds.",

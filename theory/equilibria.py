@@ -1,6 +1,7 @@
 """The catalogue of weight-norm equilibria: per optimizer, the closed forms that theory derives
 (SGD in :mod:`theory.equilibrium`, momentum SGD in :mod:`theory.momentum_sgd`, AdamW in
-:mod:`theory.adamw`, Adam with L2 and RMSprop in :mod:`theory.adam_l2`), their assumptions and
+:mod:`theory.adamw`, Adam with L2 and RMSprop in :mod:`theory.adam_l2`, Nesterov SGD, Muon and
+Lion in :mod:`theory.lion_muon_nesterov`), their assumptions and
 whether they are exact; the optimizers without an equilibrium and why; and the NumPy form of each
 (``Equilibrium.numpy()``), lambdified once, that ``sim.equilibrium`` evaluates.
 
@@ -22,6 +23,7 @@ import numpy as np
 import sympy as sp
 
 from scalewise import checks
+from scalewise.theory import lion_muon_nesterov as beyond
 from scalewise.theory.adam_l2 import (
     ADAM_APPROACH_RATE,
     ADAM_COS_ANGLE,
@@ -43,7 +45,7 @@ from scalewise.theory.equilibrium import (
     g,
     lam,
 )
-from scalewise.theory.mean_field import beta1, d, dominant_root, mu
+from scalewise.theory.mean_field import beta1, beta2, d, dominant_root, mu
 from scalewise.theory.momentum_sgd import (
     SGDM_COS_ANGLE,
     SGDM_EFFECTIVE_LR,
@@ -57,7 +59,7 @@ from scalewise.vocabulary import Optimizer
 class Equilibrium:
     """Closed forms of one optimizer's equilibrium, as SymPy expressions in ``alpha`` (lr),
     ``lam`` (weight decay), ``g`` (gradient norm at unit weight norm), ``mu`` (momentum),
-    ``beta_1`` and ``d`` (dimension), in the conventions of :mod:`theory.mean_field`."""
+    ``beta_1``, ``beta_2`` (Lion's buffer) and ``d`` (dimension), in the conventions of :mod:`theory.mean_field`."""
 
     optimizer: str
     norm_sq: sp.Expr
@@ -72,16 +74,17 @@ class Equilibrium:
         """``f(*, lr, weight_decay, grad_norm=1.0, momentum=0.0, beta1=0.9, beta2=0.999,
         dim=None) -> {"norm_sq", "effective_lr", "angular_update", "approach_rate"}``,
         broadcasting over array arguments (``approach_rate`` is NaN where not derived).
-        ``beta2`` is validated only: the forms are its ``beta2 -> 1`` limit. ``dim`` is
-        required by the Adam family. Lambdified once per equilibrium."""
+        ``beta2`` enters Lion's forms only; the Adam family's are its ``beta2 -> 1`` limit.
+        ``dim`` is required where the forms depend on it (the Adam family, Lion). Lambdified once per equilibrium."""
         return _numpy_form(self)
 
 
-_SYMBOLS = (alpha, lam, g, mu, beta1, d)
+_SYMBOLS = (alpha, lam, g, mu, beta1, beta2, d)
 
 
 def _validated(
-    optimizer: str, *, lr, weight_decay, grad_norm, momentum, beta1_value, beta2_value, dim
+    optimizer: str, *, lr, weight_decay, grad_norm, momentum, beta1_value, beta2_value, dim,
+    needs_dim: bool,
 ):
     """The arguments of :data:`_SYMBOLS` as float arrays, or a ``ValueError`` naming the culprit."""
     properties = Optimizer(optimizer).properties
@@ -94,14 +97,14 @@ def _validated(
     momentum_array = checks.unit_interval("momentum", momentum)
     if not properties.uses_momentum and np.any(momentum_array != 0):
         checks.fail("momentum", momentum, f"0 for {optimizer!r} (momentum SGD is 'sgdm')")
-    checks.unit_interval("beta2", beta2_value)
+    beta2_array = checks.unit_interval("beta2", beta2_value)
     dim_array = np.asarray(np.nan)
-    if properties.adaptive:
+    if needs_dim:
         if dim is None or np.any(np.asarray(dim) != np.round(dim)):
             checks.fail("dim", dim, f"an integer >= 2 for {optimizer!r}")
         dim_array = checks.in_interval("dim", dim, 2.0)
     return (lr_array, wd_array, checks.positive("grad_norm", grad_norm), momentum_array,
-            checks.unit_interval("beta1", beta1_value), dim_array)
+            checks.unit_interval("beta1", beta1_value), beta2_array, dim_array)
 
 
 @cache
@@ -114,6 +117,7 @@ def _numpy_form(equilibrium: Equilibrium) -> Callable[..., dict[str, np.ndarray]
         "approach_rate": approach,
     }
     functions = {key: sp.lambdify(_SYMBOLS, e, "numpy") for key, e in expressions.items()}
+    needs_dim = any(d in sp.sympify(e).free_symbols for e in expressions.values())
 
     def evaluate(
         *, lr, weight_decay, grad_norm=1.0, momentum=0.0, beta1=0.9, beta2=0.999, dim=None
@@ -127,6 +131,7 @@ def _numpy_form(equilibrium: Equilibrium) -> Callable[..., dict[str, np.ndarray]
             beta1_value=beta1,
             beta2_value=beta2,
             dim=dim,
+            needs_dim=needs_dim,
         )
         shape = np.broadcast_shapes(*(a.shape for a in args))
         return {
@@ -216,10 +221,28 @@ EQUILIBRIA: Mapping[str, Equilibrium] = MappingProxyType(
             source="001 Sec. 2 (RMSprop); identities adam_l2_*, "
             "rmsprop_approach_rate_leading_order",
         ),
+        **{name: Equilibrium(
+            optimizer=name,
+            norm_sq=beyond.norm_sq(name),
+            effective_lr=beyond.effective_lr(name),
+            angular_update=sp.acos(beyond.cos_angle(name)),
+            approach_rate=beyond.approach_rate(name),
+            exact=name == "nesterov",
+            assumptions=_MEAN_FIELD_ASSUMPTIONS + {
+                "nesterov": "; torch SGD(nesterov=True), coupled weight decay; exact for the "
+                "mean-field recurrence (the approach rate: the adiabatic slope, buffer relaxed)",
+                "muon": "; torch Muon on a 1 x d weight (exact polar factor s/||s||), decoupled "
+                "decay; the step's correlations at the stationary ||s||, the buffer relaxed "
+                "(1/(1-mu) << 1/(alpha lam))",
+                "lion": "; Lion's sign step of size alpha sqrt(d), decoupled decay; its "
+                "correlations by Bussgang's gain sqrt(2/pi) at the stationary ||s|| (d large), "
+                "the buffer relaxed (1/(1-beta2) << 1/(alpha lam))"}[name],
+            source=f"theory.lion_muon_nesterov; identities {name}_*, scale_free_*",
+        ) for name in beyond.OPTIMIZERS},
     }
 )
 """Equilibrium closed forms by optimizer name (``"sgd"``, ``"sgdm"``, ``"adam"``, ``"adamw"``,
-``"rmsprop"``)."""
+``"rmsprop"``, ``"nesterov"``, ``"muon"``, ``"lion"``)."""
 
 ESTIMATORS: Mapping[str, str] = MappingProxyType({
     "norm_sq": "E_k ||w_k||^2 of one scale-invariant unit (a row of a weight a normalization "

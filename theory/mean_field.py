@@ -19,6 +19,9 @@ steps, so ``E<G_k, anything from the past> = 0``. The optimizers follow ``torch.
   rate. It is Adam with L2 at ``beta1 = 0``. (All forms are the ``beta2 -> 1`` limit below, so
   ``beta2`` appears in none of them.)
 * Adagrad (coupled L2): ``f <- f + grad^2``; it has no equilibrium (:mod:`theory.adam_l2`).
+* Nesterov SGD, Muon and Lion: the same map with a step direction other than the buffer and,
+  for Muon and Lion, a step of fixed size (:func:`moment_step`'s ``direction_buffer``,
+  ``direction_gain``, ``update_energy``); their forms are in :mod:`theory.lion_muon_nesterov`.
 
 Mean-field model. ``x = E||w_k||^2``, ``p = E<w_k, m_k>``, ``q = E||m_k||^2`` (``m_k`` the buffer
 before step ``k``). The only approximation is ``E[g^2 / ||w||^2] = g^2 / x``. For the adaptive
@@ -51,15 +54,15 @@ import sympy as sp
 from scalewise import checks
 from scalewise.theory.equilibrium import STABLE, alpha, g, lam, x
 
-mu, beta1, d = sp.symbols("mu beta_1 d", positive=True)
+mu, beta1, beta2, d = sp.symbols("mu beta_1 beta_2 d", positive=True)
 p = sp.Symbol("p", real=True)  # E<w_k, m_k>
 q = sp.Symbol("q", positive=True)  # E||m_k||^2
 c = sp.Symbol("c", positive=True)  # step scale: w <- decay w - c m
 t = sp.Symbol("t")  # eigenvalue of the linearised map
 
-HYPERPARAMETERS = (*STABLE, mu < 1, beta1 < 1)
+HYPERPARAMETERS = (*STABLE, mu < 1, beta1 < 1, beta2 < 1)
 """The domain of the mean-field identities beyond the symbols' positivity: weight decay shrinks
-the weights (``0 < alpha lam < 1``, 001 Eq. 22), momentum and ``beta1`` below one."""
+the weights (``0 < alpha lam < 1``, 001 Eq. 22), momentum, ``beta1`` and ``beta2`` below one."""
 
 rho = 1 - alpha * lam
 """Decoupled decay factor of AdamW."""
@@ -90,39 +93,72 @@ class MomentStep(NamedTuple):
 
 def moment_step(
     *, buffer_decay: sp.Expr, grad_gain: sp.Expr, coupled_wd: sp.Expr, decay_factor: sp.Expr,
-    tangent_energy: sp.Expr | None = None,
+    direction_buffer: sp.Expr | None = None, direction_gain: sp.Expr = 1,
+    update_energy: sp.Expr | None = None, tangent_energy: sp.Expr | None = None,
 ) -> MomentStep:
-    """Mean-field moments after ``m' = b m + a (G + l w)``, ``w' = rho w - c m'``.
+    """Mean-field moments after ``m' = b m + A``, ``w' = rho w - c s`` with ``A = a (G + l w)``
+    and the step direction ``s = h m + k A`` (``s = m'``, the buffer, unless said otherwise).
 
-    ``b = buffer_decay``, ``a = grad_gain``, ``l = coupled_wd``, ``rho = decay_factor``. With
-    ``<G, w> = 0`` (001 Eq. 16), ``E<G, m> = 0`` (fresh noise) and ``E||G||^2 = g^2 / x``::
+    ``b = buffer_decay``, ``a = grad_gain``, ``l = coupled_wd``, ``rho = decay_factor``,
+    ``h = direction_buffer`` (default ``b``), ``k = direction_gain`` (default 1). With
+    ``<G, w> = 0`` (001 Eq. 16), ``E<G, m> = 0`` (fresh noise) and ``E||G||^2 = g^2 / x``, and
+    ``S = E||A||^2 = a^2 (g^2/x + l^2 x)``::
 
-        P = E<w, m'>  = b p + a l x
-        Q = E||m'||^2 = b^2 q + a^2 (g^2/x + l^2 x) + 2 a b l p
-        E||w'||^2 = rho^2 x - 2 rho c P + c^2 Q,   E<w', m'> = rho P - c Q,   E<w, w'> = rho x - c P
+        P = E<w, m'>  = b p + a l x          Q = E||m'||^2 = b^2 q + 2 a b l p + S
+        D = E<w, s>   = h p + k a l x        M = E<s, m'>  = h b q + (h + k b) a l p + k S
+        E||s||^2 = h^2 q + 2 h k a l p + k^2 S
+        E||w'||^2 = rho^2 x - 2 rho c D + U,  E<w', m'> = rho P - c M,  E<w, w'> = rho x - c D
+
+    with the update's energy ``U = c^2 E||s||^2``, or ``update_energy`` where the update's size
+    is fixed whatever its direction's (Muon's normalized step, Lion's signs): then ``c`` is the
+    gain of the update's *correlations* with ``w`` and ``m'``, not of its size. Nesterov's step
+    (``s = A + mu m'``) is ``h = mu b``, ``k = 1 + mu``.
 
     With ``tangent_energy`` (``tau``, the part of ``||c m'||^2`` orthogonal to ``w``, measured)
     the buffer's energy is not the mean field's but ``Q = (tau + c^2 P^2 / x) / c^2``: the
     measured tangential energy plus the radial energy ``<w_hat, c m'>^2`` the moments imply.
     Then the map is exact for one weight vector whatever its gradients' correlations
-    (:mod:`theory.radial_update`): only ``<G, w> = 0`` remains.
+    (:mod:`theory.radial_update`): only ``<G, w> = 0`` remains. It applies to ``s = m'`` only.
 
     >>> step = moment_step(buffer_decay=0, grad_gain=1, coupled_wd=lam, decay_factor=1)
     >>> sp.factor(step.norm_sq.subs(c, alpha))  # plain SGD: 001 Eq. (23)
     (alpha**2*g**2 + alpha**2*lambda**2*x**2 - 2*alpha*lambda*x**2 + x**2)/x
     """
-    w_dot_new = buffer_decay * p + grad_gain * coupled_wd * x
-    new_sq = (
-        buffer_decay**2 * q
-        + grad_gain**2 * (g**2 / x + coupled_wd**2 * x)
-        + 2 * buffer_decay * grad_gain * coupled_wd * p
-    ) if tangent_energy is None else (tangent_energy + c**2 * w_dot_new**2 / x) / c**2
+    b, a, l, h, k = (buffer_decay, grad_gain, coupled_wd,
+                     buffer_decay if direction_buffer is None else direction_buffer,
+                     direction_gain)
+    signal = a**2 * (g**2 / x + l**2 * x)  # E||A||^2
+    w_dot_new = b * p + a * l * x
+    new_sq = b**2 * q + 2 * a * b * l * p + signal
+    w_dot_direction = h * p + k * a * l * x
+    direction_dot_new = h * b * q + (h + k * b) * a * l * p + k * signal
+    direction_sq = h**2 * q + 2 * h * k * a * l * p + k**2 * signal
+    if tangent_energy is not None:
+        if direction_buffer is not None or direction_gain != 1 or update_energy is not None:
+            checks.fail("tangent_energy", tangent_energy, "None unless the step is the buffer "
+                        "(s = m', the default direction and update energy)")
+        new_sq = direction_dot_new = direction_sq = (
+            tangent_energy + c**2 * w_dot_new**2 / x) / c**2
+    energy = c**2 * direction_sq if update_energy is None else update_energy
     return MomentStep(
-        norm_sq=decay_factor**2 * x - 2 * decay_factor * c * w_dot_new + c**2 * new_sq,
-        w_dot_buffer=decay_factor * w_dot_new - c * new_sq,
+        norm_sq=decay_factor**2 * x - 2 * decay_factor * c * w_dot_direction + energy,
+        w_dot_buffer=decay_factor * w_dot_new - c * direction_dot_new,
         buffer_sq=new_sq,
-        w_dot_next=decay_factor * x - c * w_dot_new,
+        w_dot_next=decay_factor * x - c * w_dot_direction,
     )
+
+
+def stationary_direction_sq(parameters: Mapping[str, sp.Expr]) -> sp.Expr:
+    """``E||s||^2`` of :func:`moment_step`'s direction with the buffer at its stationary energy
+    for the current ``x``, ``q = S / (1 - b^2)``, for a decay that is not in the gradient
+    (``l = 0``): then ``q`` does not depend on the step, so neither does this."""
+    if parameters.get("coupled_wd", 0) != 0:
+        checks.fail("coupled_wd", parameters["coupled_wd"], "0 (a decoupled decay)")
+    b = parameters["buffer_decay"]
+    h = parameters.get("direction_buffer", b)
+    k = parameters.get("direction_gain", 1)
+    signal = parameters["grad_gain"] ** 2 * g**2 / x
+    return sp.factor(signal * (h**2 / (1 - b**2) + k**2))
 
 
 class MeanField(NamedTuple):
@@ -137,23 +173,47 @@ ADAM_V_HAT = (g**2 / x + lam**2 * x) / d
 
 MOMENT_PARAMETERS: Mapping[str, dict[str, sp.Expr]] = MappingProxyType({
     "sgdm": {"buffer_decay": mu, "grad_gain": 1, "coupled_wd": lam, "decay_factor": 1},
+    # torch SGD with nesterov=True: s = (G + lam w) + mu m'
+    "nesterov": {"buffer_decay": mu, "grad_gain": 1, "coupled_wd": lam, "decay_factor": 1,
+                 "direction_buffer": mu**2, "direction_gain": 1 + mu},
     # AdamW's gradient carries no decay term; its decay is the decoupled shrink
     "adamw": {"buffer_decay": beta1, "grad_gain": 1 - beta1, "coupled_wd": 0, "decay_factor": rho},
     "adam": {"buffer_decay": beta1, "grad_gain": 1 - beta1, "coupled_wd": lam, "decay_factor": 1},
+    # torch Muon (nesterov): m' = mu m + (1 - mu) G, s = (1 - mu) G + mu m', a unit-norm step
+    "muon": {"buffer_decay": mu, "grad_gain": 1 - mu, "coupled_wd": 0, "decay_factor": rho,
+             "direction_buffer": mu**2, "direction_gain": 1 + mu, "update_energy": alpha**2},
+    # Lion: s = beta1 m + (1 - beta1) G, m' = beta2 m + (1 - beta2) G, the step sign(s)
+    "lion": {"buffer_decay": beta2, "grad_gain": 1 - beta2, "coupled_wd": 0, "decay_factor": rho,
+             "direction_buffer": beta1, "direction_gain": (1 - beta1) / (1 - beta2),
+             "update_energy": alpha**2 * d},
 })
 """The arguments of :func:`moment_step` that make each optimizer's update: torch's momentum
-buffer (dampening 0) or Adam's first moment, the coupled L2 term, the decoupled shrink."""
+buffer (dampening 0) or Adam's first moment, the coupled L2 term, the decoupled shrink, and the
+step's direction and energy where they are not the buffer's."""
+
+SIGN_GAIN = sp.sqrt(2 / sp.pi)
+"""``E[sign(X) Y] = sqrt(2/pi) E[X Y] / sigma_X`` for jointly Gaussian zero-mean ``X, Y``
+(Bussgang's theorem; identity ``sign_correlation_gain``): the linear part of a sign."""
 
 MEAN_FIELD: Mapping[str, MeanField] = MappingProxyType(
     {
         "sgdm": MeanField(moment_step(**MOMENT_PARAMETERS["sgdm"]), alpha),
+        "nesterov": MeanField(moment_step(**MOMENT_PARAMETERS["nesterov"]), alpha),
         # v_hat = E||G||^2 / d = g^2 / (d x)
         "adamw": MeanField(moment_step(**MOMENT_PARAMETERS["adamw"]), alpha * sp.sqrt(d * x) / g),
         "adam": MeanField(moment_step(**MOMENT_PARAMETERS["adam"]), alpha / sp.sqrt(ADAM_V_HAT)),
+        # the step s / ||s||: its correlations are those of s divided by ||s||
+        "muon": MeanField(moment_step(**MOMENT_PARAMETERS["muon"]),
+                          alpha / sp.sqrt(stationary_direction_sq(MOMENT_PARAMETERS["muon"]))),
+        # the step sign(s): its correlations are those of s times sqrt(2/pi) / (||s|| / sqrt(d))
+        "lion": MeanField(moment_step(**MOMENT_PARAMETERS["lion"]), alpha * SIGN_GAIN * sp.sqrt(
+            d / stationary_direction_sq(MOMENT_PARAMETERS["lion"]))),
     }
 )
 """Mean-field models by optimizer; RMSprop is ``"adam"`` at ``beta1 = 0`` and SGD ``"sgdm"`` at
-``mu = 0``."""
+``mu = 0``. Muon's and Lion's step scales take the direction's stationary energy at the current
+norm (:func:`stationary_direction_sq`): ``||s||`` concentrates in high dimension, and the buffer
+relaxes in ``1 / (1 - b)`` steps, fast against the norm's ``1 / (alpha lam)``."""
 
 
 def mean_field_map(optimizer: str) -> tuple[sp.Expr, sp.Expr, sp.Expr]:
@@ -195,9 +255,27 @@ def required_step_scale(optimizer: str) -> sp.Expr:
 
 @cache
 def derived_norm_sq(optimizer: str) -> sp.Expr:
-    """Equilibrium ``x*`` solving ``c(x) = c*(x)`` (exact for ``"sgdm"`` and ``"adamw"``)."""
-    balance = sp.Eq(mean_field_model(optimizer).step_scale, required_step_scale(optimizer))
-    return positive_root(sp.solve(balance, x))
+    """Equilibrium ``x*``: the positive root of ``E||w'||^2 = x`` with the buffer at its fixed
+    point and the step scale ``c(x)`` substituted (exact where the balance is a polynomial SymPy
+    solves: every optimizer but Adam with L2, whose balance is a quintic)."""
+    model = mean_field_model(optimizer)
+    balance = (model.moments.norm_sq - x).subs(buffer_fixed_point(optimizer))
+    return positive_root(sp.solve(sp.numer(sp.together(balance.subs(c, model.step_scale))), x))
+
+
+def equilibrium_cos_angle(optimizer: str) -> sp.Expr:
+    """``E<w, w'> / x`` at the equilibrium :func:`derived_norm_sq`."""
+    model = mean_field_model(optimizer)
+    cos = (model.moments.w_dot_next / x).subs(buffer_fixed_point(optimizer))
+    return cos.subs(c, model.step_scale).subs(x, derived_norm_sq(optimizer))
+
+
+def adiabatic_norm_map(optimizer: str) -> sp.Expr:
+    """``E||w'||^2`` as a function of ``x`` alone, the buffer at its fixed point for that ``x``:
+    the norm's map where the buffer relaxes (in ``1 / (1 - b)`` steps) fast against the norm
+    (``1 / (alpha lam)``). Its slope at the equilibrium is the approach rate to leading order."""
+    model = mean_field_model(optimizer)
+    return model.moments.norm_sq.subs(buffer_fixed_point(optimizer)).subs(c, model.step_scale)
 
 
 _SAMPLE = {
@@ -206,6 +284,7 @@ _SAMPLE = {
     g: 1,
     mu: sp.Rational(1, 2),
     beta1: sp.Rational(1, 2),
+    beta2: sp.Rational(3, 4),
     d: 4,
     x: 1,
 }
@@ -262,7 +341,7 @@ def leading_slope(quadratic: sp.Expr) -> sp.Expr:
     return sp.factor(slope.subs(at_origin) / alpha)
 
 
-_s, _m, _b = sp.symbols("sigma_lam sigma_mu sigma_beta", positive=True)
+_s, _m, _b, _b2 = sp.symbols("sigma_lam sigma_mu sigma_beta sigma_beta2", positive=True)
 
 
 def on_hyperparameter_domain(expr: sp.Expr) -> sp.Expr:
@@ -270,7 +349,8 @@ def on_hyperparameter_domain(expr: sp.Expr) -> sp.Expr:
     ``0 < beta1 < 1``: each is written as ``s / (1 + s)`` with ``s > 0``
     (``lam = s / (alpha (1 + s))``), so square roots of products such as
     ``(1 - mu)(2 + 2 mu - alpha lam)`` are real and SymPy may split them."""
-    domain = {lam: _s / (alpha * (1 + _s)), mu: _m / (1 + _m), beta1: _b / (1 + _b)}
+    domain = {lam: _s / (alpha * (1 + _s)), mu: _m / (1 + _m), beta1: _b / (1 + _b),
+              beta2: _b2 / (1 + _b2)}
     expr = sp.sympify(expr).subs(domain)
     expr = expr.replace(lambda e: e.is_Pow, lambda e: sp.Pow(sp.factor(e.base), e.exp))
     return sp.simplify(expr)

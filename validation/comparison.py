@@ -2,8 +2,8 @@
 update against the recurrence driven by the run's own measured gradient norms (:func:`sim.drive`,
 001 Eq. 23) and against the weight-decay equilibrium (:func:`sim.equilibrium`, 001 Eq. 24-25).
 
-Momentum SGD, Adam (L2), AdamW and RMSprop runs (:data:`COMPARED`) are compared on request
-(``mean_field=True``): their norms do not follow from gradient norms alone, so the prediction is
+Momentum and Nesterov SGD, Adam (L2), AdamW, RMSprop, Lion and Muon runs (:data:`COMPARED`) are
+compared on request (``mean_field=True``): their norms do not follow from gradient norms alone, so the prediction is
 the sphere engine's mean-field model (random tangent gradient directions, independent across
 steps, of the measured norms; one sphere of the dimension of a unit's weight row per layer) and
 theory's mean-field equilibria (:mod:`theory.optimizers`). Only the SGD prediction is exact.
@@ -164,7 +164,7 @@ def compare_run(run: Run, *, mean_field: bool = False, dims: dict[str, int] | No
     :func:`sim.equilibrium` at the mean gradient norm of the last quarter of the run (001 Eq.
     24-25), as a constant.
 
-    With ``mean_field``, momentum SGD, Adam (L2), AdamW and RMSprop runs are compared too, by
+    With ``mean_field``, the runs of the other optimizers of :data:`COMPARED` are compared too, by
     the sphere engine seeded with ``seed`` on spheres of the dimensions ``dims`` (layer -> unit dimension,
     :func:`unit_dims`) and by theory's mean-field equilibria. ValueError for runs the model
     does not describe (other optimizers, a decay mode the simulator does not apply, grafting,
