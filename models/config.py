@@ -542,6 +542,7 @@ LATER_FIELDS: Mapping[str, Any] = {
     "model.knockout_shift": 0.0, "model.input_shift": 0.0, "model.invariant_init_scale": 1.0,
     "optimizer.statistics": dataclasses.asdict(InputStatisticsConfig()),
     "precision": Precision.FLOAT32, "unit_probe_every": 0, "unit_sample": 512,
+    "optimizer.decay_fraction": 0.2, "optimizer.corrected_decay": False,
 }
 """Fields (dotted paths) added after runs were first stored, with their defaults: at the
 default they do not enter :meth:`TrainConfig.to_json`, which configs lacking them load back to."""
