@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from test_models_data import write_cifar
 
 from scalewise import sim
 from scalewise.theory import equilibrium as eq
@@ -180,3 +181,19 @@ def test_update_parts_verdict_names_the_larger_miss() -> None:
                      "grad_correlation": 0.3, "driven_error": 0.001, "mean_field_error": 0.2})
     line = update_parts._verdict("sgdm", row)
     assert "radial cosine is off by 100.0%" in line and "the radial cosine carries" in line
+
+
+def test_the_cifar_resnet_joins_where_its_data_are_given(tmp_path: Path) -> None:
+    write_cifar(tmp_path / "cifar", per_batch=30, rng=np.random.default_rng(0))
+    settings = Settings(size=Size.SMOKE, store=tmp_path / "runs.sqlite",
+                        data_root=tmp_path / "cifar", progress=False)
+    measured = equilibrium.equilibrium_runs(settings, optimizers=("sgd",))
+    assert [m.network for m in measured] == ["mlp-bn", "resnet-bn"]
+    resnet = measured[1]
+    compared = resnet.compared(margin=0.0)
+    assert compared
+    for layer, mask in compared.items():
+        errors, records = driven_sgd.unit_errors(resnet, layer, mask)
+        assert records[0].layer.startswith("resnet-bn/")
+        assert np.median(errors) <= driven_sgd.MEDIAN_LIMIT
+        assert errors.max() <= driven_sgd.MAX_LIMIT
