@@ -359,6 +359,13 @@ class UnitStats:
         columns = ["step", "layer", "unit", "name", "value"]
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
 
+    def records(self) -> list[tuple[int, str, UnitRecord]]:
+        """The ``(step, layer, record)`` triples that :meth:`RunStore.add_metrics` writes, so
+        that these statistics can be written into another store."""
+        return [(int(step), layer, UnitRecord(stats.units, np.stack(
+                    [stats.values[name][i] for name in UNIT_STATISTICS])))
+                for layer, stats in self.layers.items() for i, step in enumerate(stats.steps)]
+
 
 def _layer_stats(layer: str, entries: list) -> LayerUnitStats:
     """Stack one layer's records, which must share their statistics and units."""
