@@ -171,6 +171,10 @@ class ModelConfig(_Validated):
       (uncentered inputs, 001 Sec. 3), the first layer's bias initialized to compensate it
       (``b - W shift 1``) where it has one, so that networks differing only in
       ``input_shift`` compute the same function at initialization.
+
+    ``invariant_init_scale`` multiplies the initial scale-invariant weights (those a
+    normalization follows): by scale invariance the network computes the same function, from
+    another weight norm (to start a run above or below its equilibrium norm).
     """
 
     PREFIX: ClassVar[str] = "model."
@@ -183,6 +187,7 @@ class ModelConfig(_Validated):
     knockout_spread: float = 0.0
     knockout_shift: float = 0.0
     input_shift: float = 0.0
+    invariant_init_scale: float = 1.0
 
     def __post_init__(self) -> None:
         _coerce_enum(self, "arch", Arch)
@@ -193,6 +198,7 @@ class ModelConfig(_Validated):
         _check_float(self, "knockout_spread", 0.0, 1.0)
         _check_float(self, "knockout_shift", 0.0)
         _check_float(self, "input_shift", -math.inf)
+        _check_float(self, "invariant_init_scale", 0.0, low_open=True)
         self._check_options()
 
     @property
@@ -508,7 +514,7 @@ class TrainConfig(_Validated):
 
 LATER_FIELDS: Mapping[str, Any] = {
     "model.norm_position": NormPosition.BEFORE, "model.knockout_spread": 0.0,
-    "model.knockout_shift": 0.0, "model.input_shift": 0.0,
+    "model.knockout_shift": 0.0, "model.input_shift": 0.0, "model.invariant_init_scale": 1.0,
     "optimizer.statistics": dataclasses.asdict(InputStatisticsConfig()),
     "precision": Precision.FLOAT32, "unit_probe_every": 0, "unit_sample": 512,
 }

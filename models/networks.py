@@ -302,6 +302,10 @@ def build_model(
         model = _BUILDERS[config.arch](config, tuple(in_shape), num_classes).to(dtype)
     if config.input_shift:
         _compensate_input_shift(model, config.input_shift)
+    if config.invariant_init_scale != 1.0:
+        with torch.no_grad():
+            for invariant in scale_invariant_params(model):
+                invariant.param.mul_(config.invariant_init_scale)
     knockouts = [m for m in model.modules() if isinstance(m, KnockOut)]
     for index, knockout in enumerate(knockouts):
         knockout.seed = int(np.random.SeedSequence([seed, index]).generate_state(1)[0])

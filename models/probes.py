@@ -266,6 +266,43 @@ def _numpy_dtype(dtype: torch.dtype) -> np.dtype:
     return np.dtype(np.float64 if dtype == torch.float64 else np.float32)
 
 
+# ----------------------------------------------------------------------------- normalization margins
+
+_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.LayerNorm, nn.GroupNorm)
+
+
+def _normalized_variance(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The smallest variance ``module`` divides by for the input ``x``: per channel over the
+    batch (and positions) for batch norm, per example over the normalized features for layer
+    and group norm."""
+    if isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
+        axes = (0,) if x.dim() == 2 else (0, 2, 3)
+        return x.var(dim=axes, unbiased=False).min()
+    return x.flatten(1).var(dim=1, unbiased=False).min()
+
+
+@torch.no_grad()
+def normalization_margins(model: nn.Module, inputs: torch.Tensor) -> list[Metric]:
+    """Per normalized layer, ``norm_margin``: the smallest variance its normalization divides by
+    on ``inputs``, over the normalization's ``eps``. Scale invariance (001 Eq. 18) holds while
+    it is large: the normalization computes ``x / sqrt(var + eps)``, which depends on the scale
+    of ``x`` once ``var`` is not large against ``eps`` (a margin of 100 changes the output by
+    about half a percent of a rescaling's effect)."""
+    margins: list[Metric] = []
+    names = {module: name.rsplit(".", 1)[0] for name, module in model.named_modules()}
+    handles = [m.register_forward_pre_hook(
+        lambda m, args: margins.append(
+            (names[m], "norm_margin", float(_normalized_variance(m, args[0]) / m.eps))))
+        for m in model.modules() if isinstance(m, _NORMS)]
+    try:
+        with eval_mode(model):
+            model(inputs)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return margins
+
+
 # ----------------------------------------------------------------------------- costly, per network
 
 

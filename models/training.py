@@ -8,7 +8,8 @@ The run's id is the hash of its config (:meth:`TrainConfig.run_id`) unless given
   cheap per-layer probes;
 - the costly probes (:func:`models.probes.costly_probes`, on a fixed batch of training inputs)
   and ``train_loss``, ``train_accuracy``, ``test_loss``, ``test_accuracy`` (layer ``""``,
-  evaluation mode, whole splits) at ``k = 0``, every ``costly_probe_every`` /
+  evaluation mode, whole splits) with each normalized layer's ``norm_margin``
+  (:func:`models.probes.normalization_margins`) at ``k = 0``, every ``costly_probe_every`` /
   ``eval_every`` steps and at ``k = steps`` (the trained network);
 - at ``k = steps``, when the cheap probes are on, each layer's ``norm_sq`` of the trained
   network, so that ``norm_sq`` covers every step ``0..steps`` of a run probed every step.
@@ -70,7 +71,14 @@ from scalewise.models.networks import (
     scale_invariant_params,
 )
 from scalewise.models.optimizer_factory import build_optimizer
-from scalewise.models.probes import StepProbe, UnitRecord, costly_probes, norm_sq, unit_rows
+from scalewise.models.probes import (
+    StepProbe,
+    UnitRecord,
+    costly_probes,
+    norm_sq,
+    normalization_margins,
+    unit_rows,
+)
 from scalewise.models.step import StepResult, train_step
 from scalewise.models.store import Metric, Run, RunStatus, RunStore, StoreError
 from scalewise.sim.schedules import (
@@ -368,6 +376,8 @@ def _measure(config: TrainConfig, data: Data, model: nn.Module, probe_inputs: to
             loss, accuracy = evaluate(model, split)
             log.add((k, NETWORK, f"{split_name}_loss", loss),
                     (k, NETWORK, f"{split_name}_accuracy", accuracy))
+        log.add(*((k, layer, name, value)
+                  for layer, name, value in normalization_margins(model, probe_inputs)))
     if final or _due(k, config.costly_probe_every):
         log.add(*((k, layer, name, value)
                   for layer, name, value in costly_probes(model, probe_inputs)))

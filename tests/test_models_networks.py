@@ -222,3 +222,17 @@ def test_precision_converts_the_float32_initialization() -> None:
     double = build_model(config, (5,), 3, seed=4, dtype=torch.float64)
     for p, q in zip(single.parameters(), double.parameters()):
         assert q.dtype is torch.float64 and torch.equal(p.double(), q)
+
+
+def test_invariant_init_scale_changes_the_norms_not_the_function() -> None:
+    from scalewise.models.config import ModelConfig
+    from scalewise.models.networks import build_model, scale_invariant_params
+
+    base = build_model(ModelConfig(width=8, depth=2), (1, 8, 8), 10, seed=3)
+    scaled = build_model(ModelConfig(width=8, depth=2, invariant_init_scale=3.0), (1, 8, 8), 10,
+                         seed=3)
+    x = torch.randn(16, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+    # batch norm divides by sqrt(var + eps): invariant up to eps / var, about 1e-4 here
+    torch.testing.assert_close(scaled(x), base(x), rtol=1e-3, atol=1e-3)
+    for a, b in zip(scale_invariant_params(base), scale_invariant_params(scaled)):
+        torch.testing.assert_close(b.param, 3.0 * a.param)
