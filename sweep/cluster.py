@@ -32,8 +32,8 @@ import ipaddress
 import logging
 import os
 import socket
+import subprocess
 import sys
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +46,7 @@ AUTH_MODE_ENV = "RAY_AUTH_MODE"
 TOKEN_ENV = "RAY_AUTH_TOKEN"
 TOKEN_PATH_ENV = "RAY_AUTH_TOKEN_PATH"
 REACH_TIMEOUT_S = 5.0  # the TCP connection to HOST:PORT
-ANSWER_TIMEOUT_S = 10.0  # a Ray head's first reply once connected
+ANSWER_TIMEOUT_S = 15.0  # a Ray head's first reply, a Ray client's start included
 CONNECT_BOUND_S = REACH_TIMEOUT_S + ANSWER_TIMEOUT_S
 ADDRESS_FORM = "HOST:PORT of a Ray head node (what `ray start --head` prints), e.g. 127.0.0.1:6379"
 
@@ -118,45 +118,53 @@ def check_cluster(address: str) -> None:
     try:
         socket.create_connection((host, port), timeout=REACH_TIMEOUT_S).close()
     except OSError as error:
-        reason = "timed out" if isinstance(error, TimeoutError) else (error.strerror or error)
-        raise ClusterError(f"no Ray cluster at {address} ({reason} within {REACH_TIMEOUT_S:g} "
-                           "s): start a head node there with `ray start --head --port "
-                           f"{port}`, or pass the address it prints") from None
-    failure = _ask_head(address)
-    if failure is None:
+        reason = (f"no answer within {REACH_TIMEOUT_S:g} s" if isinstance(error, TimeoutError)
+                  else error.strerror or _first_line(error))
+        raise ClusterError(f"no Ray cluster at {address} ({reason}): start a head node there "
+                           f"with `ray start --head --port {port}`, or pass the address it "
+                           "prints") from None
+    answer = _ask_head(address)
+    if answer == "ok":
         return
-    ray = sys.modules["ray"]
-    if isinstance(failure, ray.exceptions.AuthenticationError):
+    if answer == "refused":
         raise ClusterError(f"the Ray cluster at {address} refused this machine's "
                            "authentication token (none, or another cluster's): copy the head "
                            f"node's token here, as ~/.ray/auth_token or in {TOKEN_ENV} (`ray "
-                           "get-auth-token` on the head prints it)") from None
+                           "get-auth-token` on the head prints it)")
     raise ClusterError(f"{address} accepts connections but no Ray head node answered there "
-                       f"within {ANSWER_TIMEOUT_S:g} s ({_first_line(failure)}): check the "
-                       "port `ray start --head` printed") from None
+                       f"within {ANSWER_TIMEOUT_S:g} s ({answer}): check the port `ray start "
+                       "--head` printed")
 
 
-def _ask_head(address: str) -> BaseException | None:
-    """What asking the head at ``address`` for its cluster id raised (``TimeoutError`` after
-    :data:`ANSWER_TIMEOUT_S`), or ``None`` when it answered. ``GcsClient`` is the client every
-    Ray process opens first; unlike ``ray.init`` it reports a refused token at once. It runs in
-    a daemon thread because its own connection timeout is not configurable per call."""
-    from ray._raylet import GcsClient
+# Asks the head for its cluster id with ``GcsClient``, the client every Ray process opens
+# first: unlike ``ray.init`` it reports a refused token at once.
+_ASK_HEAD = """\
+import sys
+import ray.exceptions
+from ray._raylet import GcsClient
+try:
+    GcsClient(address=sys.argv[1]).cluster_id
+except ray.exceptions.AuthenticationError:
+    print("refused")
+except Exception as error:
+    print(str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__)
+else:
+    print("ok")
+"""
 
-    outcome: list[BaseException | None] = []
 
-    def ask() -> None:
-        try:
-            GcsClient(address=address).cluster_id  # noqa: B018 - the request is the point
-        except Exception as error:  # noqa: BLE001 - reported to the caller
-            outcome.append(error)
-        else:
-            outcome.append(None)
-
-    thread = threading.Thread(target=ask, name="ray-head-check", daemon=True)
-    thread.start()
-    thread.join(ANSWER_TIMEOUT_S)
-    return outcome[0] if outcome else TimeoutError("no reply")
+def _ask_head(address: str) -> str:
+    """``"ok"`` when a Ray head at ``address`` answers, ``"refused"`` when it refuses this
+    machine's token, else why not, within :data:`ANSWER_TIMEOUT_S`. The client runs in a child
+    process, ended at the bound: Ray's client retries on its own schedule and writes its
+    warnings straight to the standard error, which the child's capture keeps off the console."""
+    try:
+        done = subprocess.run([sys.executable, "-c", _ASK_HEAD, address], capture_output=True,
+                              text=True, timeout=ANSWER_TIMEOUT_S, check=False)
+    except subprocess.TimeoutExpired:
+        return "no reply"
+    lines = done.stdout.strip().splitlines()
+    return lines[-1] if lines else f"the check exited with status {done.returncode}"
 
 
 def _token_available() -> bool:
