@@ -101,14 +101,32 @@ def import_ray(*, address: str | None = None) -> Any:
 
 
 def start(ray: Any, address: str | None, num_cpus: int | None) -> None:
-    """Initialize ``ray``: the cluster at ``address`` once :func:`check_cluster` passes, else a
+    """Initialize ``ray``: the cluster at ``address`` (once :func:`check_cluster` passed), else a
     fresh in-process instance of ``num_cpus`` CPUs (default: all cores) on 127.0.0.1."""
     quiet = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.WARNING}
     if address is None:
         ray.init(address="local", num_cpus=num_cpus, _node_ip_address=LOOPBACK, **quiet)
+    else:
+        ray.init(address=address, **quiet)
+
+
+def check_joined(ray: Any, address: str | None) -> None:
+    """Raise :class:`ClusterError` when the initialized ``ray`` of this process is joined to
+    another cluster than ``address`` (``None``: any will do)."""
+    if address is None:
         return
-    check_cluster(address)
-    ray.init(address=address, **quiet)
+    joined = ray.get_runtime_context().gcs_address
+    if _resolved(joined) != _resolved(address):
+        raise ClusterError(f"Ray in this process is already joined to {joined}, not {address}: "
+                           "run in a fresh process, or without --address")
+
+
+def _resolved(address: str) -> tuple[str, int]:
+    host, port = parse_address(address)
+    try:
+        return socket.gethostbyname(host), port
+    except OSError:
+        return host, port
 
 
 def check_cluster(address: str) -> None:

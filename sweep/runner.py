@@ -165,7 +165,7 @@ class Workers:
     (default: all cores) bound to 127.0.0.1. Ray starts when a trial first needs it (a call with
     nothing left to run never starts it) and serves every later call; :meth:`close` (or leaving
     the ``with`` block) shuts it down if this object started it. An already initialized Ray is
-    used as it is."""
+    used as it is, if it is joined to ``address`` when one is given."""
 
     def __init__(self, *, address: str | None = None, num_cpus: int | None = None,
                  sequential: bool = False) -> None:
@@ -196,7 +196,11 @@ class Workers:
         """The ``ray`` module, initialized here unless it already was."""
         if self._ray is None:
             ray = cluster.import_ray(address=self.address)
-            if not ray.is_initialized():
+            if self.address is not None:
+                cluster.check_cluster(self.address)
+            if ray.is_initialized():
+                cluster.check_joined(ray, self.address)
+            else:
                 cluster.start(ray, self.address, self.num_cpus)
                 self._owned = True
             self._ray = ray

@@ -19,6 +19,7 @@ import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -26,7 +27,7 @@ from scalewise.models import override
 from scalewise.models.presets import preset
 from scalewise.models.store import RunStatus, RunStore
 from scalewise.sweep import CONNECT_BOUND_S, ClusterError, expand, load_spec, run_trial
-from scalewise.sweep.cluster import check_cluster
+from scalewise.sweep.cluster import check_cluster, check_joined
 
 pytest.importorskip("ray")
 
@@ -259,3 +260,13 @@ def test_missing_data_is_a_failed_trial_naming_folder_and_host(tmp_path: Path) -
     assert result.status is RunStatus.FAILED and not result.started
     assert result.reason.startswith(f"could not start on {socket.gethostname()}: ")
     assert str(tmp_path / "gone") in result.reason and len(result.reason.splitlines()) == 1
+
+
+def test_ray_joined_to_another_cluster_is_refused() -> None:
+    joined = SimpleNamespace(get_runtime_context=lambda: SimpleNamespace(
+        gcs_address=f"{LOOPBACK}:6390"))
+    check_joined(joined, "localhost:6390")  # the same cluster, named otherwise
+    check_joined(joined, None)
+    with pytest.raises(ClusterError, match=rf"already joined to {LOOPBACK}:6390, not "
+                                           rf"{LOOPBACK}:6391"):
+        check_joined(joined, f"{LOOPBACK}:6391")

@@ -14,6 +14,7 @@ started again reuses the finished runs and trains the others from step 0.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -107,13 +108,15 @@ _ACTIVE: ContextVar[Workers | None] = ContextVar("suite_workers", default=None)
 @contextmanager
 def suite_workers(settings: Settings) -> Iterator[Workers]:
     """The workers of ``settings`` for every :func:`train_runs` inside the block, so that a
-    suite starts Ray once (when its first run needs it) and stops it at the end; inside an
-    enclosing block, that block's workers."""
+    suite starts Ray once (when its first run needs it; a cluster at ``settings.address`` is
+    joined at once) and stops it at the end; inside an enclosing block, that block's workers."""
     active = _ACTIVE.get()
     if active is not None:
         yield active
         return
     with Workers(**settings._where()) as workers:
+        if settings.address is not None:
+            workers.ray()  # a cluster that cannot be used is said at once, not after a section
         token = _ACTIVE.set(workers)
         try:
             yield workers
@@ -136,7 +139,8 @@ def train_runs(configs: Sequence[models.TrainConfig], settings: Settings, *,
         def report(trial: Trial, result: TrialResult) -> None:
             bar.update()
             if result.status is not RunStatus.COMPLETED:
-                bar.write(f"{desc}: run {trial.run_id} {result.status.value}: {result.reason}")
+                bar.write(f"{desc}: run {trial.run_id} {result.status.value}: {result.reason}",
+                          file=sys.stderr)
             if not result.started:
                 unstarted.append(result)
 
