@@ -38,3 +38,13 @@ def ray_local() -> Iterator[Any]:
 
     with Workers(num_cpus=2) as workers:
         yield workers.ray()
+
+
+@pytest.fixture
+def suite_ray(request: pytest.FixtureRequest) -> None:
+    """The suites' runs train on the session's in-process Ray (:func:`ray_local`) where Ray is
+    installed, rather than each call starting one; without Ray they train one after another."""
+    from scalewise.sweep import ray_installed
+
+    if ray_installed():
+        request.getfixturevalue("ray_local")

@@ -22,6 +22,8 @@ from scalewise.validation.markdown import markdown_table
 from scalewise.validation.report import RECORD_FIELDS, Report, load, spread_steps
 from scalewise.validation.suite import Settings, Size
 
+pytestmark = pytest.mark.usefixtures("suite_ray")  # one Ray for the runs
+
 MODULES = (driven, equilibrium, norm_growth, step_decay)
 EXPERIMENTS = (driven.driven, equilibrium.equilibrium, norm_growth.norm_growth,
                step_decay.step_decay)
