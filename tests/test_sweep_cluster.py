@@ -254,8 +254,8 @@ def test_in_process_ray_ignores_a_remembered_dead_cluster(tmp_path: Path) -> Non
 
 
 def test_missing_data_is_a_failed_trial_naming_folder_and_host(tmp_path: Path) -> None:
-    config = override(preset("teacher-mlp-sgd"), {"data.name": "cifar10", "data.root": str(tmp_path / "gone"),
-                               "device": "cpu"})
+    changes = {"data.name": "cifar10", "data.root": str(tmp_path / "gone"), "device": "cpu"}
+    config = override(preset("teacher-mlp-sgd"), changes)
     result = run_trial(config.to_json(), config.run_id())
     assert result.status is RunStatus.FAILED and not result.started
     assert result.reason.startswith(f"could not start on {socket.gethostname()}: ")
