@@ -19,11 +19,10 @@ Token authentication (as in Ray 2.60): a head node started while a token exists
 (``~/.ray/auth_token``, or ``RAY_AUTH_TOKEN`` / ``RAY_AUTH_TOKEN_PATH``) requires it from every
 client, and an in-process ``ray.init()`` creates that file when it is missing. Ray's client
 sends the token only in ``RAY_AUTH_MODE=token``, which it never turns on for an explicit
-address, so a bare
-``ray.init(address=...)`` is refused ("Missing authorization header"). When ``RAY_AUTH_MODE`` is
-unset and this machine has a token, the driver turns token mode on; a cluster without
-authentication ignores the token. ``RAY_AUTH_MODE`` set by the user is left as it is. The token
-itself is never read, printed or stored by this module.
+address, so a bare ``ray.init(address=...)`` is refused ("Missing authorization header"). When
+``RAY_AUTH_MODE`` is unset and this machine has a token, the driver turns token mode on (for a
+head started with ``RAY_AUTH_MODE=disabled``, set that on the driver too). ``RAY_AUTH_MODE`` set
+by the user is left as it is. The token itself is never read, printed or stored by this module.
 """
 
 from __future__ import annotations
