@@ -88,12 +88,11 @@ def import_ray(*, address: str | None = None) -> Any:
     if AUTH_MODE_ENV not in os.environ and (address is None or _token_available()):
         # in-process: the mode Ray would pick itself, set explicitly so that it says nothing
         os.environ[AUTH_MODE_ENV] = "token"
-        if imported:
-            _reload_ray_config()
     try:
         import ray
     except ModuleNotFoundError as error:
         raise ModuleNotFoundError(RAY_MISSING) from error
+    _sync_auth_mode()
     if loopback and address is not None and imported and _cluster_addresses_enabled():
         raise ClusterError(f"{address} is a loopback address, but Ray was imported in this "
                            f"process before {LOOPBACK_ENV}=0 was set: set it in the environment")
@@ -194,12 +193,14 @@ def _token_available() -> bool:
     return Path(path).is_file()
 
 
-def _reload_ray_config() -> None:
-    """Make an already imported Ray read ``RAY_AUTH_MODE`` again (what Ray does itself when it
-    turns token mode on)."""
-    from ray._raylet import Config
+def _sync_auth_mode() -> None:
+    """Make the imported Ray read ``RAY_AUTH_MODE=token`` again (what Ray does itself when it
+    turns token mode on) when it was loaded before the variable was set."""
+    from ray._raylet import AuthenticationMode, Config, get_authentication_mode
 
-    Config.initialize("")
+    wants_token = os.environ.get(AUTH_MODE_ENV, "").lower() == "token"
+    if wants_token and get_authentication_mode() != AuthenticationMode.TOKEN:
+        Config.initialize("")
 
 
 def _cluster_addresses_enabled() -> bool:

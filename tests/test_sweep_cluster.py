@@ -270,3 +270,26 @@ def test_ray_joined_to_another_cluster_is_refused() -> None:
     with pytest.raises(ClusterError, match=rf"already joined to {LOOPBACK}:6390, not "
                                            rf"{LOOPBACK}:6391"):
         check_joined(joined, f"{LOOPBACK}:6391")
+
+
+def test_token_mode_set_after_ray_was_imported_reaches_ray(tmp_path: Path) -> None:
+    # Ray loaded before the runner set RAY_AUTH_MODE (here: while Ray looked missing) must still
+    # see token mode, or its in-process head requires a token that its own driver never sends
+    code = """if True:
+        import sys
+        import ray
+        from ray._raylet import AuthenticationMode, get_authentication_mode
+        from scalewise.sweep import cluster
+        sys.modules["ray"] = None
+        try:
+            cluster.import_ray()
+        except ModuleNotFoundError:
+            pass
+        sys.modules["ray"] = ray
+        cluster.import_ray()
+        print(get_authentication_mode() == AuthenticationMode.TOKEN)
+    """
+    env = {k: v for k, v in ray_env(tmp_path / "token").items() if k != "RAY_AUTH_MODE"}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.stdout.strip() == "True", done.stderr
