@@ -57,11 +57,14 @@ def answered(interrupted: str) -> Callable[[Run], Run]:
 def _status(error: Exception) -> int:
     """:data:`FAULT` for a fault of the store (a ``StoreFault``, though a ``ValueError``) or of
     a file (``OSError``), :data:`BAD_INPUT` for the rest (missing data files are a
-    ``ValueError`` too)."""
+    ``ValueError`` too; a Ray cluster that cannot be used, a ``ClusterError``, is an address
+    given wrong)."""
     store_file = sys.modules.get("scalewise.models.store_file")  # loaded by any store in use
     if store_file is not None and isinstance(error, store_file.StoreFault):
         return FAULT
-    if isinstance(error, (ValueError, MemoryError, ModuleNotFoundError)):
+    cluster = sys.modules.get("scalewise.sweep.cluster")  # loaded by any command using Ray
+    if isinstance(error, (ValueError, MemoryError, ModuleNotFoundError)) or (
+            cluster is not None and isinstance(error, cluster.ClusterError)):
         return BAD_INPUT
     return FAULT
 

@@ -3,7 +3,10 @@
 optimizer, mean and std over seeds), which ``--summary-csv PATH`` also writes.
 
 The spec format is documented in :mod:`scalewise.sweep.spec`. Running the same command again skips the
-trials already completed in the store and runs the rest.
+trials already completed in the store and runs the rest. ``--address HOST:PORT`` runs the trials
+on that Ray cluster; one that does not answer, or refuses this machine's token, ends the command
+within :data:`~scalewise.sweep.cluster.CONNECT_BOUND_S` seconds with one line saying so (exit
+status 2, as for bad input).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from scalewise.sweep import (
     SweepSpec,
     Trial,
     TrialResult,
+    Workers,
     load_spec,
     run_sweep,
     summarize,
@@ -42,8 +46,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--status", action="store_true", help="show the status, run nothing")
     parser.add_argument("--store", metavar="PATH",
                         help=f"run store file (default: $SCALEWISE_STORE, else {DEFAULT_STORE})")
-    parser.add_argument("--address", metavar="ADDRESS",
-                        help="an existing Ray cluster (default: start Ray in this process)")
+    parser.add_argument("--address", metavar="HOST:PORT",
+                        help="the head node of a Ray cluster, as `ray start --head` prints it "
+                        "(default: start Ray in this process)")
     parser.add_argument("--num-cpus", type=int, metavar="N",
                         help="CPUs of the in-process Ray (default: all cores)")
     parser.add_argument("--summary-csv", metavar="PATH", help="also write the summary as CSV")
@@ -85,11 +90,12 @@ def _show(spec: SweepSpec, store: RunStore) -> int:
 def _run(spec: SweepSpec, store: RunStore, args: argparse.Namespace) -> int:
     def report(trial: Trial, result: TrialResult) -> None:
         point = ", ".join(f"{field}={value}" for field, value in trial.point)
-        print(f"{trial.run_id} {result.status.value:9s} seed {trial.config.seed} {point}",
+        reason = f"  ({result.reason})" if result.reason else ""
+        print(f"{trial.run_id} {result.status.value:9s} seed {trial.config.seed} {point}{reason}",
               flush=True)
 
-    done = run_sweep(spec, store, address=args.address, num_cpus=args.num_cpus,
-                     on_result=report)
+    with Workers(address=args.address, num_cpus=args.num_cpus) as workers:
+        done = run_sweep(spec, store, workers=workers, on_result=report)
     failed = [run_id for run_id, s in done.executed.items() if s is not RunStatus.COMPLETED]
     print(f"{len(done.executed)} trials run ({len(failed)} not completed), "
           f"{len(done.skipped)} already completed; store {store.path}")

@@ -4,9 +4,15 @@ Suites (:data:`validation.SUITES`): ``effective-lr`` (001 Sec. 5, 004 Sec. 4.1: 
 learning rate of normalized networks against sim/ and theory/), ``kfac`` (004 Sec. 4.2-4.3: the
 Gauss-Newton norm, effective damping, curvature traces) and ``ics`` (001 Sec. 3-4: internal
 covariate shift, the knock-out, quasi-diagonal preconditioning, AdaGraft). The exit status is 0
-when every agreement bound of the report holds, 1 when one does not, 2 on bad input, 3 when the
-store or the report folder cannot be used, 130 on Ctrl-C (the runs finished so far are kept in
-the store; the same command resumes).
+when every agreement bound of the report holds, 1 when one does not, 2 on bad input or a Ray
+cluster that cannot be used (one line, within
+:data:`~scalewise.sweep.cluster.CONNECT_BOUND_S` seconds), 3 when the store or the report
+folder cannot be used, 130 on Ctrl-C (the runs finished so far are kept in the store; the
+same command resumes).
+
+The suite's runs train through the sweeps' trial runner: on an in-process Ray, one per core at
+once (``--workers N``: N at once; ``--workers 1``: one after another in this process, without
+Ray), or on the Ray cluster at ``--address HOST:PORT``.
 
 The committed reference reports are regenerated with ``--out validation/reference/SUITE``, from
 a clean source tree only (the report records the commit; :func:`validation.suite.
@@ -45,6 +51,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="folder holding cifar-10-batches-py: adds the CIFAR-10 ResNet runs "
                         "(meant for a GPU) where a suite has them")
     parser.add_argument("--seed", type=int, default=0, help="seed of every run (default 0)")
+    parser.add_argument("--workers", type=int, metavar="N",
+                        help="runs trained at once on an in-process Ray (default: one per core); "
+                        "1: one after another in this process, without Ray")
+    parser.add_argument("--address", metavar="HOST:PORT",
+                        help="train the runs on this Ray cluster's head node, as `ray start "
+                        "--head` prints it")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -61,7 +73,8 @@ def run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     settings = Settings(size=args.size, device=args.device,
                         store=args.store or str(out / "runs" / "runs.sqlite"),
-                        data_root=args.data_root, seed=args.seed, progress=not args.no_progress)
+                        data_root=args.data_root, seed=args.seed, progress=not args.no_progress,
+                        address=args.address, workers=args.workers)
     report = build(args.suite, settings)
     report.write(out)
     results = report.agreement()

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from scalewise import checks
+from scalewise.models.probes import UNIT_STATISTICS, UnitRecord
 from scalewise.models.store_file import StoreFault
 
 METRIC_COLUMNS = ("step", "layer", "name", "value")
@@ -134,6 +135,13 @@ class UnitStats:
             for layer, stats in self.layers.items() for name, values in stats.values.items()]
         columns = ["step", "layer", "unit", "name", "value"]
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
+
+    def records(self) -> list[tuple[int, str, UnitRecord]]:
+        """The ``(step, layer, record)`` triples that :meth:`RunStore.add_metrics` writes, so
+        that these statistics can be written into another store."""
+        return [(int(step), layer, UnitRecord(stats.units, np.stack(
+                    [stats.values[name][i] for name in UNIT_STATISTICS])))
+                for layer, stats in self.layers.items() for i, step in enumerate(stats.steps)]
 
 
 def _layer_stats(layer: str, entries: list) -> LayerUnitStats:

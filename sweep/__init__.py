@@ -1,17 +1,25 @@
 """scalewise.sweep: grids of training runs on Ray, resumable, recorded in the run store.
 
 :mod:`~scalewise.sweep.spec` reads a spec and expands its grid, :mod:`~scalewise.sweep.runner`
-trains the trials on Ray, :mod:`~scalewise.sweep.summary` reports their status and results.
+trains trials (a sweep's, or a validation suite's runs) where its :class:`Workers` say,
+:mod:`~scalewise.sweep.cluster` starts or joins Ray for it, :mod:`~scalewise.sweep.summary`
+reports a sweep's status and results.
 """
 
 from __future__ import annotations
 
+from scalewise.sweep.cluster import (
+    CONNECT_BOUND_S,
+    RAY_MISSING,
+    ClusterError,
+    import_ray,
+    ray_installed,
+)
 from scalewise.sweep.runner import (
     PENDING,
-    RAY_MISSING,
     SweepReport,
     TrialResult,
-    import_ray,
+    Workers,
     partition,
     record,
     run_sweep,
@@ -21,7 +29,8 @@ from scalewise.sweep.spec import GOALS, SweepSpec, Trial, expand, load_spec, par
 from scalewise.sweep.summary import summarize, sweep_status
 
 __all__ = [
-    "GOALS", "PENDING", "RAY_MISSING", "SweepReport", "SweepSpec", "Trial", "TrialResult",
-    "expand", "import_ray", "load_spec", "parse_spec", "partition", "record", "run_sweep",
-    "run_trial", "summarize", "sweep_status",
+    "CONNECT_BOUND_S", "ClusterError", "GOALS", "PENDING", "RAY_MISSING", "SweepReport",
+    "SweepSpec", "Trial", "TrialResult", "Workers", "expand", "import_ray", "load_spec",
+    "parse_spec", "partition", "ray_installed", "record", "run_sweep", "run_trial", "summarize",
+    "sweep_status",
 ]

@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -268,15 +268,6 @@ def test_cli_without_ray_exits_2_with_the_install_hint(
     (tmp_path / "grid.yaml").write_text(GRID_YAML)
     assert cli(["sweep", str(tmp_path / "grid.yaml"), "--store", str(tmp_path / "s.db")]) == 2
     assert "pip install 'scalewise[sweep]'" in capsys.readouterr().err
-
-
-@pytest.fixture(scope="module")
-def ray_local() -> Iterator[Any]:
-    """One in-process Ray of 2 CPUs for the module (sweeps use an initialized Ray as it is)."""
-    ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield ray
-    ray.shutdown()
 
 
 def test_small_sweep_through_the_cli(ray_local: Any, tmp_path: Path,

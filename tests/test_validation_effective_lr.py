@@ -33,6 +33,8 @@ from scalewise.validation.effective_lr import (
 from scalewise.validation.report import RECORD_FIELDS, Report, load
 from scalewise.validation.suite import Settings, Size, check_reference_output, source_tree
 
+pytestmark = pytest.mark.usefixtures("suite_ray")  # one Ray for the runs
+
 EXACT = {"norm_balance", "driven_sgd", "step_decay"}
 """Experiments whose claim is exact at any run length: their bounds hold in the smoke report."""
 CONTRACT = {

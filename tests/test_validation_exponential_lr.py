@@ -20,6 +20,8 @@ from scalewise.validation.effective_lr import exponential_lr as exp_lr
 from scalewise.validation.report import RECORD_FIELDS, Report, load, spread_steps
 from scalewise.validation.suite import Settings
 
+pytestmark = pytest.mark.usefixtures("suite_ray")  # one Ray for the runs
+
 STEPS = 40
 
 

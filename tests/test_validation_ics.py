@@ -23,6 +23,8 @@ from scalewise.validation.ics import quasi_diagonal as qd
 from scalewise.validation.report import RECORD_FIELDS
 from scalewise.validation.suite import Settings
 
+pytestmark = pytest.mark.usefixtures("suite_ray")  # one Ray for the runs
+
 
 def test_gauss_newton_block_of_a_linear_model_is_the_kronecker_form() -> None:
     """For logits ``W x`` the GN block is ``(1/N) sum_n x_n x_n^T (x) H_n`` exactly."""

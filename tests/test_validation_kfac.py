@@ -21,6 +21,8 @@ from scalewise.validation.kfac import (
 from scalewise.validation.report import RECORD_FIELDS, load
 from scalewise.validation.suite import Settings, Size
 
+pytestmark = pytest.mark.usefixtures("suite_ray")  # one Ray for the runs
+
 
 @pytest.fixture(scope="module")
 def smoke_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:

@@ -18,6 +18,8 @@ from scalewise.validation.effective_lr import mechanism_one as m1
 from scalewise.validation.report import RECORD_FIELDS, Report, load
 from scalewise.validation.suite import Settings
 
+pytestmark = pytest.mark.usefixtures("suite_ray")  # one Ray for the runs
+
 EXPERIMENTS = (m1.weight_decay_placement, m1.norm_grafting, m1.renormalization)
 
 

@@ -52,8 +52,13 @@ def _check(name: str) -> str:
 
 
 def build(name: str, settings: Settings) -> Report:
-    """Run suite ``name`` with ``settings`` and return its report (not yet written)."""
-    return importlib.import_module(SUITES[_check(name)]).build(settings)
+    """Run suite ``name`` with ``settings`` and return its report (not yet written); its runs
+    share one set of workers (:func:`validation.suite.suite_workers`)."""
+    from scalewise.validation.suite import suite_workers
+
+    module = importlib.import_module(SUITES[_check(name)])
+    with suite_workers(settings):
+        return module.build(settings)
 
 
 def reference(name: str) -> LoadedReport:

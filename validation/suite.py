@@ -1,27 +1,33 @@
 """What every validation suite shares: its :class:`Settings`, the run store its runs are trained
-into, and :func:`train_runs`.
+into, and :func:`train_runs`, which trains them through the trial runner of the sweeps
+(:class:`scalewise.sweep.Workers`): on an in-process Ray by default (one run per core at once),
+on a Ray cluster with ``address``, or one after another in this process with ``workers=1``.
 
 A suite is a package whose ``build(settings) -> Report`` runs its experiments, one module each
 (registered in :data:`validation.SUITES`). ``size`` (:class:`validation.Size`) picks its
 scale: every experiment declares what it trains at each size as
 ``SCALES = {Size.SMOKE: Scale(...), Size.REFERENCE: Scale(...)}`` and reads its entry with
 :meth:`Settings.scale`. Runs are stored under their config hash, so a suite interrupted and
-started again resumes its runs and reuses the finished ones.
+started again reuses the finished runs and trains the others from step 0.
 """
 
 from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Mapping, Sequence
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
 from tqdm import tqdm
 
-from scalewise import models
-from scalewise.models.store import Run, RunStore
+from scalewise import checks, models
+from scalewise.models.store import Run, RunStatus, RunStore
+from scalewise.sweep import Trial, TrialResult, Workers, ray_installed
 from scalewise.validation import Size
 
 REFERENCE_DIR = Path(__file__).resolve().parent / "reference"
@@ -32,7 +38,12 @@ T = TypeVar("T")
 class Settings:
     """How a suite runs: ``size``, the torch ``device`` of its runs (auto, cpu, cuda...), the
     ``store`` file its runs go to, an optional ``data_root`` holding CIFAR-10 (adds the GPU-scale
-    experiments where a suite has them), ``seed`` and ``progress`` bars."""
+    experiments where a suite has them; on a cluster, a folder every node holds at that path),
+    ``seed`` and ``progress`` bars. Where the runs train: the Ray cluster at ``address``
+    (``HOST:PORT`` of its head node), else ``workers`` at once on an in-process Ray (default: one
+    per core), or one after another in this process, without Ray, with ``workers=1`` (also the
+    default when Ray is not installed). On Ray, ``device="cuda"`` gives each run one GPU of
+    Ray's choosing."""
 
     size: Size = Size.REFERENCE
     device: str = "cpu"
@@ -40,6 +51,8 @@ class Settings:
     data_root: str | None = None
     seed: int = 0
     progress: bool = True
+    address: str | None = None
+    workers: int | None = None
 
     def __post_init__(self) -> None:
         try:
@@ -51,6 +64,21 @@ class Settings:
             object.__setattr__(self, "store", os.fspath(self.store))
         if isinstance(self.data_root, os.PathLike):
             object.__setattr__(self, "data_root", os.fspath(self.data_root))
+        checks.integer("workers", self.workers, minimum=1, optional=True)
+        Workers(**self._where())  # the address and workers, checked now
+        if not self.sequential and self.device.startswith("cuda:"):
+            checks.fail("device", self.device, "cpu, cuda or auto when Ray places the runs (it "
+                        f"gives each its GPU); {self.device} with workers=1")
+
+    @property
+    def sequential(self) -> bool:
+        """Whether the runs train one after another in this process, without Ray."""
+        return self.workers == 1 or (self.address is None and not ray_installed())
+
+    def _where(self) -> dict[str, object]:
+        if self.sequential:
+            return {"sequential": True}
+        return {"address": self.address, "num_cpus": self.workers}
 
     @property
     def smoke(self) -> bool:
@@ -101,12 +129,51 @@ def open_store(settings: Settings) -> RunStore:
     return RunStore(settings.store)
 
 
+_ACTIVE: ContextVar[Workers | None] = ContextVar("suite_workers", default=None)
+
+
+@contextmanager
+def suite_workers(settings: Settings) -> Iterator[Workers]:
+    """The workers of ``settings`` for every :func:`train_runs` inside the block, so that a
+    suite starts Ray once (when its first run needs it; a cluster at ``settings.address`` is
+    joined at once) and stops it at the end; inside an enclosing block, that block's workers."""
+    active = _ACTIVE.get()
+    if active is not None:
+        yield active
+        return
+    with Workers(**settings._where()) as workers:
+        if settings.address is not None:
+            workers.ray()  # a cluster that cannot be used is said at once, not after a section
+        token = _ACTIVE.set(workers)
+        try:
+            yield workers
+        finally:
+            _ACTIVE.reset(token)
+
+
 def train_runs(configs: Sequence[models.TrainConfig], settings: Settings, *,
                desc: str) -> list[Run]:
-    """Train ``configs`` in order (each on ``settings.device``) into the store of ``settings``,
-    with one progress bar over them; finished runs are reused. A diverged run comes back with
-    status ``failed`` and whatever it measured; the caller decides what that means."""
+    """Train ``configs`` (each on ``settings.device``) into the store of ``settings`` through
+    the trial runner, with one progress bar over them, and return their runs in order; finished
+    runs are reused. A run that fails in training comes back with status ``failed`` and whatever
+    it measured (its reason is printed; the caller decides what it means); one that cannot start
+    (missing data, unusable device) raises ``ValueError`` once the others have finished."""
     configs = [models.override(c, {"device": settings.device}) for c in configs]
-    with open_store(settings) as store:
-        bar = tqdm(configs, desc=desc, unit="run", disable=not settings.progress)
-        return [models.train(config, store=store, progress=False) for config in bar]
+    trials = list({c.run_id(): Trial(c, ()) for c in configs}.values())
+    unstarted: list[TrialResult] = []
+    with (open_store(settings) as store, suite_workers(settings) as workers,
+          tqdm(total=len(trials), desc=desc, unit="run", disable=not settings.progress) as bar):
+        def report(trial: Trial, result: TrialResult) -> None:
+            bar.update()
+            if result.status is not RunStatus.COMPLETED:
+                bar.write(f"{desc}: run {trial.run_id} {result.status.value}: {result.reason}",
+                          file=sys.stderr)
+            if not result.started:
+                unstarted.append(result)
+
+        done = workers.run(trials, store, num_gpus=float(settings.device.startswith("cuda")),
+                           on_result=report)
+        bar.update(len(done.skipped))
+        if unstarted:
+            raise ValueError("; ".join(f"run {r.run_id} {r.reason}" for r in unstarted))
+        return [store[c.run_id()] for c in configs]
