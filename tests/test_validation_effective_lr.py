@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -166,6 +167,8 @@ def test_smoke_declares_every_bound_and_the_exact_ones_hold(smoke: tuple[Report,
 def test_smoke_driven_errors_lie_within_their_radial_budget(smoke: tuple[Report, Path]) -> None:
     text = next(s.text for s in smoke[0].sections if s.title.startswith("SGD's norm"))
     assert "100.0% of the units' errors lie within their radial budget" in text
+    exact = [float(v) for v in re.findall(r" / ([0-9.e+-]+) \|$", text, flags=re.M)]
+    assert exact and max(exact) < 1e-6  # one step with the radial part: the balance, exact
 
 
 def test_smoke_text_says_what_was_left_out(smoke: tuple[Report, Path]) -> None:
