@@ -46,7 +46,7 @@ class Scale:
     min_steps: int
 
 
-SCALES = {Size.SMOKE: Scale(seeds=1, min_steps=60), Size.REFERENCE: Scale(seeds=3, min_steps=MIN_STEPS)}
+SCALES = {Size.SMOKE: Scale(seeds=1, min_steps=60), Size.REFERENCE: Scale(seeds=2, min_steps=MIN_STEPS)}
 
 
 def approach(report: Report, settings: Settings) -> None:

@@ -22,7 +22,6 @@ from matplotlib.figure import Figure
 from scalewise.theory import equilibrium as eq
 from scalewise.validation.effective_lr.plots import grid, legend
 from scalewise.validation.effective_lr.runs import (
-    DIGITS,
     Measured,
     Setting,
     config,
@@ -56,7 +55,7 @@ class Scale:
 
 SCALES = {
     Size.SMOKE: Scale(networks=("mlp-bn",), seeds=1, steps=60),
-    Size.REFERENCE: Scale(networks=DIGITS, seeds=2, steps=1500),
+    Size.REFERENCE: Scale(networks=("mlp-bn", "mlp-wn"), seeds=2, steps=1500),
 }
 
 

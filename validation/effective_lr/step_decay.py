@@ -42,7 +42,7 @@ class Scale:
 
 SCALES = {
     Size.SMOKE: Scale(networks=("mlp-bn",), seeds=1, steps=90),
-    Size.REFERENCE: Scale(networks=("mlp-bn", "mlp-ln", "cnn-bn"), seeds=3, steps=1500),
+    Size.REFERENCE: Scale(networks=("mlp-bn", "mlp-wn"), seeds=2, steps=1500),
 }
 
 
