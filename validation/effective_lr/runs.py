@@ -172,11 +172,16 @@ class Measured:
             cos = np.abs(v["w_dot_grad"]) / np.sqrt(v["norm_sq"] * v["grad_sq"])
         return np.nanmedian(np.nan_to_num(cos), axis=0) < INVARIANCE_TOLERANCE
 
+    @property
+    def diverged(self) -> bool:
+        return self.run.status is RunStatus.FAILED
+
     def compared(self, margin: float = MARGIN) -> dict[str, np.ndarray]:
         """The layers compared with theory and their scale-invariant units: a normalization
-        margin of at least ``margin`` and at least one invariant unit."""
+        margin of at least ``margin`` and at least one invariant unit (none of a run that
+        diverged)."""
         out = {}
-        for layer in self.invariant_layers():
+        for layer in [] if self.diverged else self.invariant_layers():
             mask = self.invariant_units(layer)
             if self.margin(layer) >= margin and mask.any():
                 out[layer] = mask
@@ -185,6 +190,9 @@ class Measured:
     def excluded(self, margin: float = MARGIN) -> list[str]:
         """Sentences, computed from the numbers, for every layer or unit :meth:`compared`
         leaves out and why."""
+        if self.diverged:
+            return [f"{self.setting.label} seed {self.seed} {self.network}: the run diverged "
+                    f"({self.run.log.strip().splitlines()[-1] if self.run.log.strip() else 'failed'})"]
         out = []
         for layer in self.invariant_layers():
             least, mask = self.margin(layer), self.invariant_units(layer)
@@ -201,7 +209,8 @@ class Measured:
 def measure(runs: Sequence[tuple[str, Setting, int, models.TrainConfig]],
             settings: Settings, desc: str) -> list[Measured]:
     """Train the ``(network, setting, seed, config)`` jobs and read them back with their
-    per-unit records; ValueError naming a run that diverged."""
+    per-unit records; a run that diverged comes back :attr:`Measured.diverged`, compared
+    nowhere and listed by :meth:`Measured.excluded`."""
     trained = train_runs([c for *_, c in runs], settings, desc=desc)
     with open_store(settings) as store:
         return [_measured(store, network, setting, seed, run)
@@ -209,9 +218,6 @@ def measure(runs: Sequence[tuple[str, Setting, int, models.TrainConfig]],
 
 
 def _measured(store: RunStore, network: str, setting: Setting, seed: int, run: Run) -> Measured:
-    if run.status is RunStatus.FAILED:
-        raise ValueError(f"run {run.id} ({network}, {setting.label}, seed {seed}) diverged: "
-                         f"{run.log[-300:]}")
     return Measured(network, setting, seed, run, store.unit_stats(run.id),
                     unit_dims(run.config))
 
