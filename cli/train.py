@@ -24,7 +24,8 @@ import typing
 from enum import Enum
 from typing import Any
 
-from scalewise.models.config import PRESETS, TrainConfig, override, preset
+from scalewise.models.config import TrainConfig, override
+from scalewise.models.presets import PRESETS, preset
 from scalewise.models.store import DEFAULT_STORE, Run, RunStatus, RunStore
 from scalewise.models.training import train
 

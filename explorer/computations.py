@@ -19,8 +19,10 @@ from scalewise.figures.comparison import Comparison
 from scalewise.models.store import RunStore, StoreError, UnitStats, default_store_path
 from scalewise.sim import mean_field
 from scalewise.theory import equilibrium as eq
-from scalewise.validation import comparison, covariate_shift, gauss_newton, overview
+from scalewise.validation import comparison, overview
 from scalewise.validation import suite as suites
+from scalewise.validation.ics import covariate_shift
+from scalewise.validation.kfac import gauss_newton
 from scalewise.validation.report import LoadedReport
 from scalewise.vocabulary import Decay, Optimizer
 

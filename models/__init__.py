@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from scalewise.models import probes
 from scalewise.models.config import (
-    PRESETS,
     Arch,
     Curvature,
     DataConfig,
@@ -22,26 +21,28 @@ from scalewise.models.config import (
     KFACConfig,
     ModelConfig,
     Norm,
+    NormPosition,
     Optimizer,
     OptimizerConfig,
+    Precision,
     Schedule,
     TrainConfig,
     WeightDecayMode,
     WeightDecayPlacement,
     override,
-    preset,
 )
 from scalewise.models.data import Data, load_dataset
 from scalewise.models.networks import build_model
 from scalewise.models.optimizer_factory import build_optimizer
+from scalewise.models.presets import PRESETS, preset
 from scalewise.models.step import StepResult, train_step
 from scalewise.models.store import Run, RunStatus, RunStore, StoreError
 from scalewise.models.training import evaluate, train
 
 __all__ = [
     "PRESETS", "Arch", "Curvature", "Data", "DataConfig", "Dataset", "KFACConfig",
-    "ModelConfig", "Norm", "OptimizerConfig", "Optimizer", "Run", "RunStatus", "RunStore",
-    "Schedule", "StepResult", "StoreError", "TrainConfig", "WeightDecayMode",
+    "ModelConfig", "Norm", "NormPosition", "OptimizerConfig", "Optimizer", "Precision", "Run",
+    "RunStatus", "RunStore", "Schedule", "StepResult", "StoreError", "TrainConfig", "WeightDecayMode",
     "WeightDecayPlacement", "build_model", "build_optimizer", "evaluate", "load_dataset",
     "override", "preset", "probes", "train", "train_step",
 ]

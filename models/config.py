@@ -8,7 +8,9 @@ Every config validates itself on construction: a bad value raises ``ValueError``
 by its dotted path in :class:`TrainConfig` (``optimizer.lr``) and what is allowed, so a bad run
 fails before anything is built. The one check left to loading is whether the files of a dataset
 on disk exist (:func:`models.data.load_dataset`), so that a config can be read on a machine that
-lacks the data.
+lacks the data. (The module runs past 500 lines because every config, its validation and its
+JSON form belong together: one reading shows all a run depends on and what is allowed. Named
+starting points are in :mod:`models.presets`.)
 
 >>> TrainConfig(optimizer=OptimizerConfig(name="adamw", lr=1e-3)).optimizer.name
 <Optimizer.ADAMW: 'adamw'>
@@ -33,7 +35,7 @@ from enum import Enum
 from typing import Any, ClassVar
 
 from scalewise import checks
-from scalewise.vocabulary import Decay, Optimizer
+from scalewise.vocabulary import Decay, Optimizer, Preconditioner
 
 
 class Arch(str, Enum):
@@ -43,12 +45,30 @@ class Arch(str, Enum):
 
 
 class Norm(str, Enum):
-    """Normalization placed before each hidden activation (never on the output layer)."""
+    """Normalization of each hidden layer (never of the output layer): batch norm (001 Eq. 11),
+    layer norm (001 Eq. 21), weight norm (001 Eq. 20), or batch centering ``s - mean_batch(s)``
+    (001 Eq. 13: batch norm without the division by the standard deviation)."""
 
     NONE = "none"
     BATCH = "batch"
     LAYER = "layer"
     WEIGHT = "weight"
+    CENTER = "center"
+
+
+class NormPosition(str, Enum):
+    """Where a hidden layer's normalization sits: before its activation (001 Sec. 4.2's choice,
+    the default) or after it."""
+
+    BEFORE = "before"
+    AFTER = "after"
+
+
+class Precision(str, Enum):
+    """The floating-point type of a run's network and inputs."""
+
+    FLOAT32 = "float32"
+    FLOAT64 = "float64"
 
 
 class WeightDecayMode(str, Enum):
@@ -94,8 +114,10 @@ DISK_DATASETS = frozenset({Dataset.CIFAR10, Dataset.MNIST})
 KFAC_NORMS = frozenset({Norm.NONE, Norm.BATCH, Norm.LAYER})
 """Norms K-FAC supports: it preconditions the ``weight`` of Linear and Conv2d layers, which
 weight norm replaces by a direction and a gain."""
+POSITIONED_NORMS = frozenset({Norm.BATCH, Norm.LAYER, Norm.CENTER})
+"""Norms that may follow the activation (``model.norm_position = after``): those that are a
+module of their own (weight norm reparameterizes the layer's weight)."""
 
-DTYPES = ("float32", "float64")
 _MAX_LOG_FACTOR = 700.0  # |log| of the largest and smallest schedule factors, within float64
 _DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
@@ -136,18 +158,74 @@ class _Validated:
 
 @dataclass(frozen=True)
 class ModelConfig(_Validated):
+    """The network. Three options change the MLP's hidden layers for the experiments on
+    internal covariate shift (001 Sec. 3-4):
+
+    - ``norm_position``: the normalization before the ReLU (default) or after it;
+    - ``knockout_spread``, ``knockout_shift``: the knock-out transform after each batch norm
+      (001 Sec. 4.2, after Santurkar et al. 2018): in training, per batch and unit,
+      ``a_j <- gamma_j a_j + m_j`` with ``gamma_j ~ U(1 - spread, 1 + spread)`` and
+      ``m_j ~ N(0, shift^2)`` freshly drawn, re-introducing the shifted and rescaled
+      statistics that batch norm removed; the identity (its mean) in evaluation;
+    - ``input_shift``: a constant added to every input coordinate before the first layer
+      (uncentered inputs, 001 Sec. 3), the first layer's bias initialized to compensate it
+      (``b - W shift 1``) where it has one, so that networks differing only in
+      ``input_shift`` compute the same function at initialization.
+
+    ``invariant_init_scale`` multiplies the initial scale-invariant weights (those a
+    normalization follows): by scale invariance the network computes the same function, from
+    another weight norm (to start a run above or below its equilibrium norm).
+    """
+
     PREFIX: ClassVar[str] = "model."
 
     arch: Arch = Arch.MLP
     norm: Norm = Norm.BATCH
     width: int = 64
     depth: int = 2
+    norm_position: NormPosition = NormPosition.BEFORE
+    knockout_spread: float = 0.0
+    knockout_shift: float = 0.0
+    input_shift: float = 0.0
+    invariant_init_scale: float = 1.0
 
     def __post_init__(self) -> None:
         _coerce_enum(self, "arch", Arch)
         _coerce_enum(self, "norm", Norm)
+        _coerce_enum(self, "norm_position", NormPosition)
         _check_int(self, "width", 1)
         _check_int(self, "depth", 1)
+        _check_float(self, "knockout_spread", 0.0, 1.0)
+        _check_float(self, "knockout_shift", 0.0)
+        _check_float(self, "input_shift", -math.inf)
+        _check_float(self, "invariant_init_scale", 0.0, low_open=True)
+        self._check_options()
+
+    @property
+    def knockout(self) -> bool:
+        """Is the knock-out transform on (a nonzero spread or shift)?"""
+        return self.knockout_spread > 0 or self.knockout_shift > 0
+
+    def _check_options(self) -> None:
+        """The hidden-layer options are the MLP's; the norm after the activation must be a
+        module of its own; the knock-out follows a batch norm before the activation."""
+        for name, default in (("norm_position", NormPosition.BEFORE), ("knockout_spread", 0.0),
+                              ("knockout_shift", 0.0), ("input_shift", 0.0)):
+            if self.arch is not Arch.MLP and getattr(self, name) != default:
+                value = getattr(self, name)
+                checks.fail(self.path(name), getattr(value, "value", value),
+                            f"{getattr(default, 'value', default)} with model.arch = "
+                            f"{self.arch.value!r} (an option of the mlp)")
+        if self.norm_position is NormPosition.AFTER and self.norm not in POSITIONED_NORMS:
+            checks.fail(self.path("norm_position"), self.norm_position.value,
+                        f"before with model.norm = {self.norm.value!r} (after needs one of "
+                        + ", ".join(sorted(n.value for n in POSITIONED_NORMS)) + ")")
+        if self.knockout and (self.norm is not Norm.BATCH
+                              or self.norm_position is not NormPosition.BEFORE):
+            checks.fail(self.path("knockout_shift" if self.knockout_shift else "knockout_spread"),
+                        self.knockout_shift or self.knockout_spread,
+                        "0 unless model.norm = 'batch' before the activation (the knock-out "
+                        "follows batch norm)")
 
 
 @dataclass(frozen=True)
@@ -193,6 +271,22 @@ class KFACConfig(_Validated):
 
 
 @dataclass(frozen=True)
+class InputStatisticsConfig(_Validated):
+    """The running input statistics of the ``quasi-diagonal`` and ``diagonal`` preconditioners
+    (:mod:`models.quasi_diagonal`): ``decay`` of their moving averages and the ``damping``
+    added to the variances or second moments they divide by."""
+
+    PREFIX: ClassVar[str] = "optimizer.statistics."
+
+    decay: float = 0.95
+    damping: float = 1e-8
+
+    def __post_init__(self) -> None:
+        _check_float(self, "decay", 0.0, 1.0)
+        _check_float(self, "damping", 0.0)
+
+
+@dataclass(frozen=True)
 class OptimizerConfig(_Validated):
     """The optimizer, its weight decay, schedule and step hooks (see :mod:`scalewise.models.optimizer_factory`).
 
@@ -223,6 +317,7 @@ class OptimizerConfig(_Validated):
     wd_mode: WeightDecayMode = WeightDecayMode.NONE
     wd_placement: WeightDecayPlacement = WeightDecayPlacement.ALL
     kfac: KFACConfig = field(default_factory=KFACConfig)
+    statistics: InputStatisticsConfig = field(default_factory=InputStatisticsConfig)
     renormalize: bool = False  # rescale each scale-invariant unit to unit norm after each step
     graft_direction: Optimizer | None = None  # AdaGraft: name's magnitude, this direction
     graft_norms_from: str | None = None  # norm grafting: the id of the run whose norms to take
@@ -286,6 +381,11 @@ class OptimizerConfig(_Validated):
             checks.fail(self.path("graft_direction"), direction.value,
                   "an optimizer other than kfac, and None with optimizer.name = 'kfac' "
                   "(K-FAC is not grafted)")
+        statistics = [o for o in (self.name, direction) if o is not None
+                      and o.properties.preconditioner is Preconditioner.INPUT_STATISTICS]
+        if direction is not None and statistics:
+            checks.fail(self.path("graft_direction"), direction.value,
+                        f"None with {statistics[0].value} (its steps are not grafted)")
         if direction is not None and direction is self.name:
             checks.fail(self.path("graft_direction"), direction.value,
                   f"an optimizer other than optimizer.name = {self.name.value!r} (grafting an "
@@ -305,6 +405,10 @@ class OptimizerConfig(_Validated):
         if self.weight_decay > 0 and self.wd_mode is WeightDecayMode.NONE:
             checks.fail(self.path("wd_mode"), self.wd_mode.value,
                         "l2 or decoupled when optimizer.weight_decay > 0")
+        if (self.name.properties.preconditioner is Preconditioner.INPUT_STATISTICS
+                and self.wd_mode is not WeightDecayMode.NONE):
+            checks.fail(self.path("wd_mode"), self.wd_mode.value,
+                        f"none with optimizer.name = {self.name.value!r} (it has no weight decay)")
         if self.wd_mode is WeightDecayMode.NONE:
             return
         decay = Decay.COUPLED if self.wd_mode is WeightDecayMode.L2 else Decay.DECOUPLED
@@ -330,13 +434,13 @@ class TrainConfig(_Validated):
     steps: int = 500
     seed: int = 0
     device: str = "auto"  # "auto": CUDA when present, else CPU
-    dtype: str = "float32"  # of the weights and inputs: float32 or float64
     probe_every: int = 1  # cheap per-layer probes (sums of the unit statistics); 0: never
     unit_probe_every: int = 0  # per-unit statistics (models.probes.UNIT_STATISTICS); 0: never
     unit_sample: int | None = 512  # units per layer recorded at most (an even spread); None: all
     costly_probe_every: int = 100  # Jacobian / Gauss-Newton / trace probes; 0: never
     eval_every: int = 100  # train loss, test loss and accuracy; 0: only at the start and end
     checkpoint_every: int = 100  # 0: only at the end
+    precision: Precision = Precision.FLOAT32  # of the network and the inputs
     name: str = ""
 
     def __post_init__(self) -> None:
@@ -350,11 +454,11 @@ class TrainConfig(_Validated):
                       "checkpoint_every"):
             _check_int(self, every, 0)
         _check_int(self, "unit_sample", 1, optional=True)
-        checks.one_of("dtype", self.dtype, DTYPES)
         if not isinstance(self.device, str) or not _DEVICE.fullmatch(self.device):
             checks.fail("device", self.device, "auto, cpu, cuda, cuda:<index> or mps")
         if not isinstance(self.name, str):
             checks.fail("name", self.name, "a string")
+        _coerce_enum(self, "precision", Precision)
         self._check_combination()
 
     def _check_combination(self) -> None:
@@ -374,13 +478,29 @@ class TrainConfig(_Validated):
         if self.optimizer.graft_norms_from is not None and self.model.norm is Norm.NONE:
             checks.fail("optimizer.graft_norms_from", self.optimizer.graft_norms_from,
                   "None with model.norm = 'none' (no normalized layer to graft norms onto)")
+        if (self.optimizer.name.properties.preconditioner is Preconditioner.INPUT_STATISTICS
+                and (self.model.arch is not Arch.MLP or self.model.norm is not Norm.NONE)):
+            checks.fail("optimizer.name", self.optimizer.name.value,
+                        "an optimizer other than quasi-diagonal and diagonal unless model.arch = "
+                        "'mlp' and model.norm = 'none' (they precondition Linear layers with a "
+                        "bias)")
         if self.optimizer.name is Optimizer.KFAC and self.model.norm not in KFAC_NORMS:
             checks.fail("model.norm", self.model.norm.value,
                   "none, batch or layer with optimizer.name = 'kfac' (K-FAC preconditions the "
                   "weights of Linear and Conv2d layers; weight norm reparameterizes them)")
 
     def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+        """The config as JSON; fields added since runs were first stored are left out at their
+        defaults (:data:`LATER_FIELDS`), so a stored config keeps its JSON and its run id."""
+        data = dataclasses.asdict(self)
+        for path, default in LATER_FIELDS.items():
+            *parents, leaf = path.split(".")
+            node = data
+            for part in parents:
+                node = node[part]
+            if node[leaf] == default:
+                del node[leaf]
+        return json.dumps(data, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> TrainConfig:
@@ -390,6 +510,16 @@ class TrainConfig(_Validated):
         """A stable id: the first 12 hex digits of the SHA-256 of :meth:`to_json`, so the same
         config always names the same run (and resumes it)."""
         return hashlib.sha256(self.to_json().encode()).hexdigest()[:12]
+
+
+LATER_FIELDS: Mapping[str, Any] = {
+    "model.norm_position": NormPosition.BEFORE, "model.knockout_spread": 0.0,
+    "model.knockout_shift": 0.0, "model.input_shift": 0.0, "model.invariant_init_scale": 1.0,
+    "optimizer.statistics": dataclasses.asdict(InputStatisticsConfig()),
+    "precision": Precision.FLOAT32, "unit_probe_every": 0, "unit_sample": 512,
+}
+"""Fields (dotted paths) added after runs were first stored, with their defaults: at the
+default they do not enter :meth:`TrainConfig.to_json`, which configs lacking them load back to."""
 
 
 def _without_unused_momentum(data: dict[str, Any]) -> dict[str, Any]:
@@ -451,55 +581,3 @@ def _replace(config: Any, nested: Mapping[str, Any], prefix: str) -> Any:
         if derived not in kwargs and any(source in kwargs for source in sources):
             kwargs[derived] = None  # its default follows the changed fields: derive it anew
     return dataclasses.replace(config, **kwargs)
-
-
-# ------------------------------------------------------------------------------ presets
-
-def _preset(name: str, **changes: Any) -> TrainConfig:
-    return override(TrainConfig(name=name), changes)
-
-
-PRESETS: Mapping[str, TrainConfig] = {
-    config.name: config
-    for config in (
-        # The notes' central case (001 Sec. 5.1, Eq. 25): BN + SGD + WD, whose effective LR
-        # tends to sqrt(2 alpha lambda). Linearizing 001 Eq. (23) at its fixed point, the
-        # squared norms approach it by a factor 2 (1 - alpha lambda)^2 - 1 ~ 1 - 4 alpha lambda
-        # per step: a time constant of 500 steps here, six of them in 3000 steps.
-        _preset("digits-bn-sgd", **{"optimizer.weight_decay": 5e-3, "optimizer.wd_mode": "l2",
-                                    "steps": 3000}),
-        # The same network with each normalized unit rescaled to unit norm after every step,
-        # so that the effective LR equals the LR (001 Sec. 4.3).
-        _preset("digits-bn-sgd-renorm", **{"optimizer.renormalize": True, "steps": 1000}),
-        _preset("digits-bn-adamw", **{"optimizer.name": "adamw", "optimizer.lr": 1e-3,
-                                      "optimizer.weight_decay": 5e-2,
-                                      "optimizer.wd_mode": "decoupled", "steps": 1000}),
-        _preset("digits-bn-kfac", **{"optimizer.name": "kfac", "optimizer.lr": 1e-2,
-                                     "optimizer.weight_decay": 1e-3, "optimizer.wd_mode": "l2",
-                                     "steps": 1000}),
-        # A teacher-student task without normalization: the control case.
-        _preset("teacher-mlp-sgd", **{"data.name": "teacher", "model.norm": "none",
-                                      "optimizer.lr": 0.05, "steps": 1000}),
-        # The paper's (004) CIFAR-10 setting: VGG with BN, momentum SGD, wd on the conv layers.
-        _preset("cifar10-vgg-bn-sgd", **{
-            "data.name": "cifar10", "data.root": "data", "model.arch": "vgg",
-            "optimizer.name": "sgdm", "optimizer.weight_decay": 5e-4,
-            "optimizer.wd_mode": "l2", "optimizer.wd_placement": "normalized",
-            "optimizer.schedule": "step", "optimizer.milestones": (10000, 15000),
-            "steps": 20000, "costly_probe_every": 1000, "eval_every": 1000,
-            "checkpoint_every": 1000}),
-        _preset("mnist-mlp-bn-sgd", **{"data.name": "mnist", "data.root": "data",
-                                       "model.width": 256, "optimizer.weight_decay": 5e-4,
-                                       "optimizer.wd_mode": "l2", "steps": 3000,
-                                       "eval_every": 500, "checkpoint_every": 500}),
-    )
-}
-"""Named starting points for ``scalewise train --preset NAME`` (flags then override fields).
-CIFAR-10 and MNIST read from ``data/`` under the current folder unless ``data.root`` says
-otherwise."""
-
-
-def preset(name: str) -> TrainConfig:
-    if name not in PRESETS:
-        checks.fail("preset", name, "one of " + ", ".join(PRESETS))
-    return PRESETS[name]

@@ -9,6 +9,9 @@ Four tasks (:class:`~models.config.Dataset`):
   batches ``data_batch_1`` ... ``data_batch_5`` and ``test_batch``;
 - ``mnist``: the four idx-ubyte files (``train-images-idx3-ubyte`` ...), gzipped or not.
 
+:func:`whitened_inputs` draws the exactly whitened Gaussian inputs of the checks whose theory
+assumes ``E[x x^T] = I`` (004 Theorem 1; 001 Sec. 3 with ``Sigma = I``).
+
 CIFAR-10 and MNIST are read from ``data.root`` in their standard on-disk formats, parsed here
 directly; nothing is ever downloaded. The CIFAR-10 batches are pickles: read only a folder you
 trust. Images are standardized per channel with statistics of the training split; inputs are
@@ -26,6 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from scalewise import checks
 from scalewise.models.config import DataConfig, Dataset
 
 TEACHER_IN_DIM = 16
@@ -58,8 +62,8 @@ class Split:
         return len(self.targets)
 
     def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> Split:
-        """On ``device``, the inputs in ``dtype`` (unchanged when None)."""
-        return Split(self.inputs.to(device=device, dtype=dtype), self.targets.to(device))
+        """On ``device``, the inputs as ``dtype`` (as they are when ``None``)."""
+        return Split(self.inputs.to(device, dtype), self.targets.to(device))
 
     def subset(self, size: int | None, generator: torch.Generator) -> Split:
         """The first ``size`` examples of a random permutation (all of them when ``None``)."""
@@ -148,6 +152,27 @@ def _standardized(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray,
         return Split(torch.from_numpy(x), torch.from_numpy(np.asarray(y, dtype=np.int64)))
 
     return Data(split(x_train, y_train), split(x_test, y_test), num_classes)
+
+
+def whitened_inputs(samples: int, dim: int, generator: torch.Generator, *,
+                    centered: bool = False) -> torch.Tensor:
+    """``samples`` Gaussian inputs (samples, dim), float64, exactly whitened: their second
+    moment ``X^T X / samples`` is exactly ``I`` (``sqrt(samples)`` times the orthonormal
+    columns of a Gaussian matrix); with ``centered`` the columns are also orthogonal to the
+    ones vector, so the sample mean is exactly 0 and the sample covariance exactly ``I``.
+
+    >>> x = whitened_inputs(32, 3, torch.Generator().manual_seed(0), centered=True)
+    >>> bool(torch.allclose(x.mean(0), torch.zeros(3, dtype=torch.float64), atol=1e-12))
+    True
+    """
+    checks.integer("samples", samples, dim + int(centered))  # whitening needs full rank
+    gaussian = torch.randn(samples, dim, generator=generator, dtype=torch.float64)
+    if centered:
+        ones = torch.ones(samples, 1, dtype=torch.float64)
+        q, _ = torch.linalg.qr(torch.cat([ones, gaussian], dim=1))  # (samples, dim + 1)
+        return q[:, 1:] * samples**0.5
+    q, _ = torch.linalg.qr(gaussian)  # (samples, dim), q^T q = I
+    return q * samples**0.5
 
 
 # ------------------------------------------------------------------------------ files on disk

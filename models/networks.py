@@ -3,9 +3,16 @@
 Every hidden layer is ``Linear``/``Conv2d`` followed by its normalization and then the activation
 (normalization before the activation, as assumed by 001 Sec. 4.2-4.4). The choice is one of
 ``none``, ``batch`` (BN, 001 Eq. 11), ``layer`` (LN, 001 Eq. 21; ``GroupNorm(1, C)`` for conv
-layers) or ``weight`` (WN, 001 Eq. 20, per output unit). The output layer is never normalized,
-and no bias feeds a batch or layer norm (the norm's own shift replaces it, and a bias that does
-not rescale with the weights would break the scale invariance).
+layers), ``weight`` (WN, 001 Eq. 20, per output unit) or ``center`` (batch centering, 001 Eq. 13).
+The output layer is never normalized, and no bias feeds a batch or layer norm or a centering
+(the norm removes it, and a bias that does not rescale with the weights would break the scale
+invariance).
+
+The MLP has three options for the experiments on internal covariate shift
+(:class:`~models.config.ModelConfig`): the normalization after the ReLU instead of before it
+(a module ``norm<i>`` of its own after ``relu<i>``; the Linear layer then has a bias and is not
+scale invariant), the knock-out transform after each batch norm (:class:`KnockOut`), and a
+constant input shift (:class:`InputShift`) compensated by the first layer's bias.
 
 Scale invariance (001 Sec. 4.3-4.4): a weight feeding BN is invariant to rescaling each output
 unit (rows of a ``Linear`` weight, output channels of a ``Conv2d``), the direction ``v`` of a WN
@@ -19,12 +26,13 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Literal
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn.utils import parametrizations
 
 from scalewise import checks
-from scalewise.models.config import Arch, ModelConfig, Norm
+from scalewise.models.config import Arch, ModelConfig, Norm, NormPosition
 
 Granularity = Literal["unit", "layer"]
 
@@ -33,6 +41,7 @@ _GRANULARITY: dict[Norm, Granularity | None] = {
     Norm.BATCH: "unit",
     Norm.LAYER: "layer",
     Norm.WEIGHT: "unit",
+    Norm.CENTER: None,  # centering removes a shift; the scale of the weights remains
 }
 
 
@@ -56,14 +65,78 @@ class LayerWeight:
     granularity: Granularity | None
 
 
-class NormedLayer(nn.Module):
-    """``norm(layer(x))``: a ``Linear``/``Conv2d`` and the normalization that follows it."""
+class BatchCenter(nn.Module):
+    """Batch centering ``s - mean_batch(s)`` per unit or channel (001 Eq. 13: batch norm
+    without the division by the standard deviation). In evaluation it subtracts the running
+    mean, updated in training with ``momentum`` as batch norm updates its own."""
 
-    def __init__(self, layer: nn.Linear | nn.Conv2d, norm: Norm):
+    def __init__(self, width: int, momentum: float = 0.1):
+        super().__init__()
+        self.momentum = momentum
+        self.register_buffer("running_mean", torch.zeros(width))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        axes = (0,) if x.dim() == 2 else (0, 2, 3)
+        shape = (1, -1) + (1,) * (x.dim() - 2)
+        if not self.training:
+            return x - self.running_mean.view(shape)
+        mean = x.mean(axes)  # (units,)
+        with torch.no_grad():
+            self.running_mean.lerp_(mean.detach().to(self.running_mean), self.momentum)
+        return x - mean.view(shape)
+
+
+class KnockOut(nn.Module):
+    """The knock-out transform of 001 Sec. 4.2 (after Santurkar et al. 2018): in training, per
+    batch and unit, ``a_j <- gamma_j a_j + m_j`` with ``gamma_j ~ U(1 - spread, 1 + spread)``
+    and ``m_j ~ N(0, shift^2)``; in evaluation the identity (the transform's mean).
+
+    Each batch's draws come from a generator seeded by ``(seed, draws)``, ``draws`` a buffer
+    counting the batches seen, so a run restored from a checkpoint draws what the uninterrupted
+    one would. :func:`build_model` sets ``seed`` from the model's seed and the layer's index."""
+
+    def __init__(self, width: int, *, spread: float, shift: float, seed: int = 0):
+        super().__init__()
+        checks.number("spread", spread, 0.0, 1.0)
+        checks.number("shift", shift, 0.0)
+        self.width, self.spread, self.shift, self.seed = width, spread, shift, seed
+        self.register_buffer("draws", torch.zeros((), dtype=torch.int64))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            return x
+        entropy = np.random.SeedSequence([self.seed, int(self.draws)]).generate_state(1)[0]
+        generator = torch.Generator().manual_seed(int(entropy))
+        self.draws += 1
+        gamma = 1 + self.spread * (2 * torch.rand(self.width, generator=generator) - 1)
+        offset = self.shift * torch.randn(self.width, generator=generator)
+        return gamma.to(x) * x + offset.to(x)
+
+
+class InputShift(nn.Module):
+    """``x + shift``: every input coordinate moved by one constant (uncentered inputs, 001
+    Sec. 3)."""
+
+    def __init__(self, shift: float):
+        super().__init__()
+        self.shift = shift
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.shift
+
+
+class NormedLayer(nn.Module):
+    """``norm(layer(x))``: a ``Linear``/``Conv2d`` and the normalization that follows it, then
+    the knock-out transform when one is given."""
+
+    def __init__(self, layer: nn.Linear | nn.Conv2d, norm: Norm,
+                 knockout: KnockOut | None = None):
         super().__init__()
         self.kind = norm
         self.layer = parametrizations.weight_norm(layer, dim=0) if norm == Norm.WEIGHT else layer
         self.norm = _norm_module(norm, layer)
+        if knockout is not None:
+            self.knockout = knockout
 
     def invariant_weight(self) -> nn.Parameter:
         """The tensor whose scale the loss ignores: the WN direction ``v``, else the weight."""
@@ -72,7 +145,8 @@ class NormedLayer(nn.Module):
         return self.layer.weight
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.norm(self.layer(x))
+        out = self.norm(self.layer(x))
+        return self.knockout(out) if hasattr(self, "knockout") else out
 
 
 def _norm_module(norm: Norm, layer: nn.Linear | nn.Conv2d) -> nn.Module:
@@ -82,6 +156,8 @@ def _norm_module(norm: Norm, layer: nn.Linear | nn.Conv2d) -> nn.Module:
         return nn.BatchNorm2d(width) if conv else nn.BatchNorm1d(width)
     if norm == Norm.LAYER:
         return nn.GroupNorm(1, width) if conv else nn.LayerNorm(width)
+    if norm == Norm.CENTER:
+        return BatchCenter(width)
     return nn.Identity()
 
 
@@ -90,25 +166,52 @@ def _hidden(layer: nn.Linear | nn.Conv2d, norm: Norm) -> nn.Module:
     return layer if norm == Norm.NONE else NormedLayer(layer, norm)
 
 
-def _linear(fan_in: int, fan_out: int, norm: Norm) -> nn.Module:
-    return _hidden(nn.Linear(fan_in, fan_out, bias=norm in (Norm.NONE, Norm.WEIGHT)), norm)
+def _has_bias(norm: Norm) -> bool:
+    """Whether a layer followed by ``norm`` keeps a bias (none follows that removes it)."""
+    return norm in (Norm.NONE, Norm.WEIGHT)
 
 
 def _conv(c_in: int, c_out: int, norm: Norm, *, kernel: int = 3, stride: int = 1) -> nn.Module:
-    bias = norm in (Norm.NONE, Norm.WEIGHT)
-    conv = nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=kernel // 2, bias=bias)
+    conv = nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=kernel // 2,
+                     bias=_has_bias(norm))
     return _hidden(conv, norm)
 
 
 def _mlp(config: ModelConfig, in_shape: tuple[int, ...], num_classes: int) -> nn.Sequential:
+    """``depth`` hidden layers of ``width`` units, each normalized before (or after) its ReLU,
+    and a linear output layer; :class:`InputShift` first when ``config.input_shift``."""
     fan_in = int(torch.Size(in_shape).numel())
     layers: OrderedDict[str, nn.Module] = OrderedDict(flatten=nn.Flatten())
+    if config.input_shift:
+        layers["shift"] = InputShift(config.input_shift)
+    after = config.norm_position is NormPosition.AFTER
     for i in range(1, config.depth + 1):
-        layers[f"hidden{i}"] = _linear(fan_in, config.width, config.norm)
+        if after:
+            layers[f"hidden{i}"] = nn.Linear(fan_in, config.width)
+        else:
+            knockout = (KnockOut(config.width, spread=config.knockout_spread,
+                                 shift=config.knockout_shift) if config.knockout else None)
+            linear = nn.Linear(fan_in, config.width, bias=_has_bias(config.norm))
+            layers[f"hidden{i}"] = (linear if config.norm == Norm.NONE
+                                    else NormedLayer(linear, config.norm, knockout))
         layers[f"relu{i}"] = nn.ReLU()
+        if after:
+            layers[f"norm{i}"] = _norm_module(config.norm, layers[f"hidden{i}"])
         fan_in = config.width
     layers["output"] = nn.Linear(fan_in, num_classes)
     return nn.Sequential(layers)
+
+
+@torch.no_grad()
+def _compensate_input_shift(model: nn.Module, shift: float) -> None:
+    """Move the first layer's bias by ``-W shift 1`` so that the network on inputs shifted by
+    ``shift`` computes what it computed on the unshifted ones (a norm that removes the shift
+    leaves the layer without a bias, and nothing to compensate)."""
+    first = layer_weights(model)[0].name
+    layer = model.get_submodule(first)
+    linear = layer.layer if isinstance(layer, NormedLayer) else layer
+    if linear.bias is not None:
+        linear.bias.sub_(shift * linear.weight.sum(dim=1))
 
 
 def _image_shape(in_shape: tuple[int, ...], arch: Arch) -> tuple[int, int]:
@@ -175,10 +278,13 @@ _BUILDERS = {Arch.MLP: _mlp, Arch.VGG: _vgg, Arch.RESNET: _resnet}
 
 
 def build_model(
-    config: ModelConfig, in_shape: tuple[int, ...], num_classes: int, *, seed: int
+    config: ModelConfig, in_shape: tuple[int, ...], num_classes: int, *, seed: int,
+    dtype: torch.dtype = torch.float32,
 ) -> nn.Module:
     """The network ``config`` describes, for inputs of shape ``in_shape`` (without the batch
-    axis) and ``num_classes`` outputs, initialised deterministically from ``seed``.
+    axis) and ``num_classes`` outputs, initialised deterministically from ``seed``, in
+    ``dtype``: the float32 initialization converted, so every precision starts from the same
+    weights (an input shift is then compensated in ``dtype``).
 
     The global RNG is forked (saved and restored), so building a model leaves it untouched.
 
@@ -193,7 +299,17 @@ def build_model(
     checks.integer("num_classes", num_classes, 2)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return _BUILDERS[config.arch](config, tuple(in_shape), num_classes)
+        model = _BUILDERS[config.arch](config, tuple(in_shape), num_classes).to(dtype)
+    if config.input_shift:
+        _compensate_input_shift(model, config.input_shift)
+    if config.invariant_init_scale != 1.0:
+        with torch.no_grad():
+            for invariant in scale_invariant_params(model):
+                invariant.param.mul_(config.invariant_init_scale)
+    knockouts = [m for m in model.modules() if isinstance(m, KnockOut)]
+    for index, knockout in enumerate(knockouts):
+        knockout.seed = int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
+    return model
 
 
 def layer_weights(model: nn.Module) -> list[LayerWeight]:

@@ -1,7 +1,8 @@
 """The optimizer factory: a run's optimizer from its config, with weight-decay modes and placement.
 
 ``torch.optim``'s SGD, Adam, AdamW, RMSprop and Adagrad are used as they are; K-FAC comes from
-:mod:`models.kfac`. Weight decay (001 Sec. 5) is one of
+:mod:`models.kfac`, the quasi-diagonal and diagonal preconditioners (over every Linear layer,
+no weight decay) from :mod:`models.quasi_diagonal`. Weight decay (001 Sec. 5) is one of
 
 * ``l2``: ``lambda w`` added to the gradient (torch's own ``weight_decay``), hence
   preconditioned by adaptive methods (001 Sec. 5, "AdamW");
@@ -32,7 +33,7 @@ from scalewise.models.config import (
 from scalewise.models.grafting import AdaGraft, renormalize_after_step
 from scalewise.models.kfac import KFAC
 from scalewise.models.networks import output_layer, scale_invariant_params
-from scalewise.vocabulary import Optimizer
+from scalewise.vocabulary import Optimizer, Preconditioner
 
 
 def decayed_params(model: nn.Module, placement: WeightDecayPlacement) -> list[nn.Parameter]:
@@ -89,6 +90,8 @@ def build_optimizer(model: nn.Module, config: OptimizerConfig) -> torch.optim.Op
             momentum=config.momentum, damping=k.damping, weight_decay=0.0,
             wd_mode=config.wd_mode, curvature=k.curvature, factor_decay=k.factor_decay,
             factor_interval=k.factor_interval, inverse_interval=k.inverse_interval)
+    elif config.name.properties.preconditioner is Preconditioner.INPUT_STATISTICS:
+        optimizer = _input_statistics(model, config)
     elif config.name == Optimizer.ADAMW or not decoupled:
         optimizer = _torch_optimizer(param_groups(model, config, "weight_decay"), config,
                                      config.name)
@@ -98,6 +101,16 @@ def build_optimizer(model: nn.Module, config: OptimizerConfig) -> torch.optim.Op
     if config.renormalize:
         renormalize_after_step(optimizer, scale_invariant_params(model))
     return optimizer
+
+
+def _input_statistics(model: nn.Module, config: OptimizerConfig) -> torch.optim.Optimizer:
+    """The preconditioner of ``config.name`` built from the running statistics of the inputs of
+    every Linear layer of ``model`` (:mod:`models.quasi_diagonal`)."""
+    module, _, kind = config.name.properties.torch_class.rpartition(".")
+    layers = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    return getattr(importlib.import_module(module), kind)(
+        layers, lr=config.lr, stat_decay=config.statistics.decay,
+        damping=config.statistics.damping)
 
 
 def _decoupled_groups(model: nn.Module, config: OptimizerConfig) -> list[dict[str, Any]]:

@@ -21,6 +21,7 @@ examples, so the output metric is the identity: ``G = E_x[J_theta^T J_theta]``.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -31,7 +32,7 @@ from torch import nn
 from torch.func import functional_call, jacrev, jvp, vjp, vmap
 
 from scalewise import checks
-from scalewise.models.kfac import KFAC, input_factor, output_factor
+from scalewise.models.kfac import input_factor, output_factor
 from scalewise.models.networks import Granularity, layer_weights
 from scalewise.sim.effective import effective_lr as sim_effective_lr
 from scalewise.theory.homogeneity import grad_norm_at_unit_norm
@@ -79,17 +80,15 @@ def effective_lr_form(optimizer: torch.optim.Optimizer) -> Optimizer:
     the weights up to damping, 001 Sec. 5.2). An AdaGraft optimizer takes the form of the
     optimizer that sets its step's magnitude."""
     inner = getattr(optimizer, "magnitude", optimizer)
-    if isinstance(inner, KFAC):
-        return Optimizer.KFAC
     if type(inner) is torch.optim.SGD:
         momentum = any(g.get("momentum", 0) for g in inner.param_groups)
         return Optimizer.SGDM if momentum else Optimizer.SGD
     for name in Optimizer:
         module, _, kind = name.properties.torch_class.rpartition(".")
-        if module == "torch.optim" and type(inner) is getattr(torch.optim, kind):
+        if type(inner) is getattr(importlib.import_module(module), kind):
             return name
-    checks.fail("optimizer", type(inner).__name__, "a torch.optim optimizer of "
-                "scalewise.vocabulary.Optimizer, or K-FAC (no effective-LR form for others)")
+    checks.fail("optimizer", type(inner).__name__, "an optimizer of "
+                "scalewise.vocabulary.Optimizer (no effective-LR form for others)")
 
 
 def decay_factor(form: Optimizer, group: dict) -> float:
@@ -267,6 +266,43 @@ def _numpy_dtype(dtype: torch.dtype) -> np.dtype:
     return np.dtype(np.float64 if dtype == torch.float64 else np.float32)
 
 
+# ----------------------------------------------------------------------------- normalization margins
+
+_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.LayerNorm, nn.GroupNorm)
+
+
+def _normalized_variance(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The smallest variance ``module`` divides by for the input ``x``: per channel over the
+    batch (and positions) for batch norm, per example over the normalized features for layer
+    and group norm."""
+    if isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
+        axes = (0,) if x.dim() == 2 else (0, 2, 3)
+        return x.var(dim=axes, unbiased=False).min()
+    return x.flatten(1).var(dim=1, unbiased=False).min()
+
+
+@torch.no_grad()
+def normalization_margins(model: nn.Module, inputs: torch.Tensor) -> list[Metric]:
+    """Per normalized layer, ``norm_margin``: the smallest variance its normalization divides by
+    on ``inputs``, over the normalization's ``eps``. Scale invariance (001 Eq. 18) holds while
+    it is large: the normalization computes ``x / sqrt(var + eps)``, which depends on the scale
+    of ``x`` once ``var`` is not large against ``eps`` (a margin of 100 changes the output by
+    about half a percent of a rescaling's effect)."""
+    margins: list[Metric] = []
+    names = {module: name.rsplit(".", 1)[0] for name, module in model.named_modules()}
+    handles = [m.register_forward_pre_hook(
+        lambda m, args: margins.append(
+            (names[m], "norm_margin", float(_normalized_variance(m, args[0]) / m.eps))))
+        for m in model.modules() if isinstance(m, _NORMS)]
+    try:
+        with eval_mode(model):
+            model(inputs)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return margins
+
+
 # ----------------------------------------------------------------------------- costly, per network
 
 
@@ -320,7 +356,8 @@ def gn_norm(model: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
     _check_linear_sequential(model)
     params = {k: v.detach() for k, v in model.named_parameters()}
     x = inputs.detach()
-    _, tangent = jvp(lambda p: functional_call(model, p, (x,)), (params,), (params,))  # (B, C)
+    with eval_mode(model):
+        _, tangent = jvp(lambda p: functional_call(model, p, (x,)), (params,), (params,))  # (B, C)
     return tangent.pow(2).sum() / x.shape[0]
 
 
@@ -354,7 +391,7 @@ def kfac_gn_factors(
     """
     _check_linear_sequential(model)
     checks.integer("samples", samples, 1, optional=True)
-    with torch.enable_grad():
+    with torch.enable_grad(), eval_mode(model):
         outputs, records = _linear_activations(model, inputs)  # outputs (B, C)
         batch, classes = outputs.shape
         if samples is None:
@@ -393,6 +430,19 @@ def kfac_gn_norm(
     return total
 
 
+def softmax_hessian(logits: torch.Tensor) -> torch.Tensor:
+    """``diag(p) - p p^T`` per example (B, C, C), ``p = softmax(logits)``: the Hessian of the
+    cross-entropy in the logits (B, C), the output metric of the Fisher and of the exact
+    Gauss-Newton matrix of that loss (004 Sec. 4.3). Detached.
+
+    >>> softmax_hessian(torch.zeros(1, 2))
+    tensor([[[ 0.2500, -0.2500],
+             [-0.2500,  0.2500]]])
+    """
+    p = torch.softmax(logits.detach(), dim=-1)  # (B, C)
+    return torch.diag_embed(p) - p[:, :, None] * p[:, None, :]
+
+
 def curvature_traces(model: nn.Module, inputs: torch.Tensor, *, chunk: int = 16) -> list[Metric]:
     """Per layer weight: ``tr G_ll = E_x ||J_zw(x)||_F^2`` and the Fisher's
     ``tr F_ll = E_x tr(J_zw J_zw^T (diag p - p p^T))`` for softmax outputs ``p`` (004 Sec. 4.3,
@@ -412,8 +462,7 @@ def curvature_traces(model: nn.Module, inputs: torch.Tensor, *, chunk: int = 16)
     with eval_mode(model):
         for x in inputs.detach().split(chunk):
             jac = vmap(jacrev(logits), in_dims=(None, 0))(chosen, x)  # name -> (b, C, *shape)
-            probs = torch.softmax(model(x).detach(), dim=-1)  # (b, C)
-            hessian = torch.diag_embed(probs) - probs[:, :, None] * probs[:, None, :]  # (b, C, C)
+            hessian = softmax_hessian(model(x))  # (b, C, C)
             for key in keys:
                 j = jac[key].flatten(2)  # (b, C, P)
                 kernel = j @ j.transpose(1, 2)  # (b, C, C)

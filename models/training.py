@@ -8,7 +8,8 @@ The run's id is the hash of its config (:meth:`TrainConfig.run_id`) unless given
   cheap per-layer probes;
 - the costly probes (:func:`models.probes.costly_probes`, on a fixed batch of training inputs)
   and ``train_loss``, ``train_accuracy``, ``test_loss``, ``test_accuracy`` (layer ``""``,
-  evaluation mode, whole splits) at ``k = 0``, every ``costly_probe_every`` /
+  evaluation mode, whole splits) with each normalized layer's ``norm_margin``
+  (:func:`models.probes.normalization_margins`) at ``k = 0``, every ``costly_probe_every`` /
   ``eval_every`` steps and at ``k = steps`` (the trained network);
 - at ``k = steps``, when the cheap probes are on, each layer's ``norm_sq`` of the trained
   network, so that ``norm_sq`` covers every step ``0..steps`` of a run probed every step.
@@ -70,7 +71,14 @@ from scalewise.models.networks import (
     scale_invariant_params,
 )
 from scalewise.models.optimizer_factory import build_optimizer
-from scalewise.models.probes import StepProbe, UnitRecord, costly_probes, norm_sq, unit_rows
+from scalewise.models.probes import (
+    StepProbe,
+    UnitRecord,
+    costly_probes,
+    norm_sq,
+    normalization_margins,
+    unit_rows,
+)
 from scalewise.models.step import StepResult, train_step
 from scalewise.models.store import Metric, Run, RunStatus, RunStore, StoreError
 from scalewise.sim.schedules import (
@@ -106,20 +114,15 @@ def train(config: TrainConfig, *, store: RunStore | None = None, run_id: str | N
         checks.fail("run_id", run_id, "letters, digits, '.', '_' and '-' (it names the "
                     "checkpoint file)")
     device = resolve_device(config.device)
-    data = load_dataset(config.data, seed=config.seed)  # missing files fail before anything
+    data = run_data(config, device)  # missing files fail before anything
     owned = store is None
     store = RunStore() if store is None else store
     try:
-        return _train_stored(config, data.to(device, torch_dtype(config)), device, store,
+        return _train_stored(config, data, device, store,
                              run_id or config.run_id(), resume, progress, on_step)
     finally:
         if owned:
             store.close()
-
-
-def torch_dtype(config: TrainConfig) -> torch.dtype:
-    """The dtype of the run's weights and inputs."""
-    return {"float32": torch.float32, "float64": torch.float64}[config.dtype]
 
 
 def resolve_device(name: str) -> torch.device:
@@ -137,10 +140,16 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+def run_data(config: TrainConfig, device: torch.device | str = "cpu") -> Data:
+    """The dataset of a run on ``device``, its inputs in the run's precision."""
+    dtype = getattr(torch, config.precision.value)
+    return load_dataset(config.data, seed=config.seed).to(device, dtype)
+
+
 # ------------------------------------------------------------------------------ run state
 
 @dataclass
-class _State:
+class RunState:
     """Everything a checkpoint holds; ``step`` counts the updates done, ``saved`` is the step of
     the last checkpoint written or loaded."""
 
@@ -153,11 +162,11 @@ class _State:
     saved: int | None = None
 
 
-def _build_state(config: TrainConfig, data: Data, device: torch.device) -> _State:
+def _build_state(config: TrainConfig, data: Data, device: torch.device) -> RunState:
     model_seed, sampler_seed, step_seed = (
         int(s) for s in np.random.SeedSequence(config.seed).generate_state(3))
-    model = build_model(config.model, data.in_shape, data.num_classes, seed=model_seed)
-    model = model.to(device=device, dtype=torch_dtype(config))
+    model = build_model(config.model, data.in_shape, data.num_classes, seed=model_seed,
+                        dtype=getattr(torch, config.precision.value)).to(device)
     optimizer = build_optimizer(model, config.optimizer)
     for group in optimizer.param_groups:
         group.setdefault("initial_lr", group["lr"])  # the base of the schedule's factors
@@ -165,10 +174,28 @@ def _build_state(config: TrainConfig, data: Data, device: torch.device) -> _Stat
     generator = torch.Generator(device=device).manual_seed(step_seed)
     probed = config.probe_every > 0 or config.unit_probe_every > 0
     probe = StepProbe(model, optimizer, unit_sample=config.unit_sample) if probed else None
-    return _State(model, optimizer, sampler, generator, probe)
+    return RunState(model, optimizer, sampler, generator, probe)
 
 
-def save_checkpoint(path: Path, state: _State, config: TrainConfig) -> None:
+def initial_state(config: TrainConfig) -> RunState:
+    """The state a run of ``config`` starts from, on the CPU: its network, optimizer, batch
+    sampler and generator, built from its seed as :func:`train` builds them."""
+    return _build_state(config, run_data(config), torch.device("cpu"))
+
+
+def checkpoint_state(config: TrainConfig, store: RunStore) -> RunState:
+    """The state of the run of ``config`` in ``store`` at its last checkpoint, on the CPU (for
+    a completed run: the trained network and its optimizer). Norm grafting is not registered
+    again. :class:`~models.store.StoreError` when the run has no checkpoint."""
+    path = store.checkpoint_path(config.run_id())
+    if not path.exists():
+        raise StoreError(f"run {config.run_id()} has no checkpoint in {store.checkpoint_dir}")
+    state = initial_state(config)
+    load_checkpoint(path, state, config)
+    return state
+
+
+def save_checkpoint(path: Path, state: RunState, config: TrainConfig) -> None:
     """Write ``state`` to ``path`` atomically: a temporary file, synced, renamed over it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"config": config.to_json(), "step": state.step,
@@ -184,7 +211,7 @@ def save_checkpoint(path: Path, state: _State, config: TrainConfig) -> None:
     state.saved = state.step
 
 
-def load_checkpoint(path: Path, state: _State, config: TrainConfig) -> None:
+def load_checkpoint(path: Path, state: RunState, config: TrainConfig) -> None:
     """Restore ``state`` from the checkpoint at ``path``, which must be of ``config``."""
     payload = torch.load(path, map_location="cpu", weights_only=True)
     if payload["config"] != config.to_json():
@@ -245,7 +272,7 @@ def _train_stored(config: TrainConfig, data: Data, device: torch.device, store: 
     return store[run_id]
 
 
-def _graft(config: TrainConfig, state: _State, store: RunStore, run_id: str) -> None:
+def _graft(config: TrainConfig, state: RunState, store: RunStore, run_id: str) -> None:
     """Register norm grafting to the run ``config.optimizer.graft_norms_from`` of ``store``
     from the step ``state`` resumes at."""
     source_id = config.optimizer.graft_norms_from
@@ -294,7 +321,7 @@ def graft_targets(metrics: pd.DataFrame, invariants: Sequence[ScaleInvariant],
     return np.sqrt(units * needed)
 
 
-def _run(config: TrainConfig, data: Data, state: _State, log: _MetricLog, checkpoint: Path,
+def _run(config: TrainConfig, data: Data, state: RunState, log: _MetricLog, checkpoint: Path,
          progress_bar: AbstractContextManager[tqdm],
          on_step: StepCallback | None) -> tuple[RunStatus, str]:
     """Steps from ``state.step`` to ``config.steps``; the final status and its log line."""
@@ -321,7 +348,7 @@ def _run(config: TrainConfig, data: Data, state: _State, log: _MetricLog, checkp
     return RunStatus.COMPLETED, f"completed {config.steps} steps"
 
 
-def _step(config: TrainConfig, data: Data, state: _State, factor: float,
+def _step(config: TrainConfig, data: Data, state: RunState, factor: float,
           log: _MetricLog) -> StepResult:
     """One training step ``k = state.step`` at learning rate ``factor * lr``."""
     k = state.step
@@ -349,6 +376,8 @@ def _measure(config: TrainConfig, data: Data, model: nn.Module, probe_inputs: to
             loss, accuracy = evaluate(model, split)
             log.add((k, NETWORK, f"{split_name}_loss", loss),
                     (k, NETWORK, f"{split_name}_accuracy", accuracy))
+        log.add(*((k, layer, name, value)
+                  for layer, name, value in normalization_margins(model, probe_inputs)))
     if final or _due(k, config.costly_probe_every):
         log.add(*((k, layer, name, value)
                   for layer, name, value in costly_probes(model, probe_inputs)))

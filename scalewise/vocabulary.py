@@ -1,8 +1,8 @@
 """The optimizer names every layer shares, and one table of their properties.
 
 :class:`Optimizer` names the update rules of ``torch.optim`` that theory, the simulators, the
-training code and the explorer speak about, plus K-FAC (the project's own, trained by
-:mod:`scalewise.models` only). :data:`PROPERTIES` says, once, what each one is: which
+training code and the explorer speak about, plus the project's own K-FAC and the quasi-diagonal
+and diagonal preconditioners of 001 Sec. 3.1 (trained by :mod:`scalewise.models` only). :data:`PROPERTIES` says, once, what each one is: which
 preconditioner divides its step, whether its own weight decay is coupled (an L2 term in the
 gradient) or decoupled, which hyperparameters it reads and their defaults, its effective
 learning rate's form, whether theory has its equilibrium in closed form and whether the
@@ -26,11 +26,14 @@ from scalewise import checks
 
 class Preconditioner(str, Enum):
     """What divides the gradient in the step: nothing (SGD), a per-coordinate second moment
-    (Adam, RMSprop, Adagrad: 001 Sec. 2) or K-FAC's Kronecker factors (003)."""
+    of the gradient (Adam, RMSprop, Adagrad: 001 Sec. 2), K-FAC's Kronecker factors (003), or
+    running statistics of each layer's inputs (the quasi-diagonal and diagonal preconditioners
+    of 001 Sec. 3.1, Eq. 10)."""
 
     IDENTITY = "identity"
     DIAGONAL = "diagonal"
     KRONECKER = "kronecker"
+    INPUT_STATISTICS = "input statistics"
 
 
 class Decay(str, Enum):
@@ -56,7 +59,8 @@ class Properties:
     """One optimizer's row of :data:`PROPERTIES`.
 
     ``effective_lr_power`` is ``p`` in the effective learning rate ``lr / ||w||^p`` of a
-    scale-invariant weight: 2 where the step scales with the gradient (SGD, 001 Sec. 4.3), 1
+    scale-invariant weight: 2 where the step scales with the gradient (SGD, 001 Sec. 4.3; also
+    the input-statistics preconditioners, whose statistics do not scale with the weight), 1
     where a diagonal preconditioner removes the gradient's scale (the Adam family, whose step
     size does not depend on ``||w||``), 0 for K-FAC, whose step is invariant to the weight's
     scale up to damping (001 Sec. 5.2)."""
@@ -78,7 +82,8 @@ class Properties:
     @property
     def effective_lr_power(self) -> int:
         return {Preconditioner.IDENTITY: 2, Preconditioner.DIAGONAL: 1,
-                Preconditioner.KRONECKER: 0}[self.preconditioner]
+                Preconditioner.KRONECKER: 0,
+                Preconditioner.INPUT_STATISTICS: 2}[self.preconditioner]
 
     @property
     def uses_momentum(self) -> bool:
@@ -102,6 +107,8 @@ class Optimizer(str, Enum):
     RMSPROP = "rmsprop"
     ADAGRAD = "adagrad"
     KFAC = "kfac"
+    QUASI_DIAGONAL = "quasi-diagonal"
+    DIAGONAL = "diagonal"
 
     @classmethod
     def parse(cls, name: Any, *, field: str = "optimizer",
@@ -148,5 +155,15 @@ PROPERTIES: MappingProxyType[Optimizer, Properties] = MappingProxyType({
     Optimizer.KFAC: Properties(
         "K-FAC", "scalewise.models.kfac.KFAC", Preconditioner.KRONECKER, Decay.COUPLED,
         frozenset({"momentum"}), 0.0, Equilibrium.NONE, simulated=False),
+    # 001 Eq. (9)-(10): gradient descent in the reparameterized coordinates, and the diagonal
+    # of the same curvature; their hyperparameters are optimizer.statistics
+    Optimizer.QUASI_DIAGONAL: Properties(
+        "quasi-diagonal", "scalewise.models.quasi_diagonal.QuasiDiagonal",
+        Preconditioner.INPUT_STATISTICS, Decay.COUPLED, frozenset(), 0.0, Equilibrium.NONE,
+        simulated=False),
+    Optimizer.DIAGONAL: Properties(
+        "diagonal second moment", "scalewise.models.quasi_diagonal.DiagonalSecondMoment",
+        Preconditioner.INPUT_STATISTICS, Decay.COUPLED, frozenset(), 0.0, Equilibrium.NONE,
+        simulated=False),
 })
 """The properties of every :class:`Optimizer`."""

@@ -36,7 +36,8 @@ from pathlib import Path
 from typing import Any
 
 from scalewise import checks
-from scalewise.models.config import TrainConfig, override, preset
+from scalewise.models.config import TrainConfig, override
+from scalewise.models.presets import preset
 
 SPEC_KEYS = ("name", "preset", "base", "axes", "seeds", "resources", "metric", "goal")
 RESOURCE_KEYS = ("num_cpus", "num_gpus")

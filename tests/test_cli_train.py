@@ -12,7 +12,8 @@ import pytest
 
 from scalewise.cli import runs as runs_command
 from scalewise.cli import train as train_command
-from scalewise.models.config import DISK_DATASETS, PRESETS, Optimizer, override, preset
+from scalewise.models.config import DISK_DATASETS, Optimizer, override
+from scalewise.models.presets import PRESETS, preset
 from scalewise.models.store import RunStatus, RunStore
 
 TINY_FLAGS = ["--width", "8", "--batch-size", "32", "--train-size", "128", "--test-size", "64",

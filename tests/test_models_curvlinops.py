@@ -1,4 +1,4 @@
-"""Optional cross-check (issue 4, test 1): the exact K-FAC Gauss-Newton factors of
+"""Optional cross-check: the exact K-FAC Gauss-Newton factors of
 :func:`models.probes.kfac_gn_factors` (``samples=None``) and :func:`models.probes.kfac_gn_norm`
 against curvlinops' ``KFACLinearOperator`` with ``fisher_type="type-2"``, which also takes the
 expectation over the output metric exactly, by backpropagating the columns of the loss Hessian's

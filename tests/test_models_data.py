@@ -24,6 +24,7 @@ from scalewise.models.data import (
     load_dataset,
     read_idx,
     teacher_student,
+    whitened_inputs,
 )
 
 
@@ -242,3 +243,17 @@ def test_sampler_state_resumes_the_same_batches() -> None:
 def test_sampler_refuses_a_batch_larger_than_the_data() -> None:
     with pytest.raises(ValueError, match="data.batch_size = 11 is invalid"):
         BatchSampler(10, 11, seed=0)
+
+
+@pytest.mark.parametrize("centered", [False, True], ids=["second-moment", "centered"])
+def test_whitened_inputs_have_exact_moments(centered: bool) -> None:
+    x = whitened_inputs(40, 6, torch.Generator().manual_seed(0), centered=centered)
+    eye = torch.eye(6, dtype=torch.float64)
+    torch.testing.assert_close(x.T @ x / 40, eye, atol=1e-12, rtol=0)
+    mean = x.mean(0)
+    if centered:  # then the covariance is I as well
+        torch.testing.assert_close(mean, torch.zeros(6, dtype=torch.float64), atol=1e-12, rtol=0)
+    else:
+        assert float(mean.norm()) > 1e-3
+    with pytest.raises(ValueError, match="samples = 6 is invalid"):
+        whitened_inputs(6, 6, torch.Generator(), centered=True)

@@ -1,4 +1,4 @@
-"""K-FAC (issue 4, test 5 and the optimizer's pieces): the damped Kronecker solve against a dense
+"""K-FAC and the optimizer's pieces: the damped Kronecker solve against a dense
 solve, the running factors against their expectations, invariance of undamped K-FAC to rescaling
 a batch-normalized layer and the effective damping ``eta ||w||^2`` of damped K-FAC (001 Sec. 5.2,
 004 Sec. 4.3), the first-order limit of large damping, exact state round trips, refusals."""

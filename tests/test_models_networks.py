@@ -1,6 +1,7 @@
-"""Networks: shapes, structure, deterministic init, and scale invariance measured on real
-normalized networks (issue 4, test 3: ``w . grad J = 0`` and ``grad J(gamma w) = grad J(w)/gamma``
-per unit, 001 Eq. 16 and 18), in float64."""
+"""Networks: shapes, structure, deterministic init, scale invariance measured on real normalized
+networks (``w . grad J = 0`` and ``grad J(gamma w) = grad J(w)/gamma`` per unit, 001 Eq. 16 and
+18, in float64), and the MLP's options for internal covariate shift: batch centering, the norm
+after the ReLU, the knock-out transform and the compensated input shift."""
 
 from __future__ import annotations
 
@@ -69,16 +70,21 @@ def test_output_shape_and_structure(case: Case) -> None:
     assert model(x).shape == (16, 3)
     assert isinstance(output_layer(model), nn.Linear)
     invariant = scale_invariant_params(model)
-    assert len(invariant) == (0 if case.norm == Norm.NONE else len(layer_weights(model)) - 1)
+    assert len(invariant) == (0 if case.norm in (Norm.NONE, Norm.CENTER)
+                              else len(layer_weights(model)) - 1)
     assert all(s.param is not output_layer(model).weight for s in invariant)
 
 
-@pytest.mark.parametrize("case", [c for c in ALL if c.norm in (Norm.BATCH, Norm.LAYER)],
-                         ids=[c.id for c in ALL if c.norm in (Norm.BATCH, Norm.LAYER)])
+REMOVING = (Norm.BATCH, Norm.LAYER, Norm.CENTER)  # norms that remove a bias
+
+
+@pytest.mark.parametrize("case", [c for c in ALL if c.norm in REMOVING],
+                         ids=[c.id for c in ALL if c.norm in REMOVING])
 def test_no_bias_feeds_a_norm(case: Case) -> None:
-    modules = dict(case.build().named_modules())
-    for s in scale_invariant_params(case.build()):
-        assert modules[s.name].layer.bias is None
+    model = case.build()
+    modules = dict(model.named_modules())
+    for w in layer_weights(model)[:-1]:
+        assert modules[w.name].layer.bias is None
 
 
 def test_mlp_accepts_flat_inputs_and_cnns_refuse_them() -> None:
@@ -144,3 +150,89 @@ def test_layer_norm_is_not_invariant_per_unit(arch: Arch) -> None:
         first = scale_invariant_params(model)[0].param
         first[0].mul_(3.0)
     assert not torch.isclose(F.cross_entropy(model(x), y), loss, rtol=1e-6)
+
+
+def _mlp(**options: object) -> nn.Module:
+    config = ModelConfig(width=6, depth=2, **options)
+    return build_model(config, (5,), 3, seed=0, dtype=torch.float64)
+
+
+def _inputs(rows: int = 16, seed: int = 3) -> torch.Tensor:
+    return torch.randn(rows, 5, generator=torch.Generator().manual_seed(seed),
+                       dtype=torch.float64)
+
+
+def test_batch_centering_centers_in_training_and_uses_its_running_mean_after() -> None:
+    model = _mlp(norm=Norm.CENTER)
+    center = model.hidden1.norm
+    x = _inputs()
+    pre = model.hidden1.layer(x)
+    torch.testing.assert_close(model.hidden1(x).mean(0), torch.zeros(6, dtype=torch.float64),
+                               atol=1e-12, rtol=0)
+    torch.testing.assert_close(center.running_mean, 0.1 * pre.mean(0).detach())
+    model.eval()
+    torch.testing.assert_close(model.hidden1(x), pre - center.running_mean)
+    assert layer_weights(model)[0].granularity is None  # centering leaves the scale
+
+
+def test_norm_after_the_activation() -> None:
+    model = _mlp(norm=Norm.BATCH, norm_position="after")
+    names = [name for name, _ in model.named_children()]
+    assert names == ["flatten", "hidden1", "relu1", "norm1", "hidden2", "relu2", "norm2",
+                     "output"]
+    assert isinstance(model.hidden1, nn.Linear) and model.hidden1.bias is not None
+    assert isinstance(model.norm1, nn.BatchNorm1d) and not scale_invariant_params(model)
+    x = _inputs()
+    torch.testing.assert_close(model[:4](x).mean(0), torch.zeros(6, dtype=torch.float64),
+                               atol=1e-12, rtol=0)
+
+
+def test_knockout_draws_fresh_statistics_per_batch_reproducibly() -> None:
+    model = _mlp(knockout_spread=0.5, knockout_shift=0.3)
+    knockout = model.hidden1.knockout
+    x = _inputs()
+    normed = model.hidden1.norm(model.hidden1.layer(x))
+    first, second = model.hidden1(x), model.hidden1(x)
+    assert not torch.allclose(first, second) and int(knockout.draws) == 2
+    slope = (first[1] - first[0]) / (normed[1] - normed[0])  # per unit: gamma
+    assert bool(((slope > 0.5 - 1e-9) & (slope < 1.5 + 1e-9)).all())
+    twin = _mlp(knockout_spread=0.5, knockout_shift=0.3)
+    twin.load_state_dict(model.state_dict())  # the draw counter travels with the weights
+    torch.testing.assert_close(twin.hidden1(x), model.hidden1(x))
+    assert knockout.seed != model.hidden2.knockout.seed
+    fresh = _mlp(knockout_spread=0.5, knockout_shift=0.3).eval()
+    torch.testing.assert_close(fresh(x), _mlp().eval()(x))  # the identity in evaluation
+
+
+def test_input_shift_keeps_the_function_and_shifts_the_first_layers_inputs() -> None:
+    x = _inputs()
+    plain, shifted = _mlp(norm=Norm.NONE), _mlp(norm=Norm.NONE, input_shift=3.0)
+    torch.testing.assert_close(shifted(x), plain(x), rtol=1e-12, atol=1e-12)
+    seen = []
+    shifted.hidden1.register_forward_pre_hook(lambda _, args: seen.append(args[0]))
+    shifted(x)
+    torch.testing.assert_close(seen[0], x + 3.0)
+    # batch norm removes the shift: no bias to move, the same function
+    torch.testing.assert_close(_mlp(input_shift=3.0)(x), _mlp()(x), rtol=1e-9, atol=1e-12)
+
+
+def test_precision_converts_the_float32_initialization() -> None:
+    config = ModelConfig(width=6, depth=2)
+    single = build_model(config, (5,), 3, seed=4)
+    double = build_model(config, (5,), 3, seed=4, dtype=torch.float64)
+    for p, q in zip(single.parameters(), double.parameters()):
+        assert q.dtype is torch.float64 and torch.equal(p.double(), q)
+
+
+def test_invariant_init_scale_changes_the_norms_not_the_function() -> None:
+    from scalewise.models.config import ModelConfig
+    from scalewise.models.networks import build_model, scale_invariant_params
+
+    base = build_model(ModelConfig(width=8, depth=2), (1, 8, 8), 10, seed=3)
+    scaled = build_model(ModelConfig(width=8, depth=2, invariant_init_scale=3.0), (1, 8, 8), 10,
+                         seed=3)
+    x = torch.randn(16, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+    # batch norm divides by sqrt(var + eps): invariant up to eps / var, about 1e-4 here
+    torch.testing.assert_close(scaled(x), base(x), rtol=1e-3, atol=1e-3)
+    for a, b in zip(scale_invariant_params(base), scale_invariant_params(scaled)):
+        torch.testing.assert_close(b.param, 3.0 * a.param)

@@ -1,4 +1,4 @@
-"""Optimizers (issue 4, tests 2 and 4): weight-decay modes and placement, the one-step norm
+"""Optimizers: weight-decay modes and placement, the one-step norm
 recurrence of 001 Eq. (23) measured on real normalized networks, renormalization, norm grafting,
 AdaGraft, the cheap probes of a step, and exact state round trips. All in float64."""
 

@@ -1,4 +1,4 @@
-"""Probes against exact ground truth (issue 4, test 1): K-FAC Gauss-Newton factors vs the exact
+"""Probes against exact ground truth: K-FAC Gauss-Newton factors vs the exact
 GGN diagonal blocks, the K-FAC and exact Gauss-Newton norms vs the Jacobian norm (004 Lemma 1,
 Lemma 2, Theorem 1), and the cheap per-unit probes on hand-made vectors. All in float64."""
 
@@ -353,3 +353,20 @@ def test_effective_lr_form_per_optimizer(case: Form) -> None:
 def test_effective_lr_form_refuses_unknown_optimizers() -> None:
     with pytest.raises(ValueError, match="effective-LR form"):
         effective_lr_form(torch.optim.LBFGS([nn.Parameter(torch.zeros(2))]))
+
+
+# ----------------------------------------------------------------------------- normalization margins
+
+@pytest.mark.parametrize("norm", ["batch", "layer"])
+def test_normalization_margins_are_the_smallest_variance_over_eps(norm: str) -> None:
+    from scalewise.models.config import ModelConfig
+    from scalewise.models.networks import build_model
+    from scalewise.models.probes import normalization_margins
+
+    model = build_model(ModelConfig(width=8, depth=2, norm=norm), (1, 8, 8), 10, seed=0)
+    inputs = torch.randn(32, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    margins = {layer: value for layer, name, value in normalization_margins(model, inputs)}
+    assert set(margins) == {"hidden1", "hidden2"}
+    pre = model.hidden1.layer(inputs.flatten(1))  # (32, 8) the first normalization's input
+    variance = pre.var(dim=0 if norm == "batch" else 1, unbiased=False).min()
+    assert margins["hidden1"] == pytest.approx(float(variance / model.hidden1.norm.eps), rel=1e-5)

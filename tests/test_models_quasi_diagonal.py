@@ -9,8 +9,13 @@ import sympy as sp
 import torch
 from torch import nn
 
+from scalewise.models.config import InputStatisticsConfig, ModelConfig, OptimizerConfig
+from scalewise.models.networks import build_model
+from scalewise.models.optimizer_factory import build_optimizer
+from scalewise.models.probes import effective_lr_form
 from scalewise.models.quasi_diagonal import DiagonalSecondMoment, QuasiDiagonal
 from scalewise.theory.preconditioning import quasi_diagonal_curvature
+from scalewise.vocabulary import Optimizer
 
 N_IN, N_OUT, BATCH = 3, 2, 16
 
@@ -143,3 +148,19 @@ def test_bad_hyperparameters_are_refused(kwargs, name) -> None:
 def test_layers_without_bias_are_refused() -> None:
     with pytest.raises(ValueError, match="layers"):
         DiagonalSecondMoment([nn.Linear(2, 2, bias=False)], lr=0.1)
+
+
+@pytest.mark.parametrize("name, kind", [("quasi-diagonal", QuasiDiagonal),
+                                        ("diagonal", DiagonalSecondMoment)],
+                         ids=["quasi-diagonal", "diagonal"])
+def test_a_run_config_builds_the_preconditioner_over_every_linear_layer(name, kind) -> None:
+    model = build_model(ModelConfig(norm="none", width=4, depth=2), (3,), 2, seed=0)
+    config = OptimizerConfig(name=name, lr=0.05,
+                             statistics=InputStatisticsConfig(decay=0.9, damping=1e-3))
+    optimizer = build_optimizer(model, config)
+    assert type(optimizer) is kind and effective_lr_form(optimizer) is Optimizer(name)
+    layers = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    assert [g["params"] for g in optimizer.param_groups] == [[m.weight, m.bias] for m in layers]
+    assert all(g["damping"] == 1e-3 and g["stat_decay"] == 0.9 and g["lr"] == 0.05
+               for g in optimizer.param_groups)
+    assert Optimizer(name).properties.effective_lr_power == 2

@@ -1,8 +1,10 @@
 """``models.train``: resume after an interrupt is bitwise identical, bad configs fail before
-training, divergence, schedules, and what the run store holds."""
+training, divergence, schedules, precision, what the run store holds, and the states of a run
+read back."""
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -19,7 +21,14 @@ from scalewise.models.config import TrainConfig, override
 from scalewise.models.data import DataNotFoundError
 from scalewise.models.step import StepResult
 from scalewise.models.store import RunStatus, RunStore, StoreError
-from scalewise.models.training import resolve_device, train
+from scalewise.models.training import (
+    checkpoint_state,
+    evaluate,
+    initial_state,
+    resolve_device,
+    run_data,
+    train,
+)
 
 TINY = {
     "model.width": 8, "data.batch_size": 32, "data.train_size": 256, "data.test_size": 64,
@@ -70,6 +79,15 @@ RESUME_CASES = [
     ResumeCase("adagraft-sgdm-magnitude-adam-direction", {
         "optimizer.name": "sgdm", "optimizer.graft_direction": "adam",
         "optimizer.weight_decay": 1e-2, "optimizer.wd_mode": "decoupled",
+        "costly_probe_every": 0}),
+    # The knock-out's per-batch draws and the input statistics of the quasi-diagonal
+    # preconditioner live in the checkpoint too; both in float64.
+    ResumeCase("knockout-float64", {
+        "model.knockout_spread": 0.5, "model.knockout_shift": 0.3, "precision": "float64",
+        "costly_probe_every": 0}),
+    ResumeCase("quasi-diagonal-shifted-inputs-float64", {
+        "model.norm": "none", "model.input_shift": 3.0, "optimizer.name": "quasi-diagonal",
+        "optimizer.lr": 0.03, "optimizer.statistics.damping": 1e-3, "precision": "float64",
         "costly_probe_every": 0}),
     ResumeCase("vgg-bn-sgdm", {
         "model.arch": "vgg", "model.width": 4, "optimizer.name": "sgdm", "optimizer.lr": 0.05,
@@ -283,6 +301,35 @@ BAD_CONFIGS = [
                                               "optimizer.renormalize": True},
               r"optimizer.graft_norms_from = 'abc' is invalid; allowed: None with "
               r"optimizer.renormalize"),
+    BadConfig("knockout-without-batch-norm", {"model.norm": "layer",
+                                              "model.knockout_shift": 0.3},
+              r"model.knockout_shift = 0.3 is invalid; allowed: 0 unless model.norm = 'batch'"),
+    BadConfig("knockout-spread-one", {"model.knockout_spread": 1.0},
+              r"model.knockout_spread = 1.0 is invalid; allowed: a finite number in \[0, 1\)"),
+    BadConfig("weight-norm-after-the-activation", {"model.norm": "weight",
+                                                   "model.norm_position": "after"},
+              r"model.norm_position = 'after' is invalid; allowed: before with model.norm = "
+              r"'weight'"),
+    BadConfig("norm-position-of-a-cnn", {"model.arch": "vgg", "model.norm_position": "after"},
+              r"model.norm_position = 'after' is invalid; allowed: before with model.arch = "
+              r"'vgg' \(an option of the mlp\)"),
+    BadConfig("input-shift-of-a-resnet", {"model.arch": "resnet", "model.input_shift": 1.0},
+              r"model.input_shift = 1.0 is invalid; allowed: 0.0 with model.arch = 'resnet'"),
+    BadConfig("quasi-diagonal-with-batch-norm", {"optimizer.name": "quasi-diagonal"},
+              r"optimizer.name = 'quasi-diagonal' is invalid; allowed: an optimizer other than "
+              r"quasi-diagonal and diagonal unless model.arch = 'mlp' and model.norm = 'none'"),
+    BadConfig("diagonal-with-weight-decay", {"model.norm": "none", "optimizer.name": "diagonal",
+                                             "optimizer.weight_decay": 1e-3,
+                                             "optimizer.wd_mode": "l2"},
+              r"optimizer.wd_mode = 'l2' is invalid; allowed: none with optimizer.name = "
+              r"'diagonal'"),
+    BadConfig("graft-direction-quasi-diagonal", {"optimizer.graft_direction": "quasi-diagonal"},
+              r"optimizer.graft_direction = 'quasi-diagonal' is invalid; allowed: None with "
+              r"quasi-diagonal"),
+    BadConfig("statistics-decay-one", {"optimizer.statistics.decay": 1.0},
+              r"optimizer.statistics.decay = 1.0 is invalid"),
+    BadConfig("half-precision", {"precision": "float16"},
+              r"precision = 'float16' is invalid; allowed: one of float32, float64"),
     BadConfig("graft-norms-without-normalization", {"optimizer.graft_norms_from": "abc",
                                                     "model.norm": "none"},
               r"optimizer.graft_norms_from = 'abc' is invalid; allowed: None with "
@@ -336,3 +383,47 @@ def test_unavailable_device_is_refused() -> None:
     assert resolve_device("auto") == torch.device("cpu")
     with pytest.raises(ValueError, match="device = 'cuda' is invalid; allowed: auto or cpu"):
         resolve_device("cuda")
+
+
+def test_json_leaves_later_fields_out_at_their_defaults() -> None:
+    """Fields added since runs were first stored do not enter the JSON (and the run id) at
+    their defaults, so stored configs keep their ids; set, they do, and load back."""
+    default = json.loads(TrainConfig().to_json())
+    assert "precision" not in default and "statistics" not in default["optimizer"]
+    assert not {"norm_position", "knockout_spread", "knockout_shift", "input_shift"} & set(
+        default["model"])
+    changed = tiny(**{"precision": "float64", "model.input_shift": 1.5,
+                      "optimizer.statistics.damping": 1e-3})
+    data = json.loads(changed.to_json())
+    assert data["precision"] == "float64" and data["model"]["input_shift"] == 1.5
+    assert data["optimizer"]["statistics"] == {"damping": 1e-3, "decay": 0.95}
+    assert TrainConfig.from_json(changed.to_json()) == changed
+    assert changed.run_id() != tiny().run_id()
+    assert TrainConfig.from_json(json.dumps(default)) == TrainConfig()
+
+
+def test_float64_run_trains_in_float64(tmp_path: Path) -> None:
+    config = tiny(precision="float64", checkpoint_every=0)
+    with RunStore(tmp_path / "s.sqlite") as store:
+        run = train(config, store=store, progress=False)
+        state = checkpoint_state(run.config, store)
+    assert run.status is RunStatus.COMPLETED
+    assert {p.dtype for p in state.model.parameters()} == {torch.float64}
+    assert initial_state(config).model.hidden1.layer.weight.dtype is torch.float64
+
+
+def test_initial_and_checkpoint_states_are_the_runs(tmp_path: Path) -> None:
+    """Evaluated, the states read back give the train losses the run logged at its first and
+    last steps; a run without a checkpoint has no state to read."""
+    config = tiny(checkpoint_every=0)
+    with RunStore(tmp_path / "s.sqlite") as store:
+        with pytest.raises(StoreError, match="has no checkpoint"):
+            checkpoint_state(config, store)
+        run = train(config, store=store, progress=False)
+        last = checkpoint_state(run.config, store)
+    first = initial_state(config)
+    logged = run.metrics.query("name == 'train_loss'").set_index("step")["value"]
+    train_split = run_data(config).train
+    assert last.step == config.steps and first.step == 0
+    assert evaluate(first.model, train_split)[0] == pytest.approx(logged[0], rel=1e-6)
+    assert evaluate(last.model, train_split)[0] == pytest.approx(logged[config.steps], rel=1e-6)

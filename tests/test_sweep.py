@@ -17,7 +17,8 @@ import pandas as pd
 import pytest
 
 from scalewise.cli import sweep as sweep_command
-from scalewise.models.config import Optimizer, preset
+from scalewise.models.config import Optimizer
+from scalewise.models.presets import preset
 from scalewise.models.store import RunStatus, RunStore
 from scalewise.sweep import (
     RAY_MISSING,

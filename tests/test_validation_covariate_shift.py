@@ -1,4 +1,4 @@
-"""validation.covariate_shift: K-FAC's factor A and its outlier eigenvalue against theory."""
+"""validation.ics.covariate_shift: K-FAC's factor A and its outlier eigenvalue against theory."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from scalewise.validation import covariate_shift
+from scalewise.validation.ics import covariate_shift
 
 
 @pytest.mark.parametrize("homogeneous", [False, True], ids=["plain", "homogeneous"])

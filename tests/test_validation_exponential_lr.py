@@ -16,8 +16,8 @@ import torch.nn.functional as F
 
 from scalewise.models import load_dataset
 from scalewise.models.networks import scale_invariant_params
-from scalewise.validation import exponential_lr as exp_lr
-from scalewise.validation.report import RECORD_FIELDS, Report, load
+from scalewise.validation.effective_lr import exponential_lr as exp_lr
+from scalewise.validation.report import RECORD_FIELDS, Report, load, spread_steps
 from scalewise.validation.suite import Settings
 
 STEPS = 40
@@ -57,10 +57,13 @@ def test_directions_agree_to_rounding_only_with_theorys_buffer(data, case) -> No
         assert pair.mismatch[-1].max() > 1e-3
 
 
-def test_checkpoint_steps_span_the_run() -> None:
-    steps = exp_lr.checkpoint_steps(200)
-    assert steps[0] == 1 and steps[-1] == 200 and np.all(np.diff(steps) > 0)
-    assert len(steps) == exp_lr.CHECKPOINTS
+def test_records_are_at_checkpoints_spanning_the_run(data) -> None:
+    pair = exp_lr.run_pair(exp_lr.CASES[0], data, 3 * exp_lr.CHECKPOINTS, seed=0)
+    steps = spread_steps(1, 3 * exp_lr.CHECKPOINTS, exp_lr.CHECKPOINTS)
+    records = exp_lr._records(pair, steps)
+    at = sorted({int(r.quantity.split("@")[1]) for r in records})
+    assert at[0] == 1 and at[-1] == 3 * exp_lr.CHECKPOINTS and len(at) == exp_lr.CHECKPOINTS
+    assert len(records) == 2 * len(pair.layers) * len(at)
 
 
 def test_smoke_report_meets_its_bounds(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""validation.gauss_newton: 004 Theorem 1 measured on deep linear networks, exactly."""
+"""validation.kfac.gauss_newton: 004 Theorem 1 measured on deep linear networks, exactly."""
 
 from __future__ import annotations
 
@@ -7,11 +7,12 @@ import pandas as pd
 import pytest
 import torch
 
-from scalewise.validation import gauss_newton as gnn
+from scalewise.models.data import whitened_inputs
+from scalewise.validation.kfac import gauss_newton as gnn
 
 
 def test_inputs_are_exactly_whitened() -> None:
-    x = gnn.whitened_inputs(32, 5, torch.Generator().manual_seed(0))
+    x = whitened_inputs(32, 5, torch.Generator().manual_seed(0))
     torch.testing.assert_close(x.T @ x / 32, torch.eye(5, dtype=torch.float64),
                                rtol=0, atol=1e-12)
 

@@ -1,26 +1,27 @@
-"""validation.ics: the pieces of the ICS suite against exact ground truth, and a smoke build."""
+"""validation.ics: the pieces of the ICS suite against exact ground truth, its runs trained by
+models.train into the store, and a smoke build."""
 
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterator
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
-from torch import nn
 
+from scalewise import models
+from scalewise.models.data import whitened_inputs
+from scalewise.models.grafting import AdaGraft
+from scalewise.models.store import RunStatus, RunStore
 from scalewise.theory import kronecker
 from scalewise.validation import Size, ics
+from scalewise.validation.ics import curvature, grafting, knock_out, outlier_eigenvalues, runs
+from scalewise.validation.ics import quasi_diagonal as qd
 from scalewise.validation.report import RECORD_FIELDS
 from scalewise.validation.suite import Settings
-
-
-def test_whitened_gaussian_has_exact_moments() -> None:
-    x = ics.whitened_gaussian(64, 5, seed=0)
-    torch.testing.assert_close(x.mean(0), torch.zeros(5, dtype=torch.float64), atol=1e-12, rtol=0)
-    torch.testing.assert_close(x.T @ x / 64, torch.eye(5, dtype=torch.float64), atol=1e-12,
-                               rtol=0)
 
 
 def test_gauss_newton_block_of_a_linear_model_is_the_kronecker_form() -> None:
@@ -28,78 +29,58 @@ def test_gauss_newton_block_of_a_linear_model_is_the_kronecker_form() -> None:
     generator = torch.Generator().manual_seed(0)
     x = torch.randn(6, 3, generator=generator, dtype=torch.float64)
     w = torch.randn(2 * 3, generator=generator, dtype=torch.float64)  # W (2, 3) row-major
-    block = ics.gauss_newton_block(lambda theta: x @ theta.reshape(2, 3).T, w)
+    block = curvature.gauss_newton_block(lambda theta: x @ theta.reshape(2, 3).T, w)
     p = (x @ w.reshape(2, 3).T).softmax(1)
     expected = sum(torch.kron(torch.diag(q) - torch.outer(q, q), torch.outer(a, a))
                    for a, q in zip(x, p)) / 6  # row-major vec: H (x) x x^T
     torch.testing.assert_close(block, expected, rtol=1e-12, atol=1e-12)
 
 
+def _first_layer_block(variant: str, mean_norm: float, base: torch.Tensor) -> torch.Tensor:
+    model = outlier_eigenvalues.tiny_network(outlier_eigenvalues.VARIANTS[variant], mean_norm,
+                                             seed=0)
+    return curvature.gauss_newton_block(curvature.first_layer_logits(model, base, variant),
+                                        curvature.first_layer_theta(model, base, variant))
+
+
 @pytest.mark.parametrize("variant", ["center", "bn", "quasi-diagonal"])
 def test_centering_makes_the_gn_block_shift_invariant(variant: str) -> None:
-    base = ics.whitened_gaussian(32, 16, seed=1)
-    blocks = []
-    for shift in (0.0, 3.0):
-        model = ics.mlp((16, 8, 4), "none" if variant == "quasi-diagonal" else variant, seed=0)
-        with torch.no_grad():
-            model[0].bias.sub_(model[0].weight.sum(1) * shift)
-        inputs = base + shift
-        blocks.append(ics.gauss_newton_block(ics.first_layer_logits(model, inputs, variant),
-                                             ics.first_layer_theta(model, inputs, variant)))
+    base = whitened_inputs(32, 16, torch.Generator().manual_seed(1), centered=True)
+    blocks = [_first_layer_block(variant, mean_norm, base) for mean_norm in (0.0, 12.0)]
     torch.testing.assert_close(blocks[0], blocks[1], rtol=1e-9, atol=1e-12)
 
 
 def test_plain_gn_block_grows_with_the_shift() -> None:
-    base = ics.whitened_gaussian(32, 16, seed=1)
-    tops = []
-    for shift in (0.0, 2.0):
-        model = ics.mlp((16, 8, 4), "none", seed=0)
-        with torch.no_grad():
-            model[0].bias.sub_(model[0].weight.sum(1) * shift)
-        inputs = base + shift
-        block = ics.gauss_newton_block(ics.first_layer_logits(model, inputs, "none"),
-                                       ics.first_layer_theta(model, inputs, "none"))
-        tops.append(float(torch.linalg.eigvalsh(block)[-1]))
+    base = whitened_inputs(32, 16, torch.Generator().manual_seed(1), centered=True)
+    tops = [float(torch.linalg.eigvalsh(_first_layer_block("none", mean_norm, base))[-1])
+            for mean_norm in (0.0, 8.0)]
     assert tops[1] > 10 * tops[0]  # ||m||^2 = 64: the outlier factor nu ~ 66
 
 
+def test_tiny_network_computes_one_function_at_every_shift() -> None:
+    base = whitened_inputs(32, 16, torch.Generator().manual_seed(2), centered=True)
+    outputs = [outlier_eigenvalues.tiny_network("none", mean_norm, seed=0)(base)
+               for mean_norm in (0.0, 8.0)]
+    torch.testing.assert_close(outputs[0], outputs[1], rtol=1e-12, atol=1e-12)
+    shifted = outlier_eigenvalues.tiny_network("none", 8.0, seed=0)
+    a = curvature.linear_inputs(shifted, base)[curvature.first_linear(shifted)[0]]
+    assert float(a.mean(0).norm()) == pytest.approx(8.0, rel=1e-12)
+
+
 def test_range_condition_ignores_null_directions() -> None:
-    assert ics.range_condition(torch.tensor([0.0, 1e-14, 2.0, 8.0])) == pytest.approx(4.0)
+    assert curvature.range_condition(torch.tensor([0.0, 1e-14, 2.0, 8.0])) == pytest.approx(4.0)
 
 
 def test_smoothed_is_a_trailing_mean() -> None:
     values = np.arange(10.0)
-    out = ics.smoothed(values, window=3)
+    out = runs.smoothed(values, window=3)
     np.testing.assert_allclose(out, [0, 0.5, 1, 2, 3, 4, 5, 6, 7, 8])
-    assert math.isnan(ics.smoothed(np.array([1.0, np.nan, 1.0]), window=2)[1])
+    assert math.isnan(runs.smoothed(np.array([1.0, np.nan, 1.0]), window=2)[1])
 
 
-def test_steps_to_and_check_steps() -> None:
-    assert ics.steps_to(np.array([3.0, 2.0, 1.0]), 2.0) == 1
-    assert math.isnan(ics.steps_to(np.array([3.0, 2.0]), 0.5))
-    steps = ics.check_steps(1000)
-    assert len(steps) == 12 and steps[-1] == 999 and steps == sorted(steps)
-
-
-def test_batch_center_and_knockout() -> None:
-    x = torch.randn(8, 3, generator=torch.Generator().manual_seed(0))
-    torch.testing.assert_close(ics.BatchCenter()(x).mean(0), torch.zeros(3), atol=1e-6, rtol=0)
-    knock = ics.KnockOut(seed=0)
-    first, second = knock(x), knock(x)
-    assert not torch.allclose(first, second)  # fresh statistics every batch
-    slope = (first[1] - first[0]) / (x[1] - x[0])  # per unit: gamma
-    assert bool(((slope > 0.5 - 1e-5) & (slope < 1.5 + 1e-5)).all())
-    torch.testing.assert_close(knock.eval()(x), x)
-    with pytest.raises(ValueError, match="spread"):
-        ics.KnockOut(spread=1.0)
-
-
-def test_mlp_refuses_an_unknown_norm() -> None:
-    with pytest.raises(ValueError, match="norm"):
-        ics.mlp((4, 4, 2), "group", seed=0)
-    model = ics.mlp((4, 5, 2), "knockout", seed=0)
-    assert [type(m) for m in model] == [nn.Linear, nn.BatchNorm1d, ics.KnockOut, nn.ReLU,
-                                        nn.Linear]
+def test_steps_to() -> None:
+    assert runs.steps_to(np.array([3.0, 2.0, 1.0]), 2.0) == 1
+    assert math.isnan(runs.steps_to(np.array([3.0, 2.0]), 0.5))
 
 
 def test_factor_prediction_is_exact_for_isotropic_activations() -> None:
@@ -110,18 +91,52 @@ def test_factor_prediction_is_exact_for_isotropic_activations() -> None:
     assert float(torch.linalg.eigvalsh(second)[-1]) == pytest.approx(predicted, rel=1e-12)
 
 
+def test_losses_of_a_diverged_run_are_nan_from_the_divergence() -> None:
+    config = runs.config(0, 6, {"optimizer.lr": 0.1})
+    metrics = pd.DataFrame({"step": [0, 1, 2, 3], "layer": "", "name": "loss",
+                            "value": [2.0, 1.5, math.inf, 1.0]})
+    run = models.Run("r", "", config, RunStatus.FAILED, "", "", "", "diverged", metrics)
+    np.testing.assert_array_equal(runs.losses(run), [2.0, 1.5] + [np.nan] * 4)
+    assert math.isnan(runs.final(run, "train_loss"))
+
+
+def test_grafted_step_check_holds_on_adagraft_and_fails_on_a_direction_step() -> None:
+    """The check sees AdaGraft's identity; a step along the direction optimizer's own step
+    (the magnitude not grafted) misses the magnitude."""
+    config = runs.config(0, 4, grafting.GRAFT_RUNS["graft:adam>sgd"])
+    state = models.training.initial_state(config)
+    train = models.training.run_data(config).train
+    rows = pd.DataFrame(grafting.check_steps(state, train.inputs, train.targets))
+    assert len(rows) == grafting.CHECKS * len(list(state.model.parameters()))
+    np.testing.assert_allclose(rows["grafted_norm"], rows["magnitude_norm"], rtol=1e-10)
+    np.testing.assert_allclose(rows["cosine"], 1.0, atol=1e-12)
+    ungrafted = AdaGraft(state.optimizer.magnitude, state.optimizer.direction)
+    ungrafted.step = ungrafted.direction.step  # the direction's step, its own magnitude
+    batch = state.sampler.next()
+    control = pd.DataFrame(grafting.check_step(state.model, ungrafted, train.inputs[batch],
+                                               train.targets[batch], state.step))
+    np.testing.assert_allclose(control["cosine"], 1.0, atol=1e-12)
+    assert not np.allclose(control["grafted_norm"], control["magnitude_norm"], rtol=1e-3)
+
+
 @pytest.fixture(scope="module")
-def smoke_report(tmp_path_factory):
-    torch.set_num_threads(1)
+def smoke(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[object, object, Settings]]:
+    """The smoke build and its written folder. Module scope sets up before the per-test
+    one-thread fixture, so it keeps torch at one thread itself and restores the setting."""
     folder = tmp_path_factory.mktemp("ics")
     settings = Settings(size=Size.SMOKE, store=str(folder / "runs.sqlite"), progress=False)
-    report = ics.build(settings)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        report = ics.build(settings)
+    finally:
+        torch.set_num_threads(threads)
     report.write(folder / "report")
-    return report, folder / "report"
+    yield report, folder / "report", settings
 
 
-def test_smoke_build_writes_records_with_the_schema(smoke_report) -> None:
-    report, folder = smoke_report
+def test_smoke_build_writes_records_with_the_schema(smoke) -> None:
+    report, folder, _ = smoke
     records = json.loads((folder / "report.json").read_text())
     assert records and all(tuple(r) == RECORD_FIELDS for r in records)
     experiments = {r["experiment"] for r in records}
@@ -134,10 +149,33 @@ def test_smoke_build_writes_records_with_the_schema(smoke_report) -> None:
             assert (folder / figure["file"]).stat().st_size > 0
 
 
-def test_smoke_build_meets_every_bound(smoke_report) -> None:
-    report, _ = smoke_report
+def test_smoke_build_meets_every_bound(smoke) -> None:
+    report, _, _ = smoke
     results = report.agreement()
     assert {r.bound.experiment for r in results} == {"outlier", "quasi-diagonal", "grafting"}
     failing = [(r.bound.experiment, r.bound.optimizer, r.bound.quantity, r.value)
                for r in results if not r.holds]
     assert not failing
+
+
+def test_smoke_runs_are_stored_trained_by_models_and_reused(smoke) -> None:
+    report, _, settings = smoke
+    scale = settings.scale(knock_out.SCALES)
+    with RunStore(settings.store) as store:
+        stored = store.runs()
+        assert set(report.runs) <= set(stored["id"])
+        assert all(store[run_id].config.precision is models.Precision.FLOAT64
+                   for run_id in stored["id"])
+    expected = (1 + len(knock_out.VARIANTS) * scale.seeds
+                + len(qd.PRECONDITIONERS) * (settings.scale(qd.SCALES).lr_grid + 1)
+                + len(grafting.GRAFT_RUNS))
+    assert len(stored) == expected
+    before = stored.sort_values("id")["updated"].tolist()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        knock_out.variant_runs(settings)  # finished runs come back from the store
+    finally:
+        torch.set_num_threads(threads)
+    with RunStore(settings.store) as store:
+        assert store.runs().sort_values("id")["updated"].tolist() == before

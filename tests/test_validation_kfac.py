@@ -11,6 +11,13 @@ import torch
 
 from scalewise import models
 from scalewise.validation import kfac
+from scalewise.validation.kfac import (
+    effective_damping,
+    gauss_newton_norm,
+    normalized_update,
+    rescaling_immunity,
+    runs,
+)
 from scalewise.validation.report import RECORD_FIELDS, load
 from scalewise.validation.suite import Settings, Size
 
@@ -22,35 +29,37 @@ def smoke_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
 
 
 def test_labels_and_changes() -> None:
-    assert kfac.label("kfac-g", "none") == "kfac-g"
-    assert kfac.label("kfac-f", "l2") == "kfac-f+l2"
-    changes = kfac.optimizer_changes("kfac-f", "decoupled")
+    assert runs.label("kfac-g", "none") == "kfac-g"
+    assert runs.label("kfac-f", "l2") == "kfac-f+l2"
+    changes = runs.optimizer_changes("kfac-f", "decoupled")
     assert changes["optimizer.kfac.curvature"] == "fisher"
-    assert changes["optimizer.weight_decay"] == kfac.WEIGHT_DECAY
-    assert kfac.optimizer_changes("sgd", "none")["optimizer.weight_decay"] == 0.0
+    assert changes["optimizer.weight_decay"] == runs.WEIGHT_DECAY
+    assert runs.optimizer_changes("sgd", "none")["optimizer.weight_decay"] == 0.0
 
 
 @pytest.mark.parametrize("optimizer, mode", [("adam", "none"), ("sgd", "wd")])
 def test_optimizer_changes_rejects_unknown(optimizer: str, mode: str) -> None:
     with pytest.raises(ValueError, match="allowed"):
-        kfac.optimizer_changes(optimizer, mode)
+        runs.optimizer_changes(optimizer, mode)
 
 
-def test_checkpoints_cover_the_run() -> None:
-    steps = kfac.checkpoints(999)
-    assert steps[0] == 0 and steps[-1] == 999 and len(steps) == kfac.CHECKPOINTS
-    assert kfac.checkpoints(3) == [0, 1, 2, 3]
+def test_each_experiment_declares_its_sizes(smoke_settings: Settings) -> None:
+    for module in (runs, gauss_newton_norm, rescaling_immunity):
+        assert set(module.SCALES) == set(Size)
+        assert smoke_settings.scale(module.SCALES) is module.SCALES[Size.SMOKE]
+    reference = Settings(size=Size.REFERENCE)
+    assert len(runs.family_configs(reference)) > len(runs.family_configs(smoke_settings))
 
 
 def test_log_correlation() -> None:
     x = np.array([1.0, 3.0, 10.0, 40.0])
-    assert kfac.log_correlation(x, 2.5 * x) == pytest.approx(1.0, abs=1e-12)
-    assert kfac.log_correlation(x, 1 / x) == pytest.approx(-1.0, abs=1e-12)
+    assert gauss_newton_norm.log_correlation(x, 2.5 * x) == pytest.approx(1.0, abs=1e-12)
+    assert gauss_newton_norm.log_correlation(x, 1 / x) == pytest.approx(-1.0, abs=1e-12)
 
 
 def test_relative_difference() -> None:
     reference = np.arange(1.0, 7.0).reshape(2, 3)
-    np.testing.assert_allclose(kfac.relative_difference(reference, 1.5 * reference), [0.5, 0.5])
+    np.testing.assert_allclose(rescaling_immunity.relative_difference(reference, 1.5 * reference), [0.5, 0.5])
 
 
 @dataclass(frozen=True)
@@ -83,35 +92,35 @@ def _trajectory(case: DrivenCase, lr: float = 0.05, steps: int = 200, dim: int =
                          ids=["no-decay", "decoupled"])
 def test_driven_norms_exact_for_tangent_steps(case: DrivenCase) -> None:
     norms, angles, lr = _trajectory(case)
-    driven = kfac.driven_norm_sq(norms, angles, lr=lr, decoupled_decay=case.decay)
+    driven = effective_damping.driven_norm_sq(norms, angles, lr=lr, decoupled_decay=case.decay)
     np.testing.assert_allclose(driven, norms[:-1], rtol=1e-10)
 
 
 def test_driven_norms_miss_a_radial_part() -> None:
     norms, angles, lr = _trajectory(DrivenCase(0.0, 0.05, 2))
-    driven = kfac.driven_norm_sq(norms, angles, lr=lr, decoupled_decay=0.0)
+    driven = effective_damping.driven_norm_sq(norms, angles, lr=lr, decoupled_decay=0.0)
     assert np.max(np.abs(driven / norms[:-1] - 1)) > 0.05
 
 
 def test_kfac_step_is_theory_normalized_step(smoke_settings: Settings) -> None:
-    checks = kfac.kfac_step_check(smoke_settings, "kfac-g", width=4, batch=64)
+    checks = normalized_update.kfac_step_check(smoke_settings, "kfac-g", width=4, batch=64)
     assert {key.split("/")[0] for key in checks} == {"hidden1", "hidden2"}
     for key, check in checks.items():
-        limit = 1e-10 if key.endswith("held") else kfac.RESCALED_FACTORS_LIMIT
+        limit = 1e-10 if key.endswith("held") else normalized_update.RESCALED_FACTORS_LIMIT
         assert check["mismatch"] < limit, key
         assert check["measured_norm"] > 0
 
 
 def test_rescaling_changes_sgd_but_not_undamped_kfac(smoke_settings: Settings) -> None:
     def loss_gap(optimizer: str, damping: float) -> float:
-        runs = [kfac.rescaled_trajectory(smoke_settings, optimizer, damping, c, 8)
-                for c in (1.0, kfac.RESCALE)]
+        runs = [rescaling_immunity.rescaled_trajectory(smoke_settings, optimizer, damping, c, 8)
+                for c in (1.0, rescaling_immunity.RESCALE)]
         return float(np.max(np.abs(runs[1]["loss"] / runs[0]["loss"] - 1)))
 
-    near_zero = loss_gap("kfac-g", kfac.NEAR_ZERO_DAMPING)
+    near_zero = loss_gap("kfac-g", rescaling_immunity.NEAR_ZERO_DAMPING)
     assert near_zero < 1e-3
-    assert loss_gap("kfac-g", kfac.DAMPING) > 10 * near_zero
-    assert loss_gap("sgd", kfac.DAMPING) > 1e-2
+    assert loss_gap("kfac-g", runs.DAMPING) > 10 * near_zero
+    assert loss_gap("sgd", runs.DAMPING) > 1e-2
 
 
 def test_smoke_build(smoke_settings: Settings, tmp_path) -> None:
@@ -138,7 +147,7 @@ def test_diverging_fisher_run_is_marked_failed(tmp_path) -> None:
     config = models.override(models.TrainConfig(checkpoint_every=0), {
         "model.norm": "none", "model.depth": 1, "model.width": 8, "steps": 40,
         "probe_every": 0, "costly_probe_every": 0, "eval_every": 0,
-        **kfac.optimizer_changes("kfac-f", "none"), "optimizer.lr": 50.0,
+        **runs.optimizer_changes("kfac-f", "none"), "optimizer.lr": 50.0,
         "optimizer.kfac.damping": 1e-6})
     with models.RunStore(tmp_path / "runs.db") as store:
         run = models.train(config, store=store, progress=False)

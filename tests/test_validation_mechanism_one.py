@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from scalewise.models.store import RunStatus, RunStore
-from scalewise.validation import mechanism_one as m1
+from scalewise.validation.comparison import normalized_layers, wide
+from scalewise.validation.effective_lr import mechanism_one as m1
 from scalewise.validation.report import RECORD_FIELDS, Report, load
 from scalewise.validation.suite import Settings
 
@@ -80,11 +81,16 @@ def test_renormalized_effective_lr_is_the_lr_at_every_step(smoke) -> None:
     config = m1.base_config(settings, settings.seed)
     with RunStore(settings.store) as store:
         run = store[m1.models.override(config, {"optimizer.renormalize": True}).run_id()]
-    table = m1.probe(run, "effective_lr")[m1.normalized_layers(run)]
+    table = wide(run.metrics, "effective_lr")[normalized_layers(run.metrics)]
     np.testing.assert_allclose(table.loc[1:].to_numpy(), m1.LR, rtol=1e-6)
     assert np.abs(table.loc[0].to_numpy() / m1.LR - 1).min() > 0.1  # initial norms are not 1
 
 
-def test_checkpoint_steps_lie_on_probed_steps() -> None:
-    steps = m1.checkpoint_steps(150)
-    assert steps[0] == 1 and steps[-1] == 149 and np.all(np.diff(steps) > 0)
+def test_checkpoints_lie_on_probed_steps(smoke) -> None:
+    _, settings, _ = smoke
+    with RunStore(settings.store) as store:
+        run = store[m1.base_config(settings, settings.seed).run_id()]
+    steps = m1.checkpoints(run)
+    assert steps[0] == 1 and steps[-1] == run.config.steps - 1 and np.all(np.diff(steps) > 0)
+    probed = set(wide(run.metrics, "effective_lr").index)
+    assert set(steps) <= probed and len(steps) == m1.CHECKPOINTS

@@ -14,12 +14,15 @@ from matplotlib.figure import Figure
 
 from scalewise import validation
 from scalewise.cli import build_parser
+from scalewise.validation import Size
+from scalewise.validation.markdown import listing, markdown_table
 from scalewise.validation.report import (
     CURVE_COLUMNS,
     RECORD_FIELDS,
     Bound,
     Report,
     base_quantity,
+    curve_frame,
     load,
     record,
     relative_error,
@@ -195,3 +198,25 @@ def test_cli_interrupt_and_bad_input(tmp_path: Path, monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(validation, "build", bad)
     assert args.run(args) == 2
     assert "device = 'tpu'" in capsys.readouterr().err
+
+
+def test_settings_scale_picks_the_entry_of_the_size() -> None:
+    scales = {Size.SMOKE: "short", Size.REFERENCE: "long"}
+    assert Settings(size="smoke").scale(scales) == "short"
+    assert Settings(size="reference").scale(scales) == "long"
+    with pytest.raises(ValueError, match="size = 'reference' has no scale; allowed: smoke"):
+        Settings(size="reference").scale({Size.SMOKE: "short"})
+
+
+def test_curve_frame_broadcasts_one_value_per_column() -> None:
+    frame = curve_frame("e", pd.Series(["a", "b"], index=[7, 9]), "layer", "q", "measured",
+                        np.array([0, 5]), [1, 2])
+    assert tuple(frame.columns) == CURVE_COLUMNS
+    assert frame["optimizer"].tolist() == ["a", "b"] and frame["layer"].tolist() == ["layer"] * 2
+    assert frame["value"].dtype == np.float64 and frame["step"].tolist() == [0, 5]
+
+
+def test_markdown_listing_and_table() -> None:
+    assert listing({"a": 0.5, "b": 1 / 3}, "{:.2f}") == "a: 0.50, b: 0.33"
+    table = markdown_table(pd.DataFrame({"x": ["1.0e-3"], "y": [2]}), index=False)
+    assert table.splitlines() == ["| x | y |", "|---|---|", "| 1.0e-3 | 2 |"]

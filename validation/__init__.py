@@ -1,9 +1,11 @@
 """scalewise.validation: theory against measurement on real networks, written as report folders.
 
-Each suite trains small normalized networks with :mod:`models`, predicts the same quantities with
-:mod:`sim` and :mod:`theory`, and writes a :class:`validation.report.Report`: Markdown with the
-figures, ``report.json`` with one record per comparison, and the agreement bounds it meets or
-misses. ``scalewise validate SUITE`` runs one from the command line; from Python::
+Each suite (a package, one module per experiment) trains small networks with :mod:`models`,
+predicts the same quantities with :mod:`sim` and :mod:`theory`, and writes a
+:class:`validation.report.Report`: Markdown with the figures, ``report.json`` with one record per
+comparison, and the agreement bounds it meets or misses. What the suites share is written once:
+the run store and sizes (:mod:`.suite`), records, bounds and the curve frame (:mod:`.report`),
+Markdown tables (:mod:`.markdown`) and a run beside theory (:mod:`.comparison`). ``scalewise validate SUITE`` runs one from the command line; from Python::
 
     from scalewise import validation
     from scalewise.validation.suite import Settings
@@ -33,7 +35,8 @@ SUITES: dict[str, str] = {
     "kfac": "scalewise.validation.kfac",
     "ics": "scalewise.validation.ics",
 }
-"""Suite name -> the module whose ``build(settings) -> Report`` makes its report."""
+"""Suite name -> the package whose ``build(settings) -> Report`` makes its report, one module per
+experiment beside it."""
 
 
 class Size(str, Enum):

@@ -2,11 +2,11 @@
 update against the recurrence driven by the run's own measured gradient norms (:func:`sim.drive`,
 001 Eq. 23) and against the weight-decay equilibrium (:func:`sim.equilibrium`, 001 Eq. 24-25).
 
-Momentum SGD, Adam (L2) and AdamW runs are compared on request (``mean_field=True``): their norms
-do not follow from gradient norms alone, so the prediction is the sphere engine's mean-field model
-(random tangent gradient directions, independent across steps, of the measured norms; one sphere
-of the dimension of a unit's weight row per layer) and theory's mean-field equilibria
-(:mod:`theory.optimizers`). Only the SGD prediction is exact.
+Momentum SGD, Adam (L2), AdamW and RMSprop runs (:data:`COMPARED`) are compared on request
+(``mean_field=True``): their norms do not follow from gradient norms alone, so the prediction is
+the sphere engine's mean-field model (random tangent gradient directions, independent across
+steps, of the measured norms; one sphere of the dimension of a unit's weight row per layer) and
+theory's mean-field equilibria (:mod:`theory.optimizers`). Only the SGD prediction is exact.
 
 001 Eq. (23) holds step by step for a scale-invariant weight under SGD, whatever the gradient
 direction, so the driven prediction of a normalized layer should follow its measurement up to the
@@ -40,6 +40,7 @@ from scalewise.vocabulary import Decay, Equilibrium, Optimizer
 QUANTITIES = ("norm_sq", "effective_lr", "angular_update")
 INVARIANCE_TOLERANCE = 1e-4  # |mean cos(w, grad)| of a normalized layer in float32 is ~1e-7
 TAIL_FRACTION = 0.25  # the equilibrium is compared on the last quarter of the run
+OUTPUT = "output"  # the output layer's name in models.networks' networks
 MEAN_FIELD_RUNS = 8  # sphere-engine vectors per layer whose mean is the mean-field prediction
 COMPARED = tuple(o for o in Optimizer
                  if o.properties.simulated and o.properties.equilibrium is not Equilibrium.NONE)
@@ -58,6 +59,12 @@ def wide(metrics: pd.DataFrame, name: str) -> pd.DataFrame:
     """Metric ``name`` as a (steps, layers) table indexed by step."""
     rows = metrics[metrics["name"] == name]
     return rows.pivot_table(index="step", columns="layer", values="value", aggfunc="last")
+
+
+def normalized_layers(metrics: pd.DataFrame) -> list[str]:
+    """The layers of a run's ``norm_sq`` probes but its output layer (which no normalization
+    follows, :func:`models.networks.output_layer`)."""
+    return [layer for layer in wide(metrics, "norm_sq").columns if layer != OUTPUT]
 
 
 def invariant_layers(metrics: pd.DataFrame) -> dict[str, bool]:
@@ -159,8 +166,8 @@ def compare_run(run: Run, *, mean_field: bool = False, dims: dict[str, int] | No
     :func:`sim.equilibrium` at the mean gradient norm of the last quarter of the run (001 Eq.
     24-25), as a constant.
 
-    With ``mean_field``, momentum SGD, Adam (L2) and AdamW runs are compared too, by the sphere
-    engine seeded with ``seed`` on spheres of the dimensions ``dims`` (layer -> unit dimension,
+    With ``mean_field``, momentum SGD, Adam (L2), AdamW and RMSprop runs are compared too, by
+    the sphere engine seeded with ``seed`` on spheres of the dimensions ``dims`` (layer -> unit dimension,
     :func:`unit_dims`) and by theory's mean-field equilibria. ValueError for runs the model
     does not describe (other optimizers, a decay mode the simulator does not apply, grafting,
     renormalization, probes not at every step)."""

@@ -39,12 +39,15 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from scalewise import checks
+from scalewise.validation.markdown import markdown_table
 
 RECORD_FIELDS = ("experiment", "optimizer", "layer", "quantity", "predicted", "measured",
                  "rel_error")
 CURVE_COLUMNS = ("experiment", "optimizer", "layer", "quantity", "source", "step", "value")
 CURVE_POINTS = 300  # steps kept per curve: the first, the last and evenly spaced ones between
 STATISTICS = ("max", "median", "mean")
+AGREEMENT_COLUMNS = ("experiment", "optimizer", "quantity", "statistic of rel. error", "value",
+                     "limit", "records", "holds", "what")
 FIGURE_DPI = 110
 
 
@@ -82,12 +85,28 @@ def record(experiment: str, optimizer: str, layer: str, quantity: str, *, predic
 
 def spread_steps(first: int, last: int, count: int) -> list[int]:
     """About ``count`` steps spread evenly over ``first..last``, both included (the points of
-    ``"<q>@<k>"`` records), rounded down; fewer when the range holds fewer integers.
+    ``"<q>@<k>"`` records), rounded down; fewer when the range holds fewer integers. Every
+    suite picks its record steps with it.
 
     >>> spread_steps(0, 99, 5)
     [0, 24, 49, 74, 99]
     """
     return sorted({int(k) for k in np.linspace(first, last, count)})
+
+
+def curve_frame(experiment: str, optimizer: object, layer: object, quantity: object,
+                source: object, step: object, value: object) -> pd.DataFrame:
+    """Curve points in the long form of :data:`CURVE_COLUMNS`, the one builder of the suites'
+    curves: each argument one value for every point or a sequence (array, Series) with one
+    per point; ``step`` is one per point. Values are floats.
+
+    >>> curve_frame("e", "sgd", "", "loss", "measured", [0, 1], [2.0, 1.0]).shape
+    (2, 7)
+    """
+    columns = dict(zip(CURVE_COLUMNS, (experiment, optimizer, layer, quantity, source)))
+    points = {name: np.asarray(v) if np.ndim(v) else v for name, v in columns.items()}
+    return pd.DataFrame({**points, "step": np.asarray(step),
+                         "value": np.asarray(value, dtype=float)})
 
 
 def base_quantity(quantity: str) -> str:
@@ -243,15 +262,14 @@ class Report:
 
 def agreement_table(results: Sequence[BoundResult]) -> str:
     """Markdown table: bound, statistic, measured value, limit, records, holds, what."""
-    rows = ["| experiment | optimizer | quantity | statistic of rel. error | value | limit "
-            "| records | holds | what |", "|---|---|---|---|---|---|---|---|---|"]
-    for r in results:
-        b = r.bound
-        statistic = f"{b.statistic} per layer, worst" if b.per_layer else b.statistic
-        rows.append(f"| {b.experiment} | {b.optimizer or 'all'} | {b.quantity} | {statistic} "
-                    f"| {r.value:.3g} | {b.limit:g} | {r.count} | {'yes' if r.holds else 'no'} "
-                    f"| {b.description} |")
-    return "\n".join(rows)
+    rows = [{"experiment": r.bound.experiment, "optimizer": r.bound.optimizer or "all",
+             "quantity": r.bound.quantity,
+             "statistic of rel. error": (f"{r.bound.statistic} per layer, worst"
+                                         if r.bound.per_layer else r.bound.statistic),
+             "value": f"{r.value:.3g}", "limit": f"{r.bound.limit:g}", "records": r.count,
+             "holds": "yes" if r.holds else "no", "what": r.bound.description}
+            for r in results]
+    return markdown_table(pd.DataFrame(rows, columns=AGREEMENT_COLUMNS), index=False)
 
 
 def _result_dict(result: BoundResult) -> dict[str, Any]:

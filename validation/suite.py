@@ -1,17 +1,21 @@
 """What every validation suite shares: its :class:`Settings`, the run store its runs are trained
 into, and :func:`train_runs`.
 
-A suite is a function ``build(settings) -> Report`` (registered in :data:`validation.SUITES`).
-``size`` (:class:`validation.Size`) picks its scale. Runs are stored under their config hash, so
-a suite interrupted and started again resumes its runs and reuses the finished ones.
+A suite is a package whose ``build(settings) -> Report`` runs its experiments, one module each
+(registered in :data:`validation.SUITES`). ``size`` (:class:`validation.Size`) picks its
+scale: every experiment declares what it trains at each size as
+``SCALES = {Size.SMOKE: Scale(...), Size.REFERENCE: Scale(...)}`` and reads its entry with
+:meth:`Settings.scale`. Runs are stored under their config hash, so a suite interrupted and
+started again resumes its runs and reuses the finished ones.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from tqdm import tqdm
 
@@ -20,6 +24,7 @@ from scalewise.models.store import Run, RunStore
 from scalewise.validation import Size
 
 REFERENCE_DIR = Path(__file__).resolve().parent / "reference"
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -49,6 +54,13 @@ class Settings:
     @property
     def smoke(self) -> bool:
         return self.size is Size.SMOKE
+
+    def scale(self, scales: Mapping[Size, T]) -> T:
+        """The entry of ``scales`` (an experiment's ``SCALES``) for this size."""
+        if self.size not in scales:
+            raise ValueError(f"size = {self.size.value!r} has no scale; allowed: "
+                             + ", ".join(s.value for s in scales))
+        return scales[self.size]
 
     def describe(self) -> dict[str, object]:
         """What a report records of how it was made (no paths of this machine)."""

@@ -22,6 +22,7 @@ from torch import nn
 
 from scalewise import checks
 from scalewise.models import probes
+from scalewise.models.data import whitened_inputs
 from scalewise.theory import kfac
 
 NORMS = ("jacobian_sq_norm", "gn_norm", "kfac_gn_norm")
@@ -29,15 +30,6 @@ ACTIVATIONS = {"linear": nn.Identity, "relu": nn.ReLU}
 
 _GN_RATIO = sp.lambdify(kfac.depth, kfac.GN_NORM / kfac.jacobian_sq)
 _KFAC_RATIO = sp.lambdify(kfac.depth, kfac.KFAC_GN_NORM / kfac.jacobian_sq)
-
-
-def whitened_inputs(samples: int, dim: int, generator: torch.Generator) -> torch.Tensor:
-    """``samples`` inputs (samples, dim), float64, whose second moment ``X^T X / samples`` is
-    exactly ``I``: ``sqrt(samples)`` times the orthonormal columns of a Gaussian matrix."""
-    checks.integer("samples", samples, dim)  # whitening needs full column rank
-    gaussian = torch.randn(samples, dim, generator=generator, dtype=torch.float64)
-    q, _ = torch.linalg.qr(gaussian)  # (samples, dim), q^T q = I
-    return q * samples**0.5
 
 
 def deep_network(depth: int, width: int, activation: str,
@@ -64,7 +56,7 @@ def network_family_norms(depths: Sequence[int], activations: Sequence[str] = ("l
     ``L+1`` (exact for ``linear``). A ratio is NaN where the Jacobian vanishes (a narrow ReLU
     network whose units are all dead on these inputs computes a constant)."""
     generator = torch.Generator().manual_seed(seed)
-    inputs = whitened_inputs(samples, width, generator)  # (samples, width)
+    inputs = whitened_inputs(samples, width, generator)  # (samples, width), X^T X / samples = I
     rows = []
     for activation in activations:
         for depth in depths:

@@ -17,6 +17,8 @@ regularization has something to do), over a few seeds:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
@@ -24,14 +26,22 @@ from matplotlib.figure import Figure
 
 from scalewise import models
 from scalewise.models.store import Run
-from scalewise.validation.report import Bound, Record, Report, record, spread_steps
+from scalewise.validation.comparison import normalized_layers, wide
+from scalewise.validation.markdown import markdown_table
+from scalewise.validation.report import Bound, Record, Report, curve_frame, record, spread_steps
 from scalewise.validation.suite import Settings, Size, train_runs
 
 LR, WEIGHT_DECAY = 0.1, 1e-2  # alpha lambda = 1e-3: norms settle in ~1 / (4 alpha lambda) steps
-STEPS = {Size.SMOKE: 150, Size.REFERENCE: 1500}
-SEEDS = {Size.SMOKE: 1, Size.REFERENCE: 4}
 CHECKPOINTS = 15  # steps of a run at which curves are compared
-OUTPUT = "output"  # the output layer's name (models.networks.output_layer), never normalized
+
+
+@dataclass(frozen=True)
+class Scale:
+    steps: int
+    seeds: int
+
+
+SCALES = {Size.SMOKE: Scale(steps=150, seeds=1), Size.REFERENCE: Scale(steps=1500, seeds=4)}
 PLACEMENTS = {"sgd": None, "sgd:wd-output": "output", "sgd:wd-normalized": "normalized",
               "sgd:wd-all": "all"}
 """Record label -> ``optimizer.wd_placement`` (None: no decay); 004 Fig. 2's baseline, wd-fc,
@@ -51,7 +61,7 @@ RENORMALIZED_MATCH = 1e-6  # float32 rounding of a unit rescaled to norm 1
 def base_config(settings: Settings, seed: int) -> models.TrainConfig:
     """The digits BN MLP (width 64, depth 2) with SGD at :data:`LR` on 400 training images,
     probed every step (norm grafting reads the per-step norms), evaluated ten times."""
-    steps = STEPS[settings.size]
+    steps = settings.scale(SCALES).steps
     return models.override(models.TrainConfig(), {
         "data.name": "digits", "data.train_size": 400, "model.arch": "mlp",
         "model.norm": "batch", "optimizer.name": "sgd", "optimizer.lr": LR, "steps": steps,
@@ -69,7 +79,7 @@ def placement_config(settings: Settings, seed: int, placement: str | None) -> mo
 
 
 def seeds(settings: Settings) -> list[int]:
-    return [settings.seed + i for i in range(SEEDS[settings.size])]
+    return [settings.seed + i for i in range(settings.scale(SCALES).seeds)]
 
 
 def placement_runs(settings: Settings) -> dict[str, list[Run]]:
@@ -93,47 +103,36 @@ def _modified_runs(settings: Settings, changes: list[dict[str, object]], *,
 # ------------------------------------------------------------------------------ measurements
 
 
-def probe(run: Run, name: str) -> pd.DataFrame:
-    """Metric ``name`` of ``run`` as a (steps, layers) table indexed by step."""
-    rows = run.metrics[run.metrics["name"] == name]
-    return rows.pivot_table(index="step", columns="layer", values="value", aggfunc="last")
-
-
-def normalized_layers(run: Run) -> list[str]:
-    return [layer for layer in probe(run, "effective_lr").columns if layer != OUTPUT]
-
-
 def final_test_accuracy(run: Run) -> float:
-    return float(probe(run, "test_accuracy")[""].iloc[-1])
+    return float(wide(run.metrics, "test_accuracy")[""].iloc[-1])
 
 
 def mean_test_accuracy(runs: list[Run]) -> float:
     return float(np.mean([final_test_accuracy(run) for run in runs]))
 
 
-def checkpoint_steps(steps: int) -> np.ndarray:
-    """About :data:`CHECKPOINTS` steps spread over ``1..steps - 1`` (the probed steps after the
-    first update)."""
-    return np.array(spread_steps(1, steps - 1, CHECKPOINTS))
+def checkpoints(run: Run) -> list[int]:
+    """The steps at which ``run``'s curves are compared: :data:`CHECKPOINTS` spread over the
+    probed steps after the first update, ``1..steps - 1``."""
+    return spread_steps(1, run.config.steps - 1, CHECKPOINTS)
 
 
 def curve_records(experiment: str, label: str, predicted: Run, measured: Run) -> list[Record]:
-    """``effective_lr@k`` of every normalized layer at :func:`checkpoint_steps`:
-    ``predicted``'s probe against ``measured``'s."""
-    expected, actual = probe(predicted, "effective_lr"), probe(measured, "effective_lr")
-    steps = checkpoint_steps(measured.config.steps)
+    """``effective_lr@k`` of every normalized layer at :func:`checkpoints`: ``predicted``'s
+    probe against ``measured``'s."""
+    expected = wide(predicted.metrics, "effective_lr")
+    actual = wide(measured.metrics, "effective_lr")
     return [record(experiment, label, layer, f"effective_lr@{k}",
                    predicted=expected.at[k, layer], measured=actual.at[k, layer])
-            for layer in normalized_layers(measured) for k in steps]
+            for layer in normalized_layers(measured.metrics) for k in checkpoints(measured)]
 
 
 def probe_curves(experiment: str, label: str, run: Run, source: str = "measured",
                  quantities: tuple[str, ...] = ("effective_lr",)) -> pd.DataFrame:
     """Long-form curves of ``run``'s per-layer ``quantities`` and its test accuracy."""
     rows = run.metrics[run.metrics["name"].isin(quantities + ("test_accuracy",))]
-    return pd.DataFrame({"experiment": experiment, "optimizer": label, "layer": rows["layer"],
-                         "quantity": rows["name"], "source": source, "step": rows["step"],
-                         "value": rows["value"]})
+    return curve_frame(experiment, label, rows["layer"], rows["name"], source, rows["step"],
+                       rows["value"])
 
 
 def _plot_effective_lr(axes: Axes, runs: dict[str, Run], layer: str,
@@ -141,7 +140,7 @@ def _plot_effective_lr(axes: Axes, runs: dict[str, Run], layer: str,
     """The effective LR of ``layer`` over steps for each of ``runs`` (log scale), styled by
     label."""
     for label, run in runs.items():
-        curve = probe(run, "effective_lr")[layer]
+        curve = wide(run.metrics, "effective_lr")[layer]
         axes.semilogy(curve.index, curve.to_numpy(), label=label, **(styles or {}).get(label, {}))
     axes.set(xlabel="step k", ylabel=f"effective LR alpha/||w||^2 ({layer})")
 
@@ -151,14 +150,12 @@ def _figure_with(panels: int) -> tuple[Figure, list[Axes]]:
     return figure, list(np.atleast_1d(figure.subplots(1, panels)))
 
 
-def _accuracy_line(label: str, runs: list[Run]) -> str:
-    values = ", ".join(f"{final_test_accuracy(run):.3f}" for run in runs)
-    return f"| {label} | {mean_test_accuracy(runs):.4f} | {values} |"
-
-
 def _accuracy_table(groups: dict[str, list[Run]]) -> str:
-    rows = ["| run | mean test accuracy | per seed |", "|---|---|---|"]
-    return "\n".join(rows + [_accuracy_line(label, runs) for label, runs in groups.items()])
+    """Mean test accuracy and the accuracy of each seed, per group of runs."""
+    rows = [{"run": label, "mean test accuracy": f"{mean_test_accuracy(runs):.4f}",
+             "per seed": ", ".join(f"{final_test_accuracy(run):.3f}" for run in runs)}
+            for label, runs in groups.items()]
+    return markdown_table(pd.DataFrame(rows), index=False)
 
 
 def _max_error(records: list[Record]) -> float:
@@ -167,35 +164,48 @@ def _max_error(records: list[Record]) -> float:
 
 def _setting(settings: Settings) -> str:
     return (f"digits BN MLP (width 64, depth 2, batch 128, 400 training images, the 360 test "
-            f"images), SGD at alpha = {LR} for {STEPS[settings.size]} steps, weight decay "
+            f"images), SGD at alpha = {LR} for {settings.scale(SCALES).steps} steps, weight decay "
             f"lambda = {WEIGHT_DECAY} (l2) where decayed, seeds {seeds(settings)}")
 
 
-# ------------------------------------------------------------------------------ experiments
+# ------------------------------------------------------------------------------ placement
+
+
+PLACEMENT = "wd_placement"
 
 
 def weight_decay_placement(report: Report, settings: Settings) -> None:
     """004 Sec. 4.1, Fig. 2: decay on no layer, the output layer, the normalized layers, all."""
-    experiment = "wd_placement"
     groups = placement_runs(settings)
     first = {label: runs[0] for label, runs in groups.items()}
-    same_lr = curve_records(experiment, "sgd:wd-output", first["sgd"], first["sgd:wd-output"])
-    all_lr = curve_records(experiment, "sgd:wd-all", first["sgd:wd-normalized"],
+    same_lr = curve_records(PLACEMENT, "sgd:wd-output", first["sgd"], first["sgd:wd-output"])
+    all_lr = curve_records(PLACEMENT, "sgd:wd-all", first["sgd:wd-normalized"],
                            first["sgd:wd-all"])
-    accuracy = [record(experiment, label, "", "test_accuracy",
+    accuracy = [record(PLACEMENT, label, "", "test_accuracy",
                        predicted=mean_test_accuracy(groups[reference]),
                        measured=mean_test_accuracy(groups[label]))
                 for label, reference in (("sgd:wd-output", "sgd"),
                                          ("sgd:wd-all", "sgd:wd-normalized"))]
     report.add(*same_lr, *all_lr, *accuracy)
     for label, run in first.items():
-        report.add_curves(probe_curves(experiment, label, run))
-    report.bounds.append(Bound(experiment, "effective_lr", OUTPUT_DECAY_MATCH,
+        report.add_curves(probe_curves(PLACEMENT, label, run))
+    report.bounds.append(Bound(PLACEMENT, "effective_lr", OUTPUT_DECAY_MATCH,
                                optimizer="sgd:wd-output",
                                description="decay on the output layer leaves the normalized "
                                            "layers' effective LR as without decay"))
+    section = report.section("Mechanism I: where weight decay is applied",
+                             _placement_text(settings, groups, same_lr, all_lr))
+    section.figure("wd-placement", _placement_figure(groups),
+                   "Left: final test accuracy per weight-decay placement (bars: mean over "
+                   "seeds; dots: seeds). Right: effective LR of the first normalized layer over "
+                   "steps, first seed.")
+
+
+def _placement_text(settings: Settings, groups: dict[str, list[Run]], same_lr: list[Record],
+                    all_lr: list[Record]) -> str:
+    first = {label: runs[0] for label, runs in groups.items()}
     ranking = sorted(groups, key=lambda label: -mean_test_accuracy(groups[label]))
-    text = (
+    return (
         "The paper (004 Sec. 4.1, Fig. 2) trains with weight decay on no layer (baseline), on "
         "the last, unnormalized layer only (wd-fc), on the normalized layers only (wd-conv) and "
         "on all, and finds that only decay on the normalized layers matters for test accuracy: "
@@ -208,8 +218,9 @@ def weight_decay_placement(report: Report, settings: Settings) -> None:
         f"Ranking by mean test accuracy: {' > '.join(ranking)}. Quantitatively, decay "
         "on the output layer leaves the normalized layers' effective LR as "
         f"without decay (largest rel. difference {_max_error(same_lr):.2g} at the checkpoint "
-        "steps, bound 1%), while decay on the normalized layers multiplies it by "
-        f"{_final_ratio(first['sgd:wd-normalized'], first['sgd']):.3g} by the end. Adding "
+        f"steps, bound {OUTPUT_DECAY_MATCH:.0%}), while decay on the normalized layers "
+        f"multiplies it by {_final_ratio(first['sgd:wd-normalized'], first['sgd']):.3g} by the "
+        "end. Adding "
         "decay on the output layer to decayed normalized layers changes their effective LR by "
         f"up to {_max_error(all_lr):.2g} (no bound: the output layer's decay changes the "
         "gradients reaching the hidden layers, through the output weights and the softmax's "
@@ -225,15 +236,6 @@ def weight_decay_placement(report: Report, settings: Settings) -> None:
         "here as a real constraint on a small network trained on 400 images: the output layer "
         "is not scale invariant, so mechanism I does not cover it."
     )
-    section = report.section("Mechanism I: where weight decay is applied", text)
-    figure, (bars, curves) = _figure_with(2)
-    _accuracy_bars(bars, groups)
-    _plot_effective_lr(curves, first, normalized_layers(first["sgd"])[0])
-    curves.legend()
-    section.figure("wd-placement", figure,
-                   "Left: final test accuracy per weight-decay placement (bars: mean over "
-                   "seeds; dots: seeds). Right: effective LR of the first normalized layer over "
-                   "steps, first seed.")
 
 
 def _accuracy_gap(groups: dict[str, list[Run]], label: str, reference: str) -> float:
@@ -247,9 +249,18 @@ def _seed_spread(groups: dict[str, list[Run]]) -> float:
 
 
 def _final_ratio(numerator: Run, denominator: Run) -> float:
-    layer = normalized_layers(numerator)[0]
-    return float(probe(numerator, "effective_lr")[layer].iloc[-1]
-                 / probe(denominator, "effective_lr")[layer].iloc[-1])
+    layer = normalized_layers(numerator.metrics)[0]
+    return float(wide(numerator.metrics, "effective_lr")[layer].iloc[-1]
+                 / wide(denominator.metrics, "effective_lr")[layer].iloc[-1])
+
+
+def _placement_figure(groups: dict[str, list[Run]]) -> Figure:
+    first = {label: runs[0] for label, runs in groups.items()}
+    figure, (bars, curves) = _figure_with(2)
+    _accuracy_bars(bars, groups)
+    _plot_effective_lr(curves, first, normalized_layers(first["sgd"].metrics)[0])
+    curves.legend()
+    return figure
 
 
 def _accuracy_bars(axes: Axes, groups: dict[str, list[Run]]) -> None:
@@ -265,6 +276,10 @@ def _accuracy_bars(axes: Axes, groups: dict[str, list[Run]]) -> None:
              title="weight decay placement (004 Fig. 2)")
 
 
+# ------------------------------------------------------------------------------ norm grafting
+
+
+GRAFTING = "norm_grafting"
 GRAFT_SOURCES = ("sgd:wd-normalized", "sgd:wd-all")
 
 
@@ -276,32 +291,48 @@ def graft_label(source: str) -> str:
 def norm_grafting(report: Report, settings: Settings) -> None:
     """004 Sec. 4.1, Fig. 4: norm grafting from the runs with decay on the normalized layers and
     on all layers."""
-    experiment = "norm_grafting"
-    groups = placement_runs(settings)
-    for source in GRAFT_SOURCES:
-        groups[graft_label(source)] = _modified_runs(
-            settings, [{"optimizer.graft_norms_from": run.id} for run in groups[source]],
-            desc=f"norm grafting from {source}")
+    groups = grafting_runs(settings)
     report.add_runs(run for group in groups.values() for run in group)
     lr_errors = {}
     for source in GRAFT_SOURCES:
         label = graft_label(source)
-        records = curve_records(experiment, label, groups[source][0], groups[label][0])
+        records = curve_records(GRAFTING, label, groups[source][0], groups[label][0])
         lr_errors[label] = _max_error(records)
-        report.add(*records, record(experiment, label, "", "test_accuracy",
+        report.add(*records, record(GRAFTING, label, "", "test_accuracy",
                                     predicted=mean_test_accuracy(groups[source]),
                                     measured=mean_test_accuracy(groups[label])))
-        report.bounds.append(Bound(experiment, "effective_lr", GRAFT_MATCH[source],
+        report.bounds.append(Bound(GRAFTING, "effective_lr", GRAFT_MATCH[source],
                                    optimizer=label, description=f"the grafted run takes the "
                                    f"effective LR of {source}"))
     shown = {label: groups[label] for label in ("sgd", *GRAFT_SOURCES,
                                                 *map(graft_label, GRAFT_SOURCES))}
     for label, runs in shown.items():
-        report.add_curves(probe_curves(experiment, label, runs[0],
+        report.add_curves(probe_curves(GRAFTING, label, runs[0],
                                        "predicted" if label in GRAFT_SOURCES else "measured"))
+    section = report.section("Mechanism I: norm grafting",
+                             _grafting_text(settings, shown, lr_errors))
+    section.figure("norm-grafting-effective-lr", _grafting_figure(shown),
+                   "Effective LR per normalized layer over steps: the decayed runs (predicted, "
+                   "thick), the runs grafted to their norms (measured, dashed) and the run "
+                   "without decay; first seed.")
+
+
+def grafting_runs(settings: Settings) -> dict[str, list[Run]]:
+    """The placement runs and, per seed, a decay-free run grafted to the norms of each of
+    :data:`GRAFT_SOURCES`."""
+    groups = placement_runs(settings)
+    for source in GRAFT_SOURCES:
+        groups[graft_label(source)] = _modified_runs(
+            settings, [{"optimizer.graft_norms_from": run.id} for run in groups[source]],
+            desc=f"norm grafting from {source}")
+    return groups
+
+
+def _grafting_text(settings: Settings, shown: dict[str, list[Run]],
+                   lr_errors: dict[str, float]) -> str:
     accuracy = {label: mean_test_accuracy(runs) for label, runs in shown.items()}
     normalized, everywhere = (graft_label(source) for source in GRAFT_SOURCES)
-    text = (
+    return (
         "Norm grafting (004 Sec. 4.1, Fig. 4; 000 slides, \"norm grafting\"): a run without "
         "weight decay whose normalized layers are rescaled after every step to the layer norms "
         "a run with decay had after the same step. By scale invariance (001 Eq. 18) this "
@@ -330,9 +361,11 @@ def norm_grafting(report: Report, settings: Settings) -> None:
         "bound on accuracy: at this size the gaps are a few test images, comparable to the "
         "spread over seeds."
     )
-    section = report.section("Mechanism I: norm grafting", text)
+
+
+def _grafting_figure(shown: dict[str, list[Run]]) -> Figure:
     first = {label: runs[0] for label, runs in shown.items()}
-    layers = normalized_layers(first["sgd"])
+    layers = normalized_layers(first["sgd"].metrics)
     figure, axes = _figure_with(len(layers))
     styles = {source: {"linewidth": 3, "alpha": 0.4} for source in GRAFT_SOURCES}
     styles |= {graft_label(source): {"linestyle": "--"} for source in GRAFT_SOURCES}
@@ -340,41 +373,56 @@ def norm_grafting(report: Report, settings: Settings) -> None:
         _plot_effective_lr(panel, first, layer, styles)
         panel.set_title(f"norm grafting (004 Fig. 4), {layer}")
     axes[0].legend()
-    section.figure("norm-grafting-effective-lr", figure,
-                   "Effective LR per normalized layer over steps: the decayed runs (predicted, "
-                   "thick), the runs grafted to their norms (measured, dashed) and the run "
-                   "without decay; first seed.")
+    return figure
+
+
+# ------------------------------------------------------------------------------ renormalization
+
+
+RENORMALIZATION = "renormalization"
 
 
 def renormalization(report: Report, settings: Settings) -> None:
     """001 Sec. 4.3: renormalizing every normalized unit after each step makes the effective
     LR ``alpha / ||w||^2`` equal to ``alpha``."""
-    experiment = "renormalization"
     groups = placement_runs(settings)
     changes = [{"optimizer.renormalize": True}] * len(seeds(settings))
     renormalized = _modified_runs(settings, changes, desc="renormalization")
     report.add_runs(renormalized)
     run = renormalized[0]
-    table = probe(run, "effective_lr")[normalized_layers(run)].loc[1:]  # after the 1st rescale
-    steps = checkpoint_steps(run.config.steps)
-    lr_records = [record(experiment, RENORMALIZED, layer, f"effective_lr@{k}", predicted=LR,
-                         measured=table.at[k, layer]) for layer in table.columns for k in steps]
+    table = wide(run.metrics, "effective_lr")[normalized_layers(run.metrics)].loc[1:]  # rescaled
+    lr_records = [record(RENORMALIZATION, RENORMALIZED, layer, f"effective_lr@{k}",
+                         predicted=LR, measured=table.at[k, layer])
+                  for layer in table.columns for k in checkpoints(run)]
     report.add(*lr_records)
-    report.add_curves(probe_curves(experiment, RENORMALIZED, run,
+    report.add_curves(probe_curves(RENORMALIZATION, RENORMALIZED, run,
                                    quantities=("effective_lr", "norm_sq")))
-    report.bounds.append(Bound(experiment, "effective_lr", RENORMALIZED_MATCH,
+    report.bounds.append(Bound(RENORMALIZATION, "effective_lr", RENORMALIZED_MATCH,
                                optimizer=RENORMALIZED,
                                description="renormalized: effective LR = LR to float32 "
                                            "rounding"))
+    section = report.section("Mechanism I: explicit renormalization",
+                             _renormalization_text(settings, groups, renormalized, table,
+                                                   lr_records))
+    section.figure("renormalization-effective-lr",
+                   _renormalization_figure(groups, run, table.columns[0]),
+                   "Effective LR of the first normalized layer: renormalized run (measured) on "
+                   "the LR (predicted, dotted); runs without decay and with decay for contrast.")
+
+
+def _renormalization_text(settings: Settings, groups: dict[str, list[Run]],
+                          renormalized: list[Run], table: pd.DataFrame,
+                          lr_records: list[Record]) -> str:
     every_step = float(np.abs(table.to_numpy() / LR - 1).max())
-    text = (
+    return (
         "Renormalization (001 Sec. 4.3, the \"third option\"): rescale each normalized unit to "
         "unit norm after every step (`optimizer.renormalize`). The function is unchanged and "
         "||w_j||^2 = 1 before every update after the first, so the effective LR alpha/||w||^2 "
         "equals the LR alpha exactly, with no implicit decay.\n\n"
         f"Setting: {_setting(settings)}, no weight decay. Largest rel. difference between the "
         f"probed effective LR and alpha = {LR}: {_max_error(lr_records):.2g} at the checkpoint "
-        f"steps and {every_step:.2g} over every step 1..{run.config.steps - 1} (float32 "
+        f"steps and {every_step:.2g} over every step 1..{renormalized[0].config.steps - 1} "
+        "(float32 "
         "rounding of the rescale; step 0 sees the initial norms, ||w_j||^2 = 1/3 in "
         "expectation under torch's default initialization). Mean test accuracy "
         f"{mean_test_accuracy(renormalized):.4f} against {mean_test_accuracy(groups['sgd']):.4f} "
@@ -382,15 +430,14 @@ def renormalization(report: Report, settings: Settings) -> None:
         f"{mean_test_accuracy(groups['sgd:wd-normalized']):.4f} with decay on the normalized "
         "layers."
     )
-    section = report.section("Mechanism I: explicit renormalization", text)
+
+
+def _renormalization_figure(groups: dict[str, list[Run]], run: Run, layer: str) -> Figure:
     figure, (panel,) = _figure_with(1)
     runs = {RENORMALIZED: run, "sgd": groups["sgd"][0],
             "sgd:wd-normalized": groups["sgd:wd-normalized"][0]}
-    _plot_effective_lr(panel, runs, table.columns[0],
-                       {RENORMALIZED: {"color": "tab:red", "linewidth": 2}})
+    _plot_effective_lr(panel, runs, layer, {RENORMALIZED: {"color": "tab:red", "linewidth": 2}})
     panel.axhline(LR, color="black", linestyle=":", label=f"LR alpha = {LR} (predicted)")
     panel.set_title("explicit renormalization (001 Sec. 4.3)")
     panel.legend()
-    section.figure("renormalization-effective-lr", figure,
-                   "Effective LR of the first normalized layer: renormalized run (measured) on "
-                   "the LR (predicted, dotted); runs without decay and with decay for contrast.")
+    return figure

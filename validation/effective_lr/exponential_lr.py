@@ -43,16 +43,23 @@ from scalewise.models.networks import (
     scale_invariant_params,
 )
 from scalewise.theory import schedules as li_arora
-from scalewise.validation.report import Bound, Record, Report, record, spread_steps
+from scalewise.validation.report import Bound, Record, Report, curve_frame, record, spread_steps
 from scalewise.validation.suite import Settings, Size
 
 EXPERIMENT = "exponential_lr"
 LR, WEIGHT_DECAY, MOMENTUM = 0.1, 1e-2, 0.9  # lr*wd = 1e-3 <= (1 - sqrt(0.9))^2 = 2.6e-3
 MODEL = ModelConfig(arch="mlp", norm="batch", width=64, depth=2)
 DATA = DataConfig(name="digits", batch_size=128)
-STEPS = {Size.SMOKE: 200, Size.REFERENCE: 1000}
 CHECKPOINTS = 12  # steps of the run at which records compare
 LIMIT = 1e-9  # float64 rounding grown over the run; an error of the theory would show at 1e-3
+
+
+@dataclass(frozen=True)
+class Scale:
+    steps: int
+
+
+SCALES = {Size.SMOKE: Scale(steps=200), Size.REFERENCE: Scale(steps=1000)}
 
 
 @dataclass(frozen=True)
@@ -169,12 +176,7 @@ def _compare(w_a: torch.Tensor, w_b: torch.Tensor, buffer_a: np.ndarray, step: i
             float(w_a.detach().norm()))
 
 
-def checkpoint_steps(steps: int) -> np.ndarray:
-    """About :data:`CHECKPOINTS` steps spread over ``1..steps``."""
-    return np.array(spread_steps(1, steps, CHECKPOINTS))
-
-
-def _records(pair: PairTrajectory, steps: np.ndarray) -> list[Record]:
+def _records(pair: PairTrajectory, steps: list[int]) -> list[Record]:
     """Per layer and checkpoint: the norm of run B against theory's ``||w~_k||``, and the
     direction agreement ``1 - mismatch`` against 1 (its rel. error is the mismatch, to first
     order)."""
@@ -190,9 +192,8 @@ def _records(pair: PairTrajectory, steps: np.ndarray) -> list[Record]:
 
 def _curves(pair: PairTrajectory) -> pd.DataFrame:
     steps = np.arange(len(pair.mismatch))
-    parts = [pd.DataFrame({"experiment": EXPERIMENT, "optimizer": pair.case.label,
-                           "layer": layer, "quantity": quantity, "source": source,
-                           "step": steps, "value": values[:, j]})
+    parts = [curve_frame(EXPERIMENT, pair.case.label, layer, quantity, source, steps,
+                         values[:, j])
              for j, layer in enumerate(pair.layers)
              for quantity, source, values in (("direction_mismatch", "measured", pair.mismatch),
                                               ("norm", "predicted", pair.predicted_norm),
@@ -200,36 +201,13 @@ def _curves(pair: PairTrajectory) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)
 
 
-def _figure(pairs: list[PairTrajectory]) -> Figure:
-    """Direction mismatch over steps (log) beside the norm ratio ``||w_B|| / ||w_A||``."""
-    figure = Figure(figsize=(11, 4), layout="constrained")
-    left, right = figure.subplots(1, 2)
-    for pair in pairs:
-        steps = np.arange(1, len(pair.mismatch))
-        left.semilogy(steps, np.maximum(pair.mismatch[1:].max(axis=1), 1e-18),
-                      label=pair.case.label)
-        ratio = pair.measured_norm / pair.decay_norm
-        right.semilogy(np.arange(len(ratio)), ratio[:, 0], label=f"{pair.case.label} measured")
-        right.semilogy(np.arange(len(ratio)), (pair.predicted_norm / pair.decay_norm)[:, 0],
-                       linestyle=":", color="black")
-    left.axhline(np.finfo(np.float64).eps, color="gray", linestyle="--", label="float64 eps")
-    left.set(xlabel="step k", ylabel="max over units of ||w_A/|w_A| - w_B/|w_B|||",
-             title="direction mismatch, decay run vs growing-LR run")
-    right.plot([], [], linestyle=":", color="black", label="theory (dotted)")
-    right.set(xlabel="step k", ylabel=f"||w_B|| / ||w_A|| ({pairs[0].layers[0]})",
-              title="weight scale of the growing-LR run")
-    left.legend()
-    right.legend()
-    return figure
-
-
 def equivalence(report: Report, settings: Settings) -> None:
     """SGD with weight decay against SGD without it under theory's exponentially growing LR,
     plain and momentum (plus the empty-buffer control), on the digits BN MLP in float64."""
-    steps = STEPS[settings.size]
+    steps = settings.scale(SCALES).steps
     data = load_dataset(DATA, seed=settings.seed)
     pairs = [run_pair(case, data, steps, settings.seed) for case in CASES]
-    checkpoints = checkpoint_steps(steps)
+    checkpoints = spread_steps(1, steps, CHECKPOINTS)
     for pair in pairs:
         report.add(*_records(pair, checkpoints))
         report.add_curves(_curves(pair))
@@ -278,3 +256,26 @@ def _text(pairs: list[PairTrajectory], steps: int) -> str:
         f"{norm_error['sgdm:empty-buffer']:.2g} in norm: the initial buffer is part of the "
         "theorem."
     )
+
+
+def _figure(pairs: list[PairTrajectory]) -> Figure:
+    """Direction mismatch over steps (log) beside the norm ratio ``||w_B|| / ||w_A||``."""
+    figure = Figure(figsize=(11, 4), layout="constrained")
+    left, right = figure.subplots(1, 2)
+    for pair in pairs:
+        steps = np.arange(1, len(pair.mismatch))
+        left.semilogy(steps, np.maximum(pair.mismatch[1:].max(axis=1), 1e-18),
+                      label=pair.case.label)
+        ratio = pair.measured_norm / pair.decay_norm
+        right.semilogy(np.arange(len(ratio)), ratio[:, 0], label=f"{pair.case.label} measured")
+        right.semilogy(np.arange(len(ratio)), (pair.predicted_norm / pair.decay_norm)[:, 0],
+                       linestyle=":", color="black")
+    left.axhline(np.finfo(np.float64).eps, color="gray", linestyle="--", label="float64 eps")
+    left.set(xlabel="step k", ylabel="max over units of ||w_A/|w_A| - w_B/|w_B|||",
+             title="direction mismatch, decay run vs growing-LR run")
+    right.plot([], [], linestyle=":", color="black", label="theory (dotted)")
+    right.set(xlabel="step k", ylabel=f"||w_B|| / ||w_A|| ({pairs[0].layers[0]})",
+              title="weight scale of the growing-LR run")
+    left.legend()
+    right.legend()
+    return figure
