@@ -74,7 +74,8 @@ def _detail(shown: list, results: dict) -> None:
     names = [item.name for item in shown]
     asked = st.query_params.get(PARAMETER)
     st.subheader("An identity in full")
-    name = st.selectbox("Identity", names, index=names.index(asked) if asked in names else 0)
+    name = st.selectbox("Identity", names, index=names.index(asked) if asked in names else 0,
+                        key="identity")
     item = theory.IDENTITIES[name]
     st.markdown(identity_markdown(item).replace(f"### `{name}`", "", 1))
     cited = seeds_cited(item.source)

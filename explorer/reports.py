@@ -133,12 +133,13 @@ def _pick_curve(compared, name: str) -> tuple[str, str, str]:
     choices = [tuple(r) for r in rows[list(CURVE_KEYS[1:])].itertuples(index=False)]
     misses = dict(zip(choices, rows["median_miss"]))
     typical = default_curve(rows)
-    labels = {c: (" · ".join(p for p in c if p) or "whole network")
-              + f" (median miss {format_number(misses[c])})" for c in choices}
+    curves = {(" · ".join(p for p in c if p) or "whole network")
+              + f" (median miss {format_number(misses[c])})": c for c in choices}
+    labels = list(curves)  # plain strings: a widget's value survives a rerun as it was shown
     chosen = columns[1].selectbox(
-        "Curve (sorted by median |measured / predicted − 1|)", choices, format_func=labels.get,
+        "Curve (sorted by median |measured / predicted − 1|)", labels,
         index=choices.index((typical["optimizer"], typical["layer"])), key=f"{name}-{quantity}")
-    return quantity, *chosen
+    return quantity, *curves[chosen]
 
 
 def _text_and_figures(report: LoadedReport) -> None:
