@@ -8,6 +8,11 @@ layer, quantity, predicted, measured, rel_error)``, the curves ``(experiment, op
 quantity, source, step, value)`` whose source ``"measured"`` is the data and every other source
 a prediction, and the agreement rows of ``index.json`` (a bound's ``value`` against its
 ``limit``, ``holds``). A curve is one ``(quantity, optimizer, layer)`` of an experiment.
+
+Two optional parts are shown where a report has them: curve columns ``low`` and ``high``, the
+spread of a measured curve (over units, seeds or runs), drawn as a band around it; and record
+fields beyond the required ones (``low`` and ``high`` of an interval over seeds, ``seeds``, ...),
+listed in the records' table.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from scalewise.validation.report import LoadedReport, base_quantity
 
 MEASURED = "measured"
 CURVE_KEYS = ("quantity", "optimizer", "layer")
+BAND = ("low", "high")  # optional curve columns: the spread of a measured curve
 SPREAD_POINTS = 200  # steps of the common grid the spread over curves is taken on
 SPREAD = (0.1, 0.9)  # quantiles of the band of measured / predicted over curves
 FEW_POINTS = 30  # curves this short are drawn with a marker per point
@@ -152,7 +158,9 @@ def headline(report: LoadedReport, experiment: str, quantity: str, optimizer: st
     panel = f"{quantity} · {_label(optimizer, layer)}"
     rows = [pd.DataFrame({"panel": panel, "series": source,
                           "role": "data" if source == MEASURED or first is None else "theory",
-                          "step": part["step"], "value": part["value"]})
+                          "step": part["step"], "value": part["value"],
+                          **{end: pd.to_numeric(part[end], errors="coerce")
+                             for end in BAND if end in part}})
             for source in order for part in [curve[curve["source"] == source]]]
     spread = _spread(curves, quantity)
     if spread is not None:
@@ -231,9 +239,11 @@ def _label(optimizer: str, layer: str) -> str:
 
 def records_table(report: LoadedReport, experiment: str) -> pd.DataFrame:
     """The records of ``experiment`` with the step of a curve sample split off its quantity
-    (``"norm_sq@100"`` -> quantity ``norm_sq``, step 100)."""
+    (``"norm_sq@100"`` -> quantity ``norm_sq``, step 100), and any fields the report adds to
+    the required ones (an interval's ``low`` and ``high``, ``seeds``) after them."""
     records = report.records[report.records["experiment"] == experiment]
     step = records["quantity"].str.extract(r"@(-?\d+)$", expand=False)
+    required = ["optimizer", "layer", "quantity", "step", "predicted", "measured", "rel_error"]
+    extra = [c for c in records.columns if c not in required and c != "experiment"]
     return records.assign(quantity=records["quantity"].map(base_quantity),
-                          step=pd.to_numeric(step, errors="coerce"))[
-        ["optimizer", "layer", "quantity", "step", "predicted", "measured", "rel_error"]]
+                          step=pd.to_numeric(step, errors="coerce"))[required + extra]
