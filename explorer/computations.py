@@ -21,6 +21,7 @@ from scalewise.sim import mean_field
 from scalewise.theory import equilibrium as eq
 from scalewise.validation import comparison, overview
 from scalewise.validation import suite as suites
+from scalewise.validation.estimators import Interval
 from scalewise.validation.ics import covariate_shift
 from scalewise.validation.kfac import gauss_newton
 from scalewise.validation.report import LoadedReport
@@ -166,6 +167,33 @@ def unit_comparison(path: str, run_id: str, version: str, layer: str) -> pd.Data
         return comparison.unit_comparison(run, stats, layer)
     except ValueError as error:
         return str(error)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def seed_runs(path: str, run_id: str, versions: tuple[tuple[str, str], ...]) -> list[str]:
+    """The stored runs (``versions``: every run's id and version, which key the cache to the
+    store's state) that repeat ``run_id``'s configuration with another seed, ``run_id``
+    included; only configs are read, and a run whose config cannot be read is left out."""
+    store = open_store(path)
+    if isinstance(store, str):
+        return []
+    configs = {}
+    with store:
+        for other, _ in versions:
+            try:
+                configs[other] = store.status(other)[0]
+            except (ValueError, TypeError, KeyError):  # a corrupt config
+                continue
+    return comparison.seeds_of(configs[run_id], configs) if run_id in configs else []
+
+
+def seed_interval(path: str, seeds: tuple[tuple[str, str], ...], layer: str) -> Interval | None:
+    """Measured / predicted ``||w||^2`` of ``layer``'s units at the last step over the runs
+    ``seeds`` (id, version), with its interval; None where a run has no unit comparison."""
+    units = [unit_comparison(path, run_id, run_version, layer) for run_id, run_version in seeds]
+    if any(isinstance(u, str) for u in units):
+        return None
+    return comparison.seed_interval(units)
 
 
 def unit_layers(path: str, run_id: str, version: str) -> list[str]:

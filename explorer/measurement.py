@@ -8,13 +8,16 @@ import streamlit as st
 from explorer.computations import (
     open_store,
     run_comparison,
+    seed_interval,
+    seed_runs,
     unit_comparison,
     unit_layers,
     version,
 )
-from explorer.display import formatted, intuition, ratio_metrics, show_comparison
+from explorer.display import formatted, intuition, ratio_metrics, ratio_text, show_comparison
 from explorer.reports import reference_section
 from scalewise import models
+from scalewise.figures.layout import format_number
 from scalewise.models.store import RunStore
 from scalewise.validation.comparison import layer_view, unit_view
 
@@ -50,11 +53,11 @@ def _your_runs() -> None:
                 "`scalewise train --preset digits-bn-sgd --unit-probe-every 1` (the per-unit "
                 "records are what the unit-by-unit comparison needs).")
         return
-    labels = {row.id: f"{row.id} · {row.name or 'unnamed'} · {row.status} · {row.last_step} "
-                      "steps" for row in runs.itertuples()}
-    run_id = st.selectbox("Run", list(labels), format_func=labels.get)
+    ids = {f"{row.id} · {row.name or 'unnamed'} · {row.status} · {row.last_step} steps": row.id
+           for row in runs.itertuples()}  # plain labels: a widget's value survives as shown
+    run_id = ids[st.selectbox("Run", list(ids))]
     versions = {row.id: version(row) for row in runs.itertuples()}
-    _compare(str(store.path), run_id, versions[run_id])
+    _compare(str(store.path), run_id, versions)
 
 
 def _start_small_run(store: RunStore) -> None:
@@ -71,7 +74,8 @@ def _start_small_run(store: RunStore) -> None:
     st.success(f"Run {run.id} finished: {run.status.value}.")
 
 
-def _compare(path: str, run_id: str, run_version: str) -> None:
+def _compare(path: str, run_id: str, versions: dict[str, str]) -> None:
+    run_version = versions[run_id]
     st.subheader(f"Run {run_id}")
     result = run_comparison(path, run_id, run_version)
     if isinstance(result, str):
@@ -92,13 +96,14 @@ def _compare(path: str, run_id: str, run_version: str) -> None:
                    "has lasted several time constants (page 2). A layer that is not scale "
                    "invariant breaks the premise of 001 Eq. (23).")
         st.dataframe(formatted(errors), hide_index=True)
-    _units(path, run_id, run_version)
+    _units(path, run_id, versions)
 
 
-def _units(path: str, run_id: str, run_version: str) -> None:
+def _units(path: str, run_id: str, versions: dict[str, str]) -> None:
     """The unit-by-unit comparison: a chosen unit beside its own driven recurrence, and the
     spread of measured / predicted over all units of the layer."""
     st.markdown("**Unit by unit**")
+    run_version = versions[run_id]
     layers = unit_layers(path, run_id, run_version)
     if not layers:
         st.info("This run recorded no per-unit statistics (unit_probe_every = 0). Train with "
@@ -115,7 +120,31 @@ def _units(path: str, run_id: str, run_version: str) -> None:
     st.caption("Left: the unit's measured ‖w‖² and sim.drive fed its own gradient norm at unit "
                "weight norm √(grad_sq · norm_sq) (001 Eq. 18, 23). Right: measured / predicted "
                "over every unit of the layer, its median and the band of 90% of the units.")
-    show_comparison(unit_view(units, unit), f"units_{run_id}_{layer}_{unit}".replace("/", "_"))
+    comparison = unit_view(units, unit)
+    show_comparison(comparison, f"units_{run_id}_{layer}_{unit}".replace("/", "_"))
+    ratio_metrics(comparison, "at the last step", panel=comparison.panels[0])
+    _seeds(path, run_id, versions, layer)
+
+
+def _seeds(path: str, run_id: str, versions: dict[str, str], layer: str) -> None:
+    """Measured / predicted at the last step, median over the layer's units, over the stored
+    seeds of this run's configuration: a mean with its 95% interval."""
+    pairs = tuple(versions.items())
+    seeds = seed_runs(path, run_id, pairs)
+    if len(seeds) < 2:
+        st.caption("One seed of this configuration is stored: train it again with another "
+                   "`--seed` for an interval over seeds.")
+        return
+    found = seed_interval(path, tuple((s, versions[s]) for s in seeds), layer)
+    if found is None:
+        st.caption(f"{len(seeds)} seeds of this configuration are stored, but not all have "
+                   "per-unit records of this layer at every step.")
+        return
+    st.metric(f"measured / predicted ‖w‖² at the last step, median over units, mean over "
+              f"{found.n} seeds", ratio_text(found.mean),
+              delta=f"95% interval {format_number(found.low, 4)} – {format_number(found.high, 4)}",
+              delta_color="off", delta_arrow="off",
+              help="Student-t interval over seeds (validation.estimators.interval).")
 
 
 if __name__ == "__main__":  # Streamlit runs the page; importing it only defines

@@ -188,6 +188,31 @@ def test_a_small_run_joins_the_comparison() -> None:
     before = outputs(app)
     app.selectbox[1].select("hidden2").run()
     assert not app.exception and outputs(app) != before
+    # unit by unit: a chosen layer and unit of it beside the unit's own recurrence
+    run_id = app.selectbox[0].value.split(" · ")[0]
+    unit_layer, unit = app.selectbox(key=f"unit-layer-{run_id}"), app.selectbox[-1]
+    assert unit.label == "Unit" and len(unit.options) > 1 and unit_layer.options
+    before = outputs(app)
+    app = unit.select_index(1).run()
+    assert not app.exception and outputs(app) != before
+    assert any("One seed of this configuration" in c.value for c in app.caption)
+
+
+def test_seeds_of_a_run_give_an_interval(store_path: Path) -> None:
+    config = models.override(models.preset("digits-bn-sgd"),
+                             {"steps": 8, "device": "cpu", "unit_probe_every": 1})
+    with RunStore(store_path) as store:
+        first = models.train(config, store=store, progress=False).id
+        for seed in (1, 2):
+            models.train(models.override(config, {"seed": seed}), store=store, progress=False)
+        models.train(models.override(config, {"steps": 9}), store=store, progress=False)
+    app = your_runs(open_page("measurement"))
+    runs = app.selectbox[0]
+    app = runs.select_index(next(i for i, o in enumerate(runs.options) if first in o)).run()
+    assert not app.exception
+    pooled = [m for m in app.metric if "seeds" in m.label]
+    assert len(pooled) == 1 and "mean over 3 seeds" in pooled[0].label  # not the 9-step run
+    assert "95% interval" in pooled[0].delta
 
 
 def summary_rows(app: AppTest) -> list[str]:

@@ -17,6 +17,9 @@ premise ``w . grad = 0`` (001 Eq. 18); it is flagged by its measured ``cos_w_gra
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
+
 import numpy as np
 import pandas as pd
 
@@ -35,6 +38,7 @@ from scalewise.models.probes import unit_rows
 from scalewise.models.store import Run, UnitStats
 from scalewise.models.training import schedule
 from scalewise.sim.schedules import lr_factors
+from scalewise.validation.estimators import Interval, interval
 from scalewise.vocabulary import Decay, Equilibrium, Optimizer
 
 QUANTITIES = ("norm_sq", "effective_lr", "angular_update")
@@ -267,6 +271,27 @@ def unit_view(units: pd.DataFrame, unit: int) -> Comparison:
                       "step": [steps[0], steps[-1]], "value": 1.0}),
     ], ignore_index=True)
     return Comparison(table, theory="driven recurrence", data="measured", log_y=(mine,))
+
+
+def seeds_of(config: TrainConfig, configs: Mapping[str, TrainConfig]) -> list[str]:
+    """The runs of ``configs`` (run id -> config) that repeat ``config`` with another seed: equal
+    but for ``seed`` and ``device`` (which chose the hardware, not the model)."""
+    key = dataclasses.replace(config, seed=0, device="auto")
+    return [run_id for run_id, other in configs.items()
+            if dataclasses.replace(other, seed=0, device="auto") == key]
+
+
+def last_unit_ratio(units: pd.DataFrame) -> float:
+    """The median over units of measured / predicted ``||w||^2`` at the last step of
+    :func:`unit_comparison`: one number per run, 1 where 001 Eq. (23) holds."""
+    last = units[units["step"] == units["step"].max()]
+    return float((last["measured"] / last["predicted"]).median())
+
+
+def seed_interval(units_per_seed: list[pd.DataFrame]) -> Interval:
+    """:func:`last_unit_ratio` over the seeds of a configuration (one :func:`unit_comparison`
+    each), as a mean with its Student-t 95% interval (:func:`estimators.interval`)."""
+    return interval(np.array([last_unit_ratio(units) for units in units_per_seed]))
 
 
 def _long(wide: pd.DataFrame, quantity: str, source: str) -> pd.DataFrame:
