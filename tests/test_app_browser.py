@@ -63,7 +63,9 @@ class Change:
 
 
 def slider(index: int) -> str:
-    return (f"(() => {{ const s = document.querySelectorAll('[role=\"slider\"]')[{index}]; "
+    """Focus the ``index``-th slider's thumb (a range input inside ``stSlider``)."""
+    return ("(() => { const s = document.querySelectorAll("
+            f"'[data-testid=\"stSlider\"] input[type=\"range\"]')[{index}]; "
             "s.focus(); return null; })()")
 
 
@@ -104,14 +106,14 @@ PAGES = [
         Change("your runs", click('[data-testid="stRadio"] label', 1)),
     )),
     PageCase("identities", "Identities", 0, (
-        Change("seed filter", click('[data-testid="stPills"] button', 1)),
+        Change("seed filter", click('[data-testid="stButtonGroup"] button', 1)),
     )),
     PageCase("kfac", "K-FAC", 6, (
         Change("damping", click(STEP_UP, 2)),
-        Change("width", slider(1)),
+        Change("width", slider(1), "ArrowRight"),
     )),
     PageCase("covariate-shift", "Internal covariate shift", 2, (
-        Change("largest mean", slider(0)),
+        Change("largest mean", slider(0), "ArrowRight"),
         Change("units", slider(1), "ArrowLeft"),
     )),
 ]
@@ -125,7 +127,16 @@ STATE = """(() => {
   const errors = [...document.querySelectorAll('[data-testid="stAlertContentError"]')]
                  .map(e => e.innerText);
   return {heading, running, charts, exceptions, errors, path: location.pathname,
-          search: location.search, changed: window.__changed || 0};
+          search: location.search, changed: window.__changed || 0, now: performance.now()};
+})()"""
+
+OBSERVE = """(() => {
+  if (!window.__observer) {
+    window.__changed = performance.now();
+    window.__observer = new MutationObserver(() => { window.__changed = performance.now(); });
+    window.__observer.observe(document.body, {subtree: true, childList: true,
+                                              attributes: true, characterData: true});
+  }
 })()"""
 
 WATCH = """(() => {
@@ -140,10 +151,17 @@ WATCH = """(() => {
 
 OVERFLOW = """(() => {
   const width = document.documentElement.clientWidth;
+  const clipped = e => {  // inside a box that clips or scrolls it, itself within the window
+    for (let a = e.parentElement; a; a = a.parentElement) {
+      if (getComputedStyle(a).overflowX !== 'visible'
+          && a.getBoundingClientRect().right <= width + 1) return true;
+    }
+    return false;
+  };
   const wide = [...document.querySelectorAll('[data-testid="stMain"] *')].filter(e => {
     const r = e.getBoundingClientRect();
     return r.width > 0 && r.height > 0 && r.right > width + 1
-           && getComputedStyle(e).visibility !== 'hidden';
+           && getComputedStyle(e).visibility !== 'hidden' && !clipped(e);
   }).map(e => (e.getAttribute('data-testid') || e.tagName) + ' ' + Math.round(
     e.getBoundingClientRect().right));
   return {width, scroll: document.documentElement.scrollWidth, wide: wide.slice(0, 8)};
@@ -279,17 +297,23 @@ def state(browser: DevTools, header: str) -> dict:
 
 
 def load(browser: DevTools, url: str, case: PageCase) -> tuple[dict, float]:
-    """Open ``url`` and wait until ``case``'s page has rendered: its state and the seconds."""
-    start = time.monotonic()
+    """Open ``url`` and wait until ``case``'s page has rendered (its header and charts there,
+    its script run over, and no change for :data:`QUIET` seconds): its state and the seconds
+    from the navigation to the page's last change."""
+    browser.evaluate("window.__left = true")  # marks the document being left
     browser.call("Page.navigate", url=url)
 
     def rendered() -> dict | None:
+        if browser.evaluate("window.__left === true"):  # the new document is not there yet
+            return None
+        browser.evaluate(OBSERVE)
         now = state(browser, case.header)
-        done = now["heading"] and not now["running"] and now["charts"] >= case.charts
+        quiet = now["now"] - now["changed"] > QUIET * 1000
+        done = now["heading"] and not now["running"] and now["charts"] >= case.charts and quiet
         return now if done or now["exceptions"] else None
 
     found = wait_until(rendered, RENDER_TIMEOUT, f"rendering page {case.key!r}")
-    return found, time.monotonic() - start
+    return found, found["changed"] / 1000  # performance.now() counts from the navigation
 
 
 def shoot(browser: DevTools, path: Path) -> Path:
