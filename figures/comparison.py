@@ -26,6 +26,7 @@ constant.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -74,16 +75,21 @@ class Comparison:
 
     @property
     def panels(self) -> list[str]:
-        return list(dict.fromkeys(self.table["panel"]))
+        return self.table["panel"].drop_duplicates().tolist()  # in order of appearance
 
     @property
     def series(self) -> list[str]:
-        return list(dict.fromkeys(self.table["series"]))
+        return self.table["series"].drop_duplicates().tolist()
 
     def y_title(self, panel: str) -> str:
         return self.y_titles.get(panel, panel)
 
     def ratios(self) -> pd.DataFrame:
+        """:attr:`_ratios`, computed once per comparison (every panel's chart asks for it)."""
+        return self._ratios
+
+    @cached_property
+    def _ratios(self) -> pd.DataFrame:
         """Per data point, ``ratio = value / theory`` (and ``low``, ``high`` of the band divided
         by the same theory where the table has them): columns panel, series, step, ratio[, low,
         high]. A data series is divided by the theory curve of its own series, or else by its
