@@ -78,7 +78,7 @@ def log_steps(steps: int, points: int = 400) -> np.ndarray:
     one ``steps``.
 
     >>> log_steps(10, 4).tolist()
-    [0, 1, 2, 4, 10]
+    [0, 1, 2, 5, 10]
     """
     steps = checks.integer("steps", steps, 1)
     return np.unique(np.concatenate([[0], np.geomspace(1, steps, points).round().astype(int)]))

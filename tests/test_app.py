@@ -296,3 +296,64 @@ def test_choosing_another_curve_redraws_it() -> None:
     curve = next(box for box in app.selectbox if box.label.startswith("Curve"))
     app = curve.select_index(1 - curve.index).run()
     assert not app.exception and outputs(app) != before
+
+
+def numeric_widgets(app: AppTest) -> list:
+    """The page's number inputs, sliders and select sliders, in page order by kind."""
+    return [*app.number_input, *app.slider, *app.select_slider]
+
+
+def bounds(widget) -> tuple:
+    if widget.type == "select_slider":
+        return widget.options[0], widget.options[-1]
+    return widget.min, widget.max
+
+
+def set_bound(widget, end: int) -> None:
+    value = bounds(widget)[end]
+    if widget.type == "select_slider":  # its options are the shown labels; values are numbers
+        value = type(widget.value)(value)
+    widget.set_value(value)
+
+
+SWEPT_PAGES = ["norm-growth", "wd-equilibrium", "kfac", "covariate-shift"]
+
+
+@pytest.mark.parametrize("page", SWEPT_PAGES)
+def test_every_widget_at_each_bound_and_all_at_once(page: str) -> None:
+    """Each numeric widget alone at its minimum and at its maximum, then every widget at its
+    minimum together and at its maximum together: a page or a clear message, never a
+    traceback."""
+    app = open_page(page)
+    count = len(numeric_widgets(app))
+    assert count > 0
+    for index in range(count):
+        for end in (0, 1):
+            app = open_page(page)
+            widget = numeric_widgets(app)[index]
+            set_bound(widget, end)
+            app.run()
+            assert not app.exception, (widget.label, bounds(widget)[end])
+    for end in (0, 1):
+        app = open_page(page)
+        for widget in numeric_widgets(app):
+            set_bound(widget, end)
+        app.run()
+        assert not app.exception, ("all at", end)
+
+
+@pytest.mark.parametrize("optimizer", ["sgdm", "adam", "adamw", "rmsprop", "adagrad"])
+def test_every_optimizers_widgets_at_their_corners(optimizer: str) -> None:
+    for end in (0, 1):
+        app = open_page("wd-equilibrium")
+        app.selectbox[0].select(optimizer).run()
+        for widget in numeric_widgets(app):
+            set_bound(widget, end)
+        app.run()
+        assert not app.exception, (optimizer, end)
+
+
+def test_no_learning_rate_says_to_pick_one() -> None:
+    app = open_page("norm-growth")
+    app.multiselect[0].set_value([]).run()
+    assert not app.exception and any("at least one" in info.value for info in app.info)
