@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from scalewise.cli.exits import NEGATIVE, OK, answered
 from scalewise.theory.catalogue import catalogue_markdown
 
 DEFAULT = Path("docs/identities.md")
@@ -20,16 +21,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
 
 
+@answered(interrupted="nothing was written")
 def run(args: argparse.Namespace) -> int:
     text = catalogue_markdown()
     if args.check:
         current = args.out.read_text() if args.out.exists() else ""
         if current != text:
             print(f"{args.out} is stale: run `scalewise docs --out {args.out}`")
-            return 1
+            return NEGATIVE
         print(f"{args.out} is up to date")
-        return 0
+        return OK
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)
     print(f"wrote {args.out}")
-    return 0
+    return OK

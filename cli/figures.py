@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import time
 
+from scalewise.cli.exits import OK, answered
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -18,6 +20,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--dpi", type=int, default=200, help="resolution of raster formats")
 
 
+@answered(interrupted="the files written so far are kept")
 def run(args: argparse.Namespace) -> int:
     from scalewise.figures.notes import (
         save_all,  # matplotlib is imported only by this command
@@ -28,4 +31,4 @@ def run(args: argparse.Namespace) -> int:
     for path in written:
         print(path)
     print(f"{len(written)} files in {time.perf_counter() - start:.1f} s")
-    return 0
+    return OK

@@ -7,6 +7,7 @@ import argparse
 import sys
 
 from scalewise import theory
+from scalewise.cli.exits import BAD_INPUT, NEGATIVE, OK, answered
 from scalewise.theory.catalogue import FORMATS, results_table, witness_lines
 
 
@@ -27,16 +28,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
 
 
+@answered(interrupted="no identity was left half checked")
 def run(args: argparse.Namespace) -> int:
     if args.list:
         print("\n".join(theory.IDENTITIES))
-        return 0
+        return OK
     unknown = [name for name in args.only or () if name not in theory.IDENTITIES]
     if unknown:
         known = ", ".join(theory.IDENTITIES)
         print(f"error: unknown identity {', '.join(unknown)}; known identities: {known}",
               file=sys.stderr)
-        return 2
+        return BAD_INPUT
     results = theory.check_all(args.only)
     print(results_table(results, args.format))
     if args.witnesses:
@@ -44,8 +46,8 @@ def run(args: argparse.Namespace) -> int:
     failed = [r.name for r in results if not r.ok]
     if failed:
         print(f"FAILED: {', '.join(failed)}", file=sys.stderr)
-        return 1
+        return NEGATIVE
     if args.format == "table":
         total = sum(r.seconds for r in results)
         print(f"\n{len(results)} identities hold and reject their controls ({total:.1f} s).")
-    return 0
+    return OK

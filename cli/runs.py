@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pandas as pd
 
+from scalewise.cli.exits import BAD_INPUT, OK, answered
 from scalewise.models.store import (
     DEFAULT_STORE,
     EXPORT_FORMATS,
     Run,
     RunStatus,
     RunStore,
-    StoreError,
     default_store_path,
 )
 
@@ -45,19 +45,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help=f"output file, its format by suffix: {', '.join(EXPORT_FORMATS)}")
 
 
+@answered(interrupted="nothing was changed")
 def run(args: argparse.Namespace) -> int:
     path = Path(args.store) if args.store else default_store_path()
     if not path.exists():
         print(f"error: no run store at {path} (train a run first, or pass --store or set "
               "SCALEWISE_STORE)", file=sys.stderr)
-        return 2
-    try:
-        with RunStore(path) as store:
-            print(_ACTIONS[args.action](store, args))
-    except (StoreError, ValueError, ModuleNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    return 0
+        return BAD_INPUT
+    with RunStore(path, create=False) as store:
+        print(_ACTIONS[args.action](store, args))
+    return OK
 
 
 def _ls(store: RunStore, args: argparse.Namespace) -> str:
@@ -89,7 +86,8 @@ def describe(run: Run) -> str:
     layers = sorted(set(metrics["layer"]) - {""})
     steps = f"steps {metrics['step'].min()}..{metrics['step'].max()}" if len(metrics) else "none"
     parts = [
-        f"run {run.id} ({run.name or 'unnamed'}): {run.status.value}",
+        f"run {run.id} ({run.name or 'unnamed'}): {run.status.value}"
+        + (f" by {run.holder}" if run.holder else ""),
         f"created {run.created}, updated {run.updated}, code {run.code_version}",
         f"metrics: {len(metrics)} rows, {steps}, layers {', '.join(layers) or 'none'}",
         "last network metrics:",

@@ -9,11 +9,11 @@ trials already completed in the store and runs the rest.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import pandas as pd
 
+from scalewise.cli.exits import NEGATIVE, OK, answered
 from scalewise.models.store import DEFAULT_STORE, RunStatus, RunStore
 from scalewise.sweep import (
     SweepSpec,
@@ -25,7 +25,6 @@ from scalewise.sweep import (
     sweep_status,
 )
 
-EXIT_INTERRUPTED = 130  # the shell's code for a process stopped by Ctrl-C (128 + SIGINT)
 STATUS = "status"
 
 
@@ -50,19 +49,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--summary-csv", metavar="PATH", help="also write the summary as CSV")
 
 
+@answered(interrupted="the finished trials are recorded; run the same command again to run "
+          "the rest")
 def run(args: argparse.Namespace) -> int:
-    try:
-        status_only, spec = _target(args)
-        with RunStore(args.store) as store:
-            code = _show(spec, store) if status_only else _run(spec, store, args)
-            table = summarize(spec, store)
-    except KeyboardInterrupt:
-        print("interrupted: the finished trials are recorded; run the same command again to "
-              "run the rest", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except (ValueError, ModuleNotFoundError) as error:  # StoreError is a ValueError
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    status_only, spec = _target(args)
+    with RunStore(args.store) as store:
+        code = _show(spec, store) if status_only else _run(spec, store, args)
+        table = summarize(spec, store)
     print(f"\nsummary: final {spec.metric} over seeds ({spec.goal} is best)")
     print(_table(table))
     if args.summary_csv:
@@ -86,7 +79,7 @@ def _show(spec: SweepSpec, store: RunStore) -> int:
     print(_table(status))
     counts = status["status"].value_counts()
     print(", ".join(f"{count} {name}" for name, count in counts.items()))
-    return 0
+    return OK
 
 
 def _run(spec: SweepSpec, store: RunStore, args: argparse.Namespace) -> int:
@@ -102,7 +95,7 @@ def _run(spec: SweepSpec, store: RunStore, args: argparse.Namespace) -> int:
           f"{len(done.skipped)} already completed; store {store.path}")
     if failed:
         print("see `scalewise runs show RUN` for the log of " + ", ".join(failed))
-    return 1 if failed else 0
+    return NEGATIVE if failed else OK
 
 
 def _table(frame: pd.DataFrame) -> str:

@@ -18,12 +18,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import sys
 import types
 import typing
 from enum import Enum
 from typing import Any
 
+from scalewise.cli.exits import NEGATIVE, OK, answered
 from scalewise.models.config import TrainConfig, override
 from scalewise.models.presets import PRESETS, preset
 from scalewise.models.store import DEFAULT_STORE, Run, RunStatus, RunStore
@@ -31,7 +31,6 @@ from scalewise.models.training import train
 
 ALIASES = {"optimizer.name": "optimizer", "data.name": "dataset", "data.root": "data-root"}
 SECTIONS = ("model.", "data.", "optimizer.")  # dropped from flag names: --width, --lr
-EXIT_INTERRUPTED = 130  # the shell's code for a process stopped by Ctrl-C (128 + SIGINT)
 
 
 def config_fields(cls: type = TrainConfig, prefix: str = "") -> list[tuple[str, Any, Any]]:
@@ -95,6 +94,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--restart", action="store_true",
                         help="start over instead of resuming a stored run of the same id")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument("--no-wait", action="store_true",
+                        help="if another process is training this run, exit 3 at once instead "
+                        "of waiting for it and showing its result")
     parser.add_argument("--dry-run", action="store_true",
                         help="print the config and its run id, train nothing")
     fields = parser.add_argument_group("config fields", "each sets one field of TrainConfig")
@@ -111,33 +113,22 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     return override(base, {p: tuple(v) if isinstance(v, list) else v for p, v in changes.items()})
 
 
+@answered(interrupted="run the same command again to resume from the last checkpoint")
 def run(args: argparse.Namespace) -> int:
     if args.list_presets:
         for name, config in PRESETS.items():
             print(f"{name:24s} {_describe(config)}")
-        return 0
-    try:
-        config = config_from_args(args)
-    except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        return OK
+    config = config_from_args(args)
     if args.dry_run:
         print(json.dumps(json.loads(config.to_json()), indent=2))
         print(f"run id: {args.run_id or config.run_id()}")
-        return 0
-    try:
-        with RunStore(args.store) as store:
-            result = train(config, store=store, run_id=args.run_id, resume=not args.restart,
-                           progress=not args.no_progress)
-            print(summary(result, store))
-    except KeyboardInterrupt:
-        print("interrupted: run the same command again to resume from the last checkpoint",
-              file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except ValueError as error:  # bad data folder, batch size or device; a store error
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    return 0 if result.status is RunStatus.COMPLETED else 1
+        return OK
+    with RunStore(args.store) as store:
+        result = train(config, store=store, run_id=args.run_id, resume=not args.restart,
+                       progress=not args.no_progress, wait=not args.no_wait)
+        print(summary(result, store))
+    return OK if result.status is RunStatus.COMPLETED else NEGATIVE
 
 
 def _describe(config: TrainConfig) -> str:

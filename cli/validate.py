@@ -4,22 +4,23 @@ Suites (:data:`validation.SUITES`): ``effective-lr`` (001 Sec. 5, 004 Sec. 4.1: 
 learning rate of normalized networks against sim/ and theory/), ``kfac`` (004 Sec. 4.2-4.3: the
 Gauss-Newton norm, effective damping, curvature traces) and ``ics`` (001 Sec. 3-4: internal
 covariate shift, the knock-out, quasi-diagonal preconditioning, AdaGraft). The exit status is 0
-when every agreement bound of the report holds, 1 when one does not, 2 on bad input, 130 on
-Ctrl-C (the runs finished so far are kept in the store; the same command resumes).
+when every agreement bound of the report holds, 1 when one does not, 2 on bad input, 3 when the
+store or the report folder cannot be used, 130 on Ctrl-C (the runs finished so far are kept in
+the store; the same command resumes).
 
-The committed reference reports are regenerated with ``--out validation/reference/SUITE``.
+The committed reference reports are regenerated with ``--out validation/reference/SUITE``, from
+a clean source tree only (the report records the commit; :func:`validation.suite.
+check_reference_output`).
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
+from scalewise.cli.exits import NEGATIVE, OK, answered
 from scalewise.validation import SUITES, Size
-
-EXIT_INTERRUPTED = 130
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -47,30 +48,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
+@answered(interrupted="the finished runs are kept in the store; run the same command again "
+          "to resume")
 def run(args: argparse.Namespace) -> int:
     from scalewise.validation import build
     from scalewise.validation.report import agreement_table
-    from scalewise.validation.suite import Settings
+    from scalewise.validation.suite import Settings, check_reference_output
 
     out = Path(args.out or Path("reports") / args.suite)
     start = time.perf_counter()
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        settings = Settings(size=args.size, device=args.device,
-                            store=args.store or str(out / "runs" / "runs.sqlite"),
-                            data_root=args.data_root, seed=args.seed,
-                            progress=not args.no_progress)
-        report = build(args.suite, settings)
-        report.write(out)
-    except KeyboardInterrupt:
-        print("interrupted: the finished runs are kept in the store; run the same command again "
-              "to resume", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except (ValueError, OSError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    check_reference_output(out, args.size)
+    out.mkdir(parents=True, exist_ok=True)
+    settings = Settings(size=args.size, device=args.device,
+                        store=args.store or str(out / "runs" / "runs.sqlite"),
+                        data_root=args.data_root, seed=args.seed, progress=not args.no_progress)
+    report = build(args.suite, settings)
+    report.write(out)
     results = report.agreement()
     print(agreement_table(results))
     print(f"\nwrote {out / 'report.md'} ({len(report.records)} records) in "
           f"{time.perf_counter() - start:.0f} s")
-    return 0 if all(r.holds for r in results) else 1
+    return OK if all(r.holds for r in results) else NEGATIVE

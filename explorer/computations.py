@@ -16,7 +16,12 @@ import streamlit as st
 from scalewise import models, theory, validation
 from scalewise.figures import curves
 from scalewise.figures.comparison import Comparison
-from scalewise.models.store import RunStore, StoreError, UnitStats, default_store_path
+from scalewise.models.store import (
+    RunStore,
+    UnitStats,
+    default_store_path,
+    store_or_reason,
+)
 from scalewise.sim import mean_field
 from scalewise.theory import equilibrium as eq
 from scalewise.validation import comparison, overview
@@ -34,6 +39,7 @@ DIM_CHOICES = (8, 16, 32, 64, 128, 256, 1024)
 SPHERE_DIM = 64  # the dimension of a unit's weight vector the pages start from
 SETTLING = 3  # time constants a run needs to show its settling
 MEAN_NORM_POINTS = 13  # points of the covariate-shift curves between 0 and the largest ||m||
+STORE_TIMEOUT = 5.0  # seconds a page waits for a store another process keeps locked
 
 
 def default_lr(optimizer: str) -> float:
@@ -116,15 +122,11 @@ def outliers(max_mean_norm: float, dim: int, samples: int, seed: int) -> pd.Data
 # ---------------------------------------------------------------- the run store
 
 
-def open_store(path: str | None = None) -> RunStore | str:
-    """The run store at ``path`` (default: :func:`default_store_path`), or why it cannot be
-    read. Every page opens the store here."""
-    path = default_store_path() if path is None else path
-    try:
-        return RunStore(path)
-    except (StoreError, OSError) as error:
-        return (f"The run store cannot be read: {error}. Point $SCALEWISE_STORE at another file "
-                "or move this one away.")
+def open_store(*, create: bool = True) -> RunStore | str:
+    """The user's run store (made when absent and ``create``), or the one line a page shows
+    instead of a traceback: no store, a folder, a 0-byte file, a damaged header or damaged
+    pages, a store locked for longer than :data:`STORE_TIMEOUT`, one that cannot be created."""
+    return store_or_reason(default_store_path(), timeout=STORE_TIMEOUT, create=create)
 
 
 def version(row) -> str:
@@ -135,11 +137,9 @@ def version(row) -> str:
 @st.cache_data(max_entries=16, show_spinner=False)
 def stored_run(path: str, run_id: str, version: str) -> tuple[models.Run, UnitStats]:
     """The run ``run_id`` of the store at ``path`` and its per-unit records; ``version`` (its
-    update time and last step) keys the cache to what is stored."""
-    store = open_store(path)
-    if isinstance(store, str):
-        raise ValueError(store)
-    with store:
+    update time and last step) keys the cache to what is stored. StoreError (a ValueError)
+    where it cannot be read."""
+    with RunStore(path, timeout=STORE_TIMEOUT, create=False) as store:
         return store[run_id], store.unit_stats(run_id)
 
 
@@ -174,7 +174,7 @@ def seed_runs(path: str, run_id: str, versions: tuple[tuple[str, str], ...]) -> 
     """The stored runs (``versions``: every run's id and version, which key the cache to the
     store's state) that repeat ``run_id``'s configuration with another seed, ``run_id``
     included; only configs are read, and a run whose config cannot be read is left out."""
-    store = open_store(path)
+    store = store_or_reason(path, timeout=STORE_TIMEOUT, create=False)
     if isinstance(store, str):
         return []
     configs = {}
@@ -208,16 +208,14 @@ def stored_gn_norms() -> pd.DataFrame:
     """Gauss-Newton norms from the stored runs' costly probes (empty if none measured them).
     The store is listed on every call (runs come and go); each run is read through
     :func:`stored_run`'s cache."""
-    path = default_store_path()
-    if not path.exists():
-        return pd.DataFrame()
-    store = open_store(path)
-    if isinstance(store, str):
+    store = open_store(create=False)
+    if isinstance(store, str):  # none, or unreadable: the page computes the live family
         return pd.DataFrame()
     try:
         with store:
             runs = store.runs()
-        frames = [gauss_newton.stored_norms(stored_run(str(path), r.id, version(r))[0].metrics)
+        frames = [gauss_newton.stored_norms(stored_run(str(store.path), r.id, version(r))[0]
+                                            .metrics)
                   .assign(run=r.id) for r in runs.itertuples()]
     except (ValueError, OSError):  # an unreadable store or run: fall back to the live family
         return pd.DataFrame()

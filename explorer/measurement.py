@@ -42,7 +42,8 @@ def main() -> None:
 def _your_runs() -> None:
     store = open_store()
     if isinstance(store, str):
-        st.error(store)
+        st.error(f"The run store cannot be read: {store}. Point $SCALEWISE_STORE at another "
+                 "file or move this one away.")
         return
     with store:
         st.caption(f"Run store: `{store.path}`")

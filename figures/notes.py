@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
+from scalewise import checks
 from scalewise.figures.layout import axes_row, colors
 from scalewise.sim.dynamics import simulate
 from scalewise.sim.equilibria import equilibrium
@@ -155,9 +156,16 @@ FIGURES: dict[str, Callable[[], Figure]] = {
 """Every figure, by file name."""
 
 
+SAVE_FORMATS = ("png", "pdf", "svg")
+
+
 def save_all(out_dir: str | Path, formats: Sequence[str] = ("png", "pdf"),
              dpi: int = 200) -> list[Path]:
-    """Draw every figure of :data:`FIGURES` and write ``out_dir/<name>.<format>``."""
+    """Draw every figure of :data:`FIGURES` and write ``out_dir/<name>.<format>``. Bad
+    ``formats`` or ``dpi`` are refused before anything is drawn."""
+    for fmt in formats:
+        checks.one_of("format", fmt, SAVE_FORMATS)
+    checks.integer("dpi", dpi, 1)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written = []

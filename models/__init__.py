@@ -36,13 +36,14 @@ from scalewise.models.networks import build_model
 from scalewise.models.optimizer_factory import build_optimizer
 from scalewise.models.presets import PRESETS, preset
 from scalewise.models.step import StepResult, train_step
-from scalewise.models.store import Run, RunStatus, RunStore, StoreError
+from scalewise.models.store import Run, RunBusy, RunStatus, RunStore, StoreError, StoreFault
 from scalewise.models.training import evaluate, train
 
 __all__ = [
     "PRESETS", "Arch", "Curvature", "Data", "DataConfig", "Dataset", "KFACConfig",
     "ModelConfig", "Norm", "NormPosition", "OptimizerConfig", "Optimizer", "Precision", "Run",
-    "RunStatus", "RunStore", "Schedule", "StepResult", "StoreError", "TrainConfig", "WeightDecayMode",
+    "RunBusy", "RunStatus", "RunStore", "Schedule", "StepResult", "StoreError", "StoreFault",
+    "TrainConfig", "WeightDecayMode",
     "WeightDecayPlacement", "build_model", "build_optimizer", "evaluate", "load_dataset",
     "override", "preset", "probes", "train", "train_step",
 ]

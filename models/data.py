@@ -13,14 +13,17 @@ Four tasks (:class:`~models.config.Dataset`):
 assumes ``E[x x^T] = I`` (004 Theorem 1; 001 Sec. 3 with ``Sigma = I``).
 
 CIFAR-10 and MNIST are read from ``data.root`` in their standard on-disk formats, parsed here
-directly; nothing is ever downloaded. The CIFAR-10 batches are pickles: read only a folder you
-trust. Images are standardized per channel with statistics of the training split; inputs are
+directly; nothing is ever downloaded. The CIFAR-10 batches are pickles, read by a restricted
+unpickler that admits only what the format holds (NumPy arrays, lists, dicts, bytes and
+numbers): a planted file that refers to anything else is refused before it can run code. Images are standardized per channel with statistics of the training split; inputs are
 float32 ``(N, C, H, W)`` for images and ``(N, D)`` for the teacher task, targets int64 ``(N,)``.
 """
 
 from __future__ import annotations
 
+import codecs
 import gzip
+import io
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
@@ -200,12 +203,53 @@ def _cifar_batches(folder: Path, names: tuple[str, ...]) -> tuple[np.ndarray, np
     images, labels = [], []
     for name in names:
         path = folder / name
-        with open(path, "rb") as file:
-            batch = pickle.load(file, encoding="bytes")
+        batch = read_cifar_batch(path)
         rows = np.asarray(_field(batch, "data", path), dtype=np.uint8)  # (n, 3072)
         images.append(rows.reshape(-1, 3, 32, 32))
         labels.append(np.asarray(_field(batch, "labels", path), dtype=np.int64))
     return np.concatenate(images), np.concatenate(labels)
+
+
+def _latin1(text: str, encoding: str = "latin1") -> bytes:
+    """``_codecs.encode`` as Python 3 pickles bytes at protocol 2, for latin-1 only."""
+    if encoding.replace("-", "").lower() != "latin1":
+        raise pickle.UnpicklingError(f"an encoding {encoding!r} (bytes are pickled as latin-1)")
+    return codecs.encode(text, "latin1")
+
+
+_EMPTY = np.empty(0)
+_PICKLE_GLOBALS = {  # every global a CIFAR-10 batch refers to, by NumPy 1 and 2, protocols 2-5
+    ("numpy.core.multiarray", "_reconstruct"): _EMPTY.__reduce__()[0],
+    ("numpy._core.multiarray", "_reconstruct"): _EMPTY.__reduce__()[0],
+    ("numpy.core.numeric", "_frombuffer"): _EMPTY.__reduce_ex__(5)[0],
+    ("numpy._core.numeric", "_frombuffer"): _EMPTY.__reduce_ex__(5)[0],
+    ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "dtype"): np.dtype,
+    ("_codecs", "encode"): _latin1,
+}
+
+
+class _BatchUnpickler(pickle.Unpickler):
+    """An unpickler that resolves only :data:`_PICKLE_GLOBALS`: arrays and plain data."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in _PICKLE_GLOBALS:
+            raise pickle.UnpicklingError(f"it refers to {module}.{name}, which a CIFAR-10 batch "
+                                         "never holds (nothing was run)")
+        return _PICKLE_GLOBALS[module, name]
+
+
+def read_cifar_batch(path: Path) -> Any:
+    """One pickled CIFAR-10 batch (a dict with bytes keys: the batches were pickled by Python 2)
+    through the restricted unpickler; ``ValueError`` naming the file when it is not one."""
+    try:
+        with open(path, "rb") as file:
+            raw = file.read()
+        return _BatchUnpickler(io.BytesIO(raw), encoding="bytes").load()
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError,
+            KeyError) as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ValueError(f"{path} is not a CIFAR-10 batch: {reason}") from None
 
 
 def _field(batch: Any, key: str, path: Path) -> Any:

@@ -11,11 +11,13 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 from torch.utils.hooks import RemovableHandle
 
 from scalewise import checks
 from scalewise.models.networks import ScaleInvariant
+from scalewise.models.probes import unit_rows
 
 NormTargets = Callable[[int], Sequence[float]] | np.ndarray
 
@@ -112,3 +114,28 @@ class AdaGraft(torch.optim.Optimizer):
         self.magnitude.load_state_dict(state_dict["magnitude"])
         self.direction.load_state_dict(state_dict["direction"])
         self.param_groups = self.magnitude.param_groups  # loading replaced the magnitude's
+
+
+def graft_targets(metrics: pd.DataFrame, invariants: Sequence[ScaleInvariant],
+                  steps: int) -> np.ndarray:
+    """Per-step layer norms (steps, layers) for :func:`graft_norms` from
+    another run's long-form ``metrics``: row ``k`` holds ``sqrt(units * norm_sq)`` of each of
+    ``invariants``' layers logged at step ``k + 1`` (the per-unit mean of the squared norms
+    after ``k + 1`` updates; ``units = 1`` for LN layers).
+
+    Raises ``ValueError`` when a layer's ``norm_sq`` is missing or not finite at any step
+    ``1..steps``."""
+    rows = metrics[metrics["name"] == "norm_sq"]
+    table = rows.pivot(index="step", columns="layer", values="value")  # (logged steps, layers)
+    names = [inv.name for inv in invariants]
+    missing = [name for name in names if name not in table.columns]
+    if missing:
+        raise ValueError(f"no norm_sq of the layers {', '.join(missing)}")
+    needed = table.reindex(index=range(1, steps + 1), columns=names).to_numpy()  # (steps, L)
+    finite = np.isfinite(needed).all(axis=1)
+    if not finite.all():
+        first = int(np.argmin(finite)) + 1
+        raise ValueError(f"norm_sq is missing or not finite at step {first} of the steps "
+                         f"1..{steps} needed (train it for >= {steps} steps, probe_every = 1)")
+    units = np.array([unit_rows(inv.param, inv.granularity).shape[0] for inv in invariants])
+    return np.sqrt(units * needed)

@@ -17,7 +17,7 @@ The run's id is the hash of its config (:meth:`TrainConfig.run_id`) unless given
 Norm grafting (``optimizer.graft_norms_from``, 004 Sec. 4.1, Fig. 4) takes its per-step targets
 from the ``norm_sq`` of another run in the same store: after step ``k`` this run's
 scale-invariant layers get the norms that run's layers had after step ``k``, i.e. its
-``norm_sq`` logged at ``k + 1`` (see :func:`graft_targets`).
+``norm_sq`` logged at ``k + 1`` (see :func:`models.grafting.graft_targets`).
 
 Metrics reach the store in batches at each checkpoint (every ``checkpoint_every`` steps and at
 the end). A checkpoint holds everything the rest of the run depends on: model, optimizer, the
@@ -28,10 +28,21 @@ recomputes them: on CPU, where the run executes with deterministic algorithms, a
 and resumed run stores exactly the metrics of an uninterrupted one. On CUDA runs are seeded but
 not bitwise reproducible (cuDNN and atomics).
 
+A checkpoint that cannot be read (damaged, or not one of this run) is never loaded unsafely:
+the run restarts from step 0 with a one-line :class:`CheckpointWarning`, and its log says why.
+
 A run whose loss or weights stop being finite ends with status ``failed`` and a log line saying
-where; its metrics up to there are kept. Ctrl-C (``KeyboardInterrupt``) marks the run
-``interrupted``, keeps its last checkpoint and is raised again; any other exception marks it
-``failed`` with the traceback in its log and is raised again.
+where; its metrics up to there are kept. Ctrl-C (``KeyboardInterrupt``) and a fault of the store
+or a file (:class:`~models.store.StoreFault`, ``OSError``: a full disk, a file-size limit) mark
+the run ``interrupted``, keep its last checkpoint and are raised again, so the same call resumes
+once the fault is gone; any other exception marks it ``failed`` with the traceback in its log
+and is raised again. Where the store itself can no longer be written, what it committed stays,
+and the run, whose lease ends with this process, shows as ``interrupted``.
+
+Training takes the run's lease in the store first (:meth:`~models.store.RunStore.acquire`): a
+second process training the same run waits for the first (with a one-line
+:class:`RunBusyWarning`) and then returns the completed run, or resumes one left unfinished;
+``wait=False`` refuses at once with :class:`~models.store.RunBusy`.
 """
 
 from __future__ import annotations
@@ -41,20 +52,28 @@ import json
 import math
 import os
 import sys
+import time
 import traceback
-from collections.abc import Callable, Iterator, Sequence
+import warnings
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
 from scalewise import checks
+from scalewise.models.checkpoints import (
+    CheckpointError,
+    CheckpointWarning,
+    RunState,
+    load_checkpoint,
+    remove_checkpoint,
+    save_checkpoint,
+)
 from scalewise.models.config import (
     RUN_ID,
     ModelConfig,
@@ -63,9 +82,8 @@ from scalewise.models.config import (
     TrainConfig,
 )
 from scalewise.models.data import BatchSampler, Data, Split, load_dataset
-from scalewise.models.grafting import graft_norms
+from scalewise.models.grafting import graft_norms, graft_targets
 from scalewise.models.networks import (
-    ScaleInvariant,
     build_model,
     layer_weights,
     scale_invariant_params,
@@ -80,7 +98,17 @@ from scalewise.models.probes import (
     unit_rows,
 )
 from scalewise.models.step import StepResult, train_step
-from scalewise.models.store import Metric, Run, RunStatus, RunStore, StoreError
+from scalewise.models.store import (
+    Claim,
+    LeaseLost,
+    Metric,
+    Run,
+    RunBusy,
+    RunStatus,
+    RunStore,
+    StoreError,
+    StoreFault,
+)
 from scalewise.sim.schedules import (
     Constant,
     Exponential,
@@ -93,13 +121,18 @@ NETWORK = ""  # the ``layer`` of metrics about the whole network, as in models.p
 PROBE_BATCH = 64  # training inputs the costly probes see (their Jacobians are B x C x P)
 EVAL_BATCH = 1024
 FLUSH_ROWS = 100_000  # metric rows buffered at most between checkpoints
+WAIT_SECONDS = 1.0  # between looks at a run another process is training
 
 StepCallback = Callable[[int, StepResult], None]
 
 
+class RunBusyWarning(UserWarning):
+    """Another process is training the run: this one waits for it."""
+
+
 def train(config: TrainConfig, *, store: RunStore | None = None, run_id: str | None = None,
-          resume: bool = True, progress: bool = True,
-          on_step: StepCallback | None = None) -> Run:
+          resume: bool = True, progress: bool = True, on_step: StepCallback | None = None,
+          wait: bool = True) -> Run:
     """Train ``config``, storing metrics and checkpoints in ``store`` (default: the file of
     :func:`models.store.default_store_path`), and return the stored run.
 
@@ -107,6 +140,8 @@ def train(config: TrainConfig, *, store: RunStore | None = None, run_id: str | N
     continues from its last checkpoint (from the start without one); without, the run starts
     over. ``progress`` shows a progress bar when stderr is a terminal outside CI.
     ``on_step(k, result)`` is called after step ``k`` (and after its checkpoint, if any).
+    While another process trains the same run, ``wait`` waits for it (then as above: usually
+    the completed run is returned); without, :class:`~models.store.RunBusy` is raised.
     """
     if not isinstance(config, TrainConfig):
         checks.fail("config", config, "a TrainConfig")
@@ -118,8 +153,8 @@ def train(config: TrainConfig, *, store: RunStore | None = None, run_id: str | N
     owned = store is None
     store = RunStore() if store is None else store
     try:
-        return _train_stored(config, data, device, store,
-                             run_id or config.run_id(), resume, progress, on_step)
+        return _train_stored(config, data, device, store, run_id or config.run_id(), resume,
+                             progress, on_step, wait)
     finally:
         if owned:
             store.close()
@@ -148,20 +183,6 @@ def run_data(config: TrainConfig, device: torch.device | str = "cpu") -> Data:
 
 # ------------------------------------------------------------------------------ run state
 
-@dataclass
-class RunState:
-    """Everything a checkpoint holds; ``step`` counts the updates done, ``saved`` is the step of
-    the last checkpoint written or loaded."""
-
-    model: nn.Module
-    optimizer: torch.optim.Optimizer
-    sampler: BatchSampler
-    generator: torch.Generator
-    probe: StepProbe | None
-    step: int = 0
-    saved: int | None = None
-
-
 def _build_state(config: TrainConfig, data: Data, device: torch.device) -> RunState:
     model_seed, sampler_seed, step_seed = (
         int(s) for s in np.random.SeedSequence(config.seed).generate_state(3))
@@ -186,7 +207,8 @@ def initial_state(config: TrainConfig) -> RunState:
 def checkpoint_state(config: TrainConfig, store: RunStore) -> RunState:
     """The state of the run of ``config`` in ``store`` at its last checkpoint, on the CPU (for
     a completed run: the trained network and its optimizer). Norm grafting is not registered
-    again. :class:`~models.store.StoreError` when the run has no checkpoint."""
+    again. :class:`~models.store.StoreError` when the run has no checkpoint,
+    :class:`CheckpointError` when it cannot be read."""
     path = store.checkpoint_path(config.run_id())
     if not path.exists():
         raise StoreError(f"run {config.run_id()} has no checkpoint in {store.checkpoint_dir}")
@@ -195,59 +217,63 @@ def checkpoint_state(config: TrainConfig, store: RunStore) -> RunState:
     return state
 
 
-def save_checkpoint(path: Path, state: RunState, config: TrainConfig) -> None:
-    """Write ``state`` to ``path`` atomically: a temporary file, synced, renamed over it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"config": config.to_json(), "step": state.step,
-               "model": state.model.state_dict(), "optimizer": state.optimizer.state_dict(),
-               "sampler": state.sampler.state_dict(), "generator": state.generator.get_state(),
-               "previous_gradients": state.probe.previous if state.probe else {}}
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(temporary, "wb") as file:
-        torch.save(payload, file)
-        file.flush()
-        os.fsync(file.fileno())
-    os.replace(temporary, path)
-    state.saved = state.step
-
-
-def load_checkpoint(path: Path, state: RunState, config: TrainConfig) -> None:
-    """Restore ``state`` from the checkpoint at ``path``, which must be of ``config``."""
-    payload = torch.load(path, map_location="cpu", weights_only=True)
-    if payload["config"] != config.to_json():
-        raise StoreError(f"checkpoint {path} belongs to another config; pass resume=False to "
-                         "start this run over")
-    state.model.load_state_dict(payload["model"])
-    state.optimizer.load_state_dict(payload["optimizer"])
-    state.sampler.load_state_dict(payload["sampler"])
-    state.generator.set_state(payload["generator"])
-    if state.probe is not None:
-        state.probe.previous = payload["previous_gradients"]
-    state.step = state.saved = int(payload["step"])
-
-
 # ------------------------------------------------------------------------------ the run
 
 def _train_stored(config: TrainConfig, data: Data, device: torch.device, store: RunStore,
-                  run_id: str, resume: bool, progress: bool,
-                  on_step: StepCallback | None) -> Run:
-    existing = store.status(run_id)
-    if existing is not None and resume and existing[0] != config:
-        raise StoreError(f"run {run_id} in {store.path} holds another config; pass another "
-                         "run_id, or resume=False to overwrite it")
-    if existing is not None and resume and existing[1] is RunStatus.COMPLETED:
-        return store[run_id]
+                  run_id: str, resume: bool, progress: bool, on_step: StepCallback | None,
+                  wait: bool) -> Run:
     state = _build_state(config, data, device)
+    graft = _graft_targets(config, state, store, run_id)
+    claim = _claim(store, run_id, config, resume, wait)
+    if not claim.held:
+        return store[run_id]
+    try:
+        return _train_held(config, data, device, store, run_id, state, claim, graft, resume,
+                           progress, on_step)
+    finally:
+        try:
+            store.release(run_id)
+        except StoreFault:
+            pass  # the heartbeat has stopped: the lease lapses by itself
+
+
+def _claim(store: RunStore, run_id: str, config: TrainConfig, resume: bool,
+           wait: bool) -> Claim:
+    """The run's lease, waiting while another live process holds it (when ``wait``)."""
+    waiting = False
+    while True:
+        try:
+            return store.acquire(run_id, config, resume=resume)
+        except RunBusy as busy:
+            if not wait:
+                raise
+            if not waiting:
+                warnings.warn(f"run {run_id} is being trained by {busy.holder.describe()}; "
+                              "waiting for it to finish (Ctrl-C stops waiting)",
+                              RunBusyWarning, stacklevel=4)
+                waiting = True
+            time.sleep(WAIT_SECONDS)
+
+
+def _train_held(config: TrainConfig, data: Data, device: torch.device, store: RunStore,
+                run_id: str, state: RunState, claim: Claim, graft: np.ndarray | None, resume: bool,
+                progress: bool, on_step: StepCallback | None) -> Run:
+    """The run, its lease held: from its checkpoint (or step 0) to its end."""
     checkpoint = store.checkpoint_path(run_id)
-    continuing = resume and existing is not None
-    if continuing and checkpoint.exists():
-        load_checkpoint(checkpoint, state, config)
-        message = f"resumed from the checkpoint at step {state.step}"
+    continuing = resume and claim.found is not None
+    message = "started" if claim.found is None or not resume else "restarted from step 0"
+    if continuing and checkpoint.is_file():
+        state, message = _resume(config, data, device, state, checkpoint, run_id)
     else:
-        checkpoint.unlink(missing_ok=True)
-        message = "started" if existing is None or not resume else "restarted from step 0"
-    if config.optimizer.graft_norms_from is not None:
-        _graft(config, state, store, run_id)
+        remove_checkpoint(checkpoint)
+    for leftover in checkpoint.parent.glob(f".{checkpoint.name}.*.tmp"):
+        remove_checkpoint(leftover)  # of a process killed while writing
+    if claim.abandoned_by is not None:
+        owner = claim.abandoned_by
+        message += f", taking over from process {owner.pid} on {owner.host}, which stopped"
+    if graft is not None:
+        graft_norms(state.optimizer, scale_invariant_params(state.model), graft,
+                    start_step=state.step)
     store.begin(run_id, config, fresh=not continuing, message=f"{message} on {device}")
     store.delete_metrics(run_id, from_step=state.step)
     log = _MetricLog(store, run_id)
@@ -256,26 +282,59 @@ def _train_stored(config: TrainConfig, data: Data, device: torch.device, store: 
             status, message = _run(config, data, state, log, checkpoint,
                                    _progress_bar(config.steps, state.step, run_id, progress),
                                    on_step)
-    except KeyboardInterrupt:
         log.flush()
-        saved = "none yet" if state.saved is None else f"step {state.saved}"
-        store.set_status(run_id, RunStatus.INTERRUPTED,
-                         f"interrupted at step {state.step}; checkpoint kept: {saved}")
+        store.set_status(run_id, status, message)
+    except BaseException as error:
+        _record_stop(store, log, run_id, *_stopped(error, state))
         raise
-    except BaseException:
-        log.flush()
-        store.set_status(run_id, RunStatus.FAILED, f"error at step {state.step}:\n"
-                         + traceback.format_exc())
-        raise
-    log.flush()
-    store.set_status(run_id, status, message)
     return store[run_id]
 
 
-def _graft(config: TrainConfig, state: RunState, store: RunStore, run_id: str) -> None:
-    """Register norm grafting to the run ``config.optimizer.graft_norms_from`` of ``store``
-    from the step ``state`` resumes at."""
+def _resume(config: TrainConfig, data: Data, device: torch.device, state: RunState,
+            checkpoint: Path, run_id: str) -> tuple[RunState, str]:
+    """The state restored from ``checkpoint`` and the log line saying so; a fresh state from
+    step 0, with a warning, when the checkpoint cannot be read."""
+    try:
+        load_checkpoint(checkpoint, state, config)
+    except CheckpointError as error:
+        warnings.warn(f"{error}; run {run_id} restarts from step 0", CheckpointWarning,
+                      stacklevel=5)
+        return _build_state(config, data, device), f"restarted from step 0: {error}"
+    return state, f"resumed from the checkpoint at step {state.step}"
+
+
+def _stopped(error: BaseException, state: RunState) -> tuple[RunStatus, str]:
+    """The status and log line of a run stopped by ``error``: ``interrupted`` (resumable) for
+    Ctrl-C and faults of the store or a file, ``failed`` for anything else."""
+    saved = "none yet" if state.saved is None else f"step {state.saved}"
+    if isinstance(error, KeyboardInterrupt):
+        return RunStatus.INTERRUPTED, f"interrupted at step {state.step}; checkpoint kept: {saved}"
+    if isinstance(error, (StoreFault, OSError)):
+        return RunStatus.INTERRUPTED, (f"stopped at step {state.step} by a fault: {error}; "
+                                       f"checkpoint kept: {saved}")
+    return RunStatus.FAILED, f"error at step {state.step}:\n" + traceback.format_exc()
+
+
+def _record_stop(store: RunStore, log: _MetricLog, run_id: str, status: RunStatus,
+                 message: str) -> None:
+    """Write what was logged and the run's status as far as the store still takes writes: a
+    store that cannot be written (or a run another process took over) keeps what it has."""
+    for write in (log.flush, lambda: store.set_status(run_id, status, message)):
+        try:
+            write()
+        except LeaseLost:
+            return
+        except StoreFault:
+            continue
+
+
+def _graft_targets(config: TrainConfig, state: RunState, store: RunStore,
+                   run_id: str) -> np.ndarray | None:
+    """The per-step target norms of norm grafting to the run ``config.optimizer.graft_norms_from``
+    of ``store`` (``None`` without grafting), checked before the run takes its lease."""
     source_id = config.optimizer.graft_norms_from
+    if source_id is None:
+        return None
     field = f"optimizer.graft_norms_from = {source_id!r} is invalid; allowed"
     source = None if source_id == run_id else store.get(source_id)
     if source is None:
@@ -289,36 +348,11 @@ def _graft(config: TrainConfig, state: RunState, store: RunStore, run_id: str) -
         targets = graft_targets(source.metrics, invariants, config.steps)
     except ValueError as error:
         raise ValueError(f"{field}: a run with the norms to graft ({source_id}: {error})") from None
-    graft_norms(state.optimizer, invariants, targets, start_step=state.step)
+    return targets
 
 
 def _describe(model: ModelConfig) -> str:
     return json.dumps(dataclasses.asdict(model), sort_keys=True)
-
-
-def graft_targets(metrics: pd.DataFrame, invariants: Sequence[ScaleInvariant],
-                  steps: int) -> np.ndarray:
-    """Per-step layer norms (steps, layers) for :func:`scalewise.models.grafting.graft_norms` from
-    another run's long-form ``metrics``: row ``k`` holds ``sqrt(units * norm_sq)`` of each of
-    ``invariants``' layers logged at step ``k + 1`` (the per-unit mean of the squared norms
-    after ``k + 1`` updates; ``units = 1`` for LN layers).
-
-    Raises ``ValueError`` when a layer's ``norm_sq`` is missing or not finite at any step
-    ``1..steps``."""
-    rows = metrics[metrics["name"] == "norm_sq"]
-    table = rows.pivot(index="step", columns="layer", values="value")  # (logged steps, layers)
-    names = [inv.name for inv in invariants]
-    missing = [name for name in names if name not in table.columns]
-    if missing:
-        raise ValueError(f"no norm_sq of the layers {', '.join(missing)}")
-    needed = table.reindex(index=range(1, steps + 1), columns=names).to_numpy()  # (steps, L)
-    finite = np.isfinite(needed).all(axis=1)
-    if not finite.all():
-        first = int(np.argmin(finite)) + 1
-        raise ValueError(f"norm_sq is missing or not finite at step {first} of the steps "
-                         f"1..{steps} needed (train it for >= {steps} steps, probe_every = 1)")
-    units = np.array([unit_rows(inv.param, inv.granularity).shape[0] for inv in invariants])
-    return np.sqrt(units * needed)
 
 
 def _run(config: TrainConfig, data: Data, state: RunState, log: _MetricLog, checkpoint: Path,

@@ -114,8 +114,9 @@ def drive(
     ``memory_limit`` and ``device`` as in :func:`simulate`.
     """
     norms = checks.nonnegative("grad_norms", grad_norms)  # 0: a unit with no gradient
-    if norms.ndim == 0:
-        checks.fail("grad_norms", grad_norms, "an array of shape (steps, *shape)")
+    if norms.ndim == 0 or norms.shape[0] == 0:
+        checks.fail("grad_norms", grad_norms, "an array of shape (steps, *shape) with steps >= 1, "
+                    "one gradient norm per step")
     return _run(
         dict(optimizer=optimizer, lr=lr, weight_decay=weight_decay, steps=norms.shape[0],
              grad_norm=norms, grad_norm_per_step=True, init_norm=init_norm, momentum=momentum,

@@ -78,25 +78,42 @@ def load_spec(path: str | Path) -> SweepSpec:
         checks.fail("spec", str(path), "a file ending in .yaml, .yml or .toml")
     if not path.is_file():
         checks.fail("spec", str(path), "an existing spec file")
-    text = path.read_text()
-    data = _parse_toml(text) if path.suffix == ".toml" else _parse_yaml(text)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        checks.fail("spec", str(path), f"a UTF-8 text file (byte {error.start} is not UTF-8)")
+    except OSError as error:
+        checks.fail("spec", str(path), f"a readable file ({error.strerror or error})")
+    data = _parse_toml(text, path) if path.suffix == ".toml" else _parse_yaml(text, path)
     if not isinstance(data, Mapping):
         checks.fail("spec", str(path), "a file holding a mapping (name, preset, base, axes, seeds, ...)")
     return parse_spec({"name": path.stem, **data})
 
 
-def _parse_yaml(text: str) -> Any:
+def _parse_yaml(text: str, path: Path) -> Any:
+    """The YAML document; a syntax error names the file, line and column in one line."""
     import yaml  # declared by the sweep extra; the core does not need it
 
-    return yaml.safe_load(text)
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        hint = "; YAML indents with spaces, not tabs" if "'\\t'" in problem else ""
+        checks.fail("spec", str(path), f"a valid YAML file ({where}{problem}{hint})")
 
 
-def _parse_toml(text: str) -> Any:
+def _parse_toml(text: str, path: Path) -> Any:
+    """The TOML document; a syntax error names the file, line and column in one line."""
     if sys.version_info >= (3, 11):
         import tomllib
     else:
         import tomli as tomllib  # the sweep extra installs it on Python 3.10
-    return tomllib.loads(text)
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        checks.fail("spec", str(path), f"a valid TOML file ({error})")
 
 
 def parse_spec(data: Mapping[str, Any]) -> SweepSpec:

@@ -147,9 +147,9 @@ with RunStore(sys.argv[2]) as store:
 
 @pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs POSIX signals")
 def test_killed_process_resumes_to_the_uninterrupted_run(tmp_path: Path) -> None:
-    """A real kill: no handler runs, the status stays ``running`` and the metrics since the
-    last checkpoint are lost; resuming recomputes them. (The teacher task and no costly
-    probes keep the child process's start short.)"""
+    """A real kill: no handler runs, the metrics since the last checkpoint are lost, and the
+    run, its owner gone, shows as ``interrupted``; resuming takes it over and recomputes them.
+    (The teacher task and no costly probes keep the child process's start short.)"""
     config = tiny(**{**RESUME_CASES[0].changes, "data.name": "teacher", "costly_probe_every": 0})
     with RunStore(tmp_path / "whole.sqlite") as store:
         whole = train(config, store=store, progress=False)
@@ -159,9 +159,9 @@ def test_killed_process_resumes_to_the_uninterrupted_run(tmp_path: Path) -> None
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     with RunStore(path) as store:
         stopped = store[config.run_id()]
-        assert stopped.status is RunStatus.RUNNING and stopped.metrics["step"].max() == 7
+        assert stopped.status is RunStatus.INTERRUPTED and stopped.metrics["step"].max() == 7
         resumed = train(config, store=store, progress=False)
-    assert "resumed from the checkpoint at step 8" in resumed.log
+    assert "resumed from the checkpoint at step 8, taking over from process" in resumed.log
     pd.testing.assert_frame_equal(resumed.metrics, whole.metrics, check_exact=True)
 
 

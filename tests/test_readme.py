@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -29,3 +32,49 @@ def test_cli_lines_name_real_subcommands() -> None:
 
     used = set(re.findall(r"^scalewise (\w+)", TEXT, flags=re.M))
     assert used and used <= set(COMMANDS)
+
+
+COLLIDING = ("models", "sim", "theory", "validation")
+"""Package names a paper's own repository often has: scalewise must not collide with them."""
+
+
+@pytest.fixture(scope="module")
+def paper(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    """A folder holding its own ``models/``, ``sim/``, ``theory/`` and ``validation/``
+    packages, first on the path of the processes started in it."""
+    folder = tmp_path_factory.mktemp("paper")
+    for name in COLLIDING:
+        (folder / name).mkdir()
+        (folder / name / "__init__.py").write_text(f"PAPER = {name!r}\n")
+    env = {**os.environ, "PYTHONPATH": str(folder), "SCALEWISE_STORE": str(folder / "s.sqlite")}
+    return {"cwd": folder, "env": env}
+
+
+def _run(paper: dict[str, object], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(list(args), capture_output=True, text=True, timeout=600, check=False,
+                          **paper)
+
+
+@pytest.mark.parametrize("code", SNIPPETS, ids=[f"snippet{i}" for i in range(len(SNIPPETS))])
+def test_snippet_runs_beside_colliding_packages(code: str, paper: dict[str, object]) -> None:
+    check = "import models, sim, theory, validation\nassert models.PAPER == 'models'\n"
+    done = _run(paper, sys.executable, "-c", check + code)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+@pytest.mark.parametrize("command", [("proofs", "--only", "wd_effective_lr"),
+                                     ("train", "--preset", "digits-bn-sgd", "--steps", "5")])
+def test_cli_runs_beside_colliding_packages(command: tuple[str, ...],
+                                            paper: dict[str, object]) -> None:
+    done = _run(paper, sys.executable, "-m", "scalewise", *command)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_nothing_installed_at_the_top_level(paper: dict[str, object]) -> None:
+    env = {**paper["env"], "PYTHONPATH": ""}
+    code = ("import importlib.util as u\n"
+            "print([n for n in ('models', 'sim', 'theory', 'validation', 'sweep', 'figures', "
+            "'cli', 'scalewise_cli') if u.find_spec(n)])")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, check=True, cwd=paper["cwd"].parent, env=env)
+    assert done.stdout.strip() == "[]"

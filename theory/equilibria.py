@@ -87,6 +87,8 @@ def _validated(
     properties = Optimizer(optimizer).properties
     lr_array = checks.positive("lr", lr)
     wd_array = checks.positive("weight_decay", weight_decay)
+    checks.broadcast({"lr": lr_array, "weight_decay": wd_array, "grad_norm": grad_norm,
+                      "momentum": momentum, "dim": dim})
     if properties.shrinks(properties.decay):
         checks.decay_factor(lr_array, wd_array)
     momentum_array = checks.unit_interval("momentum", momentum)
@@ -218,6 +220,20 @@ EQUILIBRIA: Mapping[str, Equilibrium] = MappingProxyType(
 )
 """Equilibrium closed forms by optimizer name (``"sgd"``, ``"sgdm"``, ``"adam"``, ``"adamw"``,
 ``"rmsprop"``)."""
+
+ESTIMATORS: Mapping[str, str] = MappingProxyType({
+    "norm_sq": "E_k ||w_k||^2 of one scale-invariant unit (a row of a weight a normalization "
+    "follows; a whole layer for layer norm): its time average over the settled steps",
+    "effective_lr": "lr / (E_k ||w_k||^2)^(p/2) of one unit, p the optimizer's effective-LR "
+    "power (2 for SGD and momentum SGD, 1 for the Adam family): the effective LR at the mean "
+    "squared norm, not the mean of per-step effective LRs",
+    "angular_update": "arccos(E_k <w_k, w_{k+1}> / E_k ||w_k||^2): a ratio of sums over the "
+    "settled steps (and a layer's units), not the mean of per-step angles",
+    "grad_norm": "g = sqrt(E_k ||grad J(w_hat_k)||^2) of one unit: the norm balances the mean "
+    "of g^2 (001 Eq. 23: each step adds alpha^2 g_k^2 / ||w||^2), not the square of its mean",
+})
+"""Which expectation of what each closed form of :data:`EQUILIBRIA` is about: the estimators a
+measurement must use to be compared with it (:mod:`scalewise.validation.estimators`)."""
 
 NO_EQUILIBRIUM: Mapping[str, str] = MappingProxyType(
     {

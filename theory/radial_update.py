@@ -284,6 +284,12 @@ identity(
 
 # ---------------------------------------------------------------- NumPy forms
 
+w_dot_u, u_sq = sp.symbols("w_dot_u u_sq", real=True)
+balanced_norm_sq = sp.lambdify((decay, x, w_dot_u, u_sq),
+                               decay**2 * x - 2 * decay * w_dot_u + u_sq, "numpy")
+"""``||w_{k+1}||^2`` from ``(rho, ||w_k||^2, <w_k, u_k>, ||u_k||^2)``: the right side of
+:func:`norm_balance`'s identity, for per-unit or per-layer sums."""
+
 sgdm_update_parts = sp.lambdify((alpha, lam, mu), (SGDM_RADIAL_COSINE, sp.sqrt(
     SGDM_UPDATE_RATIO_SQ)), "numpy")
 """``(cos(w, u), ||u|| / ||w||)`` of momentum SGD at equilibrium."""

@@ -26,6 +26,7 @@ leaves the previous report readable. :func:`load` reads a folder back.
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
 import json
 import math
 import os
@@ -119,8 +120,8 @@ def base_quantity(quantity: str) -> str:
 class Bound:
     """Agreement a suite promises: over the records of ``experiment`` whose quantity is
     ``quantity`` (with or without an ``@k`` step, :func:`base_quantity`) and, unless None, of
-    ``optimizer``, the ``statistic`` (max, median or mean) of ``rel_error`` is at most ``limit``.
-    With ``per_layer`` the statistic is taken per (optimizer, layer) and the worst one counts,
+    ``optimizer`` and of a layer matching the shell pattern ``layer``, the ``statistic`` (max,
+    median or mean) of ``rel_error`` is at most ``limit``. With ``per_layer`` the statistic is taken per (optimizer, layer) and the worst one counts,
     so "median error per layer <= 1%" is ``Bound(..., statistic="median", per_layer=True)``."""
 
     experiment: str
@@ -130,6 +131,7 @@ class Bound:
     statistic: str = "max"
     per_layer: bool = False
     description: str = ""
+    layer: str = "*"
 
     def __post_init__(self) -> None:
         checks.one_of("statistic", self.statistic, STATISTICS)
@@ -137,7 +139,8 @@ class Bound:
 
     def matches(self, rec: Record) -> bool:
         return (rec.experiment == self.experiment and base_quantity(rec.quantity) == self.quantity
-                and self.optimizer in (None, rec.optimizer))
+                and self.optimizer in (None, rec.optimizer)
+                and fnmatch.fnmatchcase(rec.layer, self.layer))
 
     def check(self, records: Iterable[Record]) -> BoundResult:
         """The statistic over the matching records (the worst group's with ``per_layer``); a

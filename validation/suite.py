@@ -12,6 +12,7 @@ started again resumes its runs and reuses the finished ones.
 from __future__ import annotations
 
 import os
+import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,9 +64,35 @@ class Settings:
         return scales[self.size]
 
     def describe(self) -> dict[str, object]:
-        """What a report records of how it was made (no paths of this machine)."""
+        """What a report records of how it was made (no paths of this machine): its settings,
+        the code version and the commit of the source tree, and whether that tree had
+        uncommitted changes."""
+        commit, dirty = source_tree()
         return {"size": self.size.value, "device": self.device, "seed": self.seed,
-                "cifar10": self.data_root is not None, "code_version": models.store.code_version()}
+                "cifar10": self.data_root is not None, "code_version": models.store.code_version(),
+                "commit": commit, "dirty": dirty}
+
+
+def source_tree() -> tuple[str | None, bool]:
+    """The commit of the git checkout holding this source and whether its tracked files have
+    uncommitted changes; ``(None, False)`` outside a checkout."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=Path(__file__).parent, capture_output=True,
+                              text=True, timeout=30, check=True).stdout.strip()
+    try:
+        return git("rev-parse", "HEAD"), bool(git("status", "--porcelain", "--untracked-files=no"))
+    except (OSError, subprocess.SubprocessError):
+        return None, False
+
+
+def check_reference_output(out: str | os.PathLike[str], size: Size) -> None:
+    """Refuse (ValueError) to write a reference report into :data:`REFERENCE_DIR` from a source
+    tree with uncommitted changes: a committed reference names the commit that made it, so
+    its bounds are provably declared before its data."""
+    inside = Path(out).resolve().is_relative_to(REFERENCE_DIR.resolve())
+    if inside and Size(size) is Size.REFERENCE and source_tree()[1]:
+        raise ValueError(f"out = {os.fspath(out)!r} is a committed reference report and the source "
+                         "tree has uncommitted changes; allowed: a clean tree (commit first)")
 
 
 def open_store(settings: Settings) -> RunStore:

@@ -1,30 +1,41 @@
-"""Suite ``effective-lr``: the effective learning rate of normalized networks, measured per layer,
-against the norm recurrence (001 Eq. 19, 23), its equilibria (001 Eq. 24-25; theory.optimizers
-for momentum SGD, Adam and AdamW), the square-root growth law without weight decay (001 Sec. 4.3)
-and the response to step decays (004 Sec. 4.1, Fig. 3); then the paper's first mechanism
-(:mod:`.mechanism_one`) and weight decay as an exponential learning-rate schedule
-(:mod:`.exponential_lr`).
+"""Suite ``effective-lr``: where the weight norm of normalized networks comes from, and the
+effective learning rate it sets, measured the way theory states it.
 
-One module per experiment; :mod:`.runs` holds the runs the first four share.
+Step by step: the norm balance of every optimizer (:mod:`.norm_balance`), SGD's norm from its
+gradients alone (:mod:`.driven_sgd`), momentum's and the Adam family's from their updates'
+tangential energy and the mean field's parts (:mod:`.update_parts`). At equilibrium, on settled
+runs with seeds and intervals: the equilibria (:mod:`.equilibrium`), that only the product of
+learning rate and weight decay matters (:mod:`.product_only`), the scaling law
+(:mod:`.scaling`), the approach rate (:mod:`.approach`). Without weight decay, the growth law
+(:mod:`.norm_growth`); through step decays (:mod:`.step_decay`); then the paper's first
+mechanism (:mod:`.mechanism_one`) and weight decay as an exponential learning-rate schedule
+(:mod:`.exponential_lr`). One module per experiment; :mod:`.runs` holds what they share and
+:mod:`.settled` the estimators over a settled window.
 """
 
 from __future__ import annotations
 
 from scalewise.validation.effective_lr import (
-    driven,
+    approach,
+    driven_sgd,
     equilibrium,
     exponential_lr,
     mechanism_one,
+    norm_balance,
     norm_growth,
+    product_only,
+    scaling,
     step_decay,
+    update_parts,
 )
 from scalewise.validation.report import Report
 from scalewise.validation.suite import Settings
 
-EXPERIMENTS = (driven.driven, equilibrium.equilibrium, norm_growth.norm_growth,
-               step_decay.step_decay, mechanism_one.weight_decay_placement,
-               mechanism_one.norm_grafting, mechanism_one.renormalization,
-               exponential_lr.equivalence)
+EXPERIMENTS = (norm_balance.norm_balance, driven_sgd.driven_sgd, update_parts.update_parts,
+               equilibrium.equilibrium, product_only.product_only, scaling.scaling,
+               approach.approach, norm_growth.norm_growth, step_decay.step_decay,
+               mechanism_one.weight_decay_placement, mechanism_one.norm_grafting,
+               mechanism_one.renormalization, exponential_lr.equivalence)
 """The experiments of the report, in its order."""
 
 
@@ -34,16 +45,17 @@ def build(settings: Settings) -> Report:
         suite="effective-lr",
         title="The effective learning rate of normalized networks: theory vs measurement",
         intro=(
-            "Normalized networks (digits MLP and CNN with batch norm; a CIFAR-10 ResNet where "
-            "the data are given) trained with SGD, momentum SGD, Adam (L2) and AdamW, with and "
-            "without weight decay, probed at every step. Per scale-invariant layer the measured "
-            "weight norm, effective learning rate and angular update are set beside the norm "
-            "recurrence driven by the measured gradient norms (001 Eq. 23), theory's equilibria "
-            "(001 Eq. 24-25, theory.optimizers), the square-root growth law (001 Sec. 4.3) and "
-            "the response to step decays (004 Fig. 3); then weight decay's placement, norm "
-            "grafting and renormalization (004 Sec. 4.1) and weight decay as an exponential "
-            "learning-rate schedule. The SGD prediction is exact per unit (001 Eq. 23); the "
-            "others are a mean-field model."),
+            "Normalized networks (the digits MLP with batch, layer and weight norm and a "
+            "batch-norm CNN) trained with SGD, momentum SGD, Adam with L2, AdamW, RMSprop, "
+            "Adagrad and K-FAC, with per-unit sufficient statistics of every step. First where "
+            "the weight norm comes from: the exact norm balance of every optimizer, SGD's norm "
+            "from its gradient norms alone (001 Eq. 23), and the mean-field models' parts for "
+            "momentum and the Adam family. Then, on runs that settled, with seeds and 95% "
+            "intervals: theory's equilibria with the estimators they are about (ratios of "
+            "sums, 001 Eq. 24-25), the product rule, the scaling law and the approach rate; "
+            "the growth without weight decay (001 Sec. 4.3) and the response to step decays "
+            "(004 Fig. 3); then weight decay's placement, norm grafting and renormalization "
+            "(004 Sec. 4.1) and weight decay as an exponential learning-rate schedule."),
     )
     for experiment in EXPERIMENTS:
         experiment(report, settings)

@@ -1,200 +1,246 @@
-"""The runs that the driven, equilibrium, norm-growth and step-decay experiments measure: every
-network x optimizer setting, with and without weight decay, probed at every step, each beside
-its comparison table (:func:`validation.comparison.compare_run`).
+"""The runs of the effective-LR suite and what every experiment reads from them.
 
-Networks: the digits MLP and small CNN with batch norm (CPU, minutes), and a CIFAR-10 ResNet
-when ``settings.data_root`` holds the data. Only scale-invariant layers
-(:func:`validation.comparison.invariant_layers`) are predicted; the output layer is reported apart.
+A :class:`Setting` is an optimizer with its hyperparameters; its run length follows theory's
+time constant (:meth:`Setting.time_constant`), so every run can settle. The networks are the
+digits MLP with batch, layer or weight norm and the small batch-norm CNN; runs record the layer
+sums of the step statistics every step and per-unit records every ``unit_every`` steps
+(:data:`scalewise.models.probes.UNIT_STATISTICS`). :class:`Measured` holds a trained run with
+its per-unit records and the units that are scale invariant (``|cos(w, grad J)|`` below
+:data:`INVARIANCE_TOLERANCE`) in a layer whose normalization keeps a margin of at least
+:data:`MARGIN` over its ``eps``; the others are listed, never silently dropped.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+import dataclasses
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 
-from scalewise import models
-from scalewise.models.store import Run, RunStatus
-from scalewise.validation import comparison
-from scalewise.validation.report import Record, curve_frame, record
-from scalewise.validation.suite import Settings, Size, train_runs
+from scalewise import models, sim
+from scalewise.models.store import Run, RunStatus, RunStore, UnitStats
+from scalewise.theory import equilibrium as eq
+from scalewise.validation.comparison import normalized_layers, unit_dims, wide
+from scalewise.validation.suite import Settings, open_store, train_runs
+from scalewise.vocabulary import Decay, Optimizer
 
-RECORD_POINTS = 12  # steps per curve at which a comparison is recorded
-NO_DECAY = "-nowd"  # suffix of the label of a run without weight decay
-DECAYED_DRIVEN_LIMIT = 0.15  # SGD with decay: what driving by layer means allows (see driven)
+INVARIANCE_TOLERANCE = 1e-3
+"""A unit is compared with the theory of scale-invariant weights when the median over its
+records of ``|cos(w, grad J(w))|`` is below this (0 exactly under scale invariance, 001 Eq. 16;
+batch norm's ``eps`` makes it about ``eps / var``)."""
+MARGIN = 100.0
+"""A layer is compared when its normalization's smallest variance stays at least this many
+times its ``eps`` (:func:`scalewise.models.probes.normalization_margins`)."""
+SETTLE_LENGTH = 12.0
+"""Runs last this many of theory's time constants (at least :data:`MIN_STEPS`): settling needs
+five (:data:`scalewise.validation.estimators.SETTLING_TIME_CONSTANTS`), the first ones spent
+leaving the initial norm, the last two measured."""
+MIN_STEPS = 600
+"""The shortest run of the reference size (smoke runs set their own)."""
+NETWORKS = {
+    "mlp-bn": {"model.arch": "mlp", "model.norm": "batch"},
+    "mlp-ln": {"model.arch": "mlp", "model.norm": "layer"},
+    "mlp-wn": {"model.arch": "mlp", "model.norm": "weight"},
+    "cnn-bn": {"model.arch": "vgg", "model.width": 32, "model.norm": "batch"},
+    "resnet-bn": {"data.name": "cifar10", "model.arch": "resnet", "model.width": 16,
+                  "model.norm": "batch"},
+}
+"""The networks, named by architecture and normalization as the records' layers are."""
+DIGITS = ("mlp-bn", "mlp-ln", "mlp-wn", "cnn-bn")
+"""The networks trained on the digits, which ship with scikit-learn: every size trains them;
+the CIFAR-10 ResNet (meant for a GPU) joins where ``Settings.data_root`` holds the data."""
+BASE = {"data.name": "digits", "probe_every": 1, "costly_probe_every": 0, "unit_sample": None}
 
 
 @dataclass(frozen=True)
 class Setting:
-    """One optimizer setting of the suite: torch optimizer ``name``, ``lr``, weight decay and its
-    mode; ``label`` is the report's optimizer label."""
+    """An optimizer (a :class:`scalewise.vocabulary.Optimizer` value) with its learning rate,
+    weight decay (applied in the optimizer's own form: L2 where coupled, the shrink where
+    decoupled) and, where it has them, momentum and betas (``beta2 = 0.99`` keeps Adam's
+    second-moment memory below ``1 / (lr wd)``, as theory's adaptive forms assume)."""
 
-    label: str
-    name: str
+    optimizer: str
     lr: float
     weight_decay: float
-    wd_mode: str
+    momentum: float = 0.9
+    betas: tuple[float, float] = (0.9, 0.99)
 
-    def changes(self, decayed: bool) -> dict[str, object]:
-        return {"optimizer.name": self.name, "optimizer.lr": self.lr,
-                "optimizer.weight_decay": self.weight_decay if decayed else 0.0,
-                "optimizer.wd_mode": self.wd_mode if decayed else "none"}
+    @property
+    def name(self) -> Optimizer:
+        return Optimizer.parse(self.optimizer)
+
+    @property
+    def label(self) -> str:
+        return self.optimizer if self.weight_decay else f"{self.optimizer}-nowd"
+
+    def changes(self) -> dict[str, object]:
+        properties = self.name.properties
+        mode = "decoupled" if properties.decay is Decay.DECOUPLED else "l2"
+        changes: dict[str, object] = {
+            "optimizer.name": self.optimizer, "optimizer.lr": self.lr,
+            "optimizer.weight_decay": self.weight_decay,
+            "optimizer.wd_mode": mode if self.weight_decay else "none"}
+        if properties.uses_momentum:
+            changes["optimizer.momentum"] = self.momentum
+        if "betas" in properties.hyperparameters:
+            changes["optimizer.betas"] = self.betas
+        if "rmsprop_alpha" in properties.hyperparameters:
+            changes["optimizer.rmsprop_alpha"] = self.betas[1]
+        return changes
+
+    def equilibrium(self, grad_norm: object = 1.0, dim: object = 64) -> dict[str, np.ndarray]:
+        """Theory's equilibrium (:func:`scalewise.sim.equilibrium`) at ``grad_norm``."""
+        properties = self.name.properties
+        options = {"momentum": self.momentum} if properties.uses_momentum else {}
+        if properties.adaptive:
+            options.update(betas=self.betas, dim=dim)
+        return sim.equilibrium(self.optimizer, lr=self.lr, weight_decay=self.weight_decay,
+                               grad_norm=grad_norm, **options)
+
+    def time_constant(self, grad_norm: float = 1.0) -> float:
+        """Theory's steps per e-fold of a deviation from the equilibrium (at ``grad_norm``: the
+        Adam family's depends on it through the expansion parameter, and larger gradients
+        settle slower there)."""
+        return float(eq.time_constant(self.equilibrium(grad_norm)["approach_rate"]))
+
+    def steps(self, minimum: int = MIN_STEPS) -> int:
+        """:data:`SETTLE_LENGTH` time constants, at least ``minimum`` (those alone without
+        weight decay, where no equilibrium is approached)."""
+        if not self.weight_decay:
+            return minimum
+        return max(minimum, int(math.ceil(SETTLE_LENGTH * self.time_constant())))
+
+    def scaled(self, lr: float = 1.0, weight_decay: float = 1.0) -> Setting:
+        """This setting with its learning rate and weight decay multiplied by these factors
+        (rounded to 12 significant digits, so that ``0.1 * 0.1`` names the run ``0.01``)."""
+        return dataclasses.replace(self, lr=_round(self.lr * lr),
+                                   weight_decay=_round(self.weight_decay * weight_decay))
 
 
-# lr * wd = 5e-3 (momentum SGD: the same per effective step, lr / (1 - mu) = 0.1): theory's
-# approach rate gives SGD a time constant of about 1/(4 lr wd) = 50 steps, so after the initial
-# shrink the last quarter of a 1200-step run is settled. beta2 = 0.99 keeps Adam's second-moment
-# memory, 1/(1 - beta2) = 100 steps, below 1/(lr wd), as theory's adaptive forms assume.
-SETTINGS = (
-    Setting("sgd", "sgd", 0.1, 0.05, "l2"),
-    Setting("sgdm", "sgdm", 0.01, 0.05, "l2"),
-    Setting("adam", "adam", 0.01, 0.1, "l2"),
-    Setting("adamw", "adamw", 0.003, 1.67, "decoupled"),
-)
-NETWORKS = {"mlp": {"model.arch": "mlp"}, "cnn": {"model.arch": "vgg", "model.width": 32}}
-BASE = {"data.name": "digits", "model.norm": "batch", "probe_every": 1, "costly_probe_every": 0,
-        "optimizer.betas": (0.9, 0.99)}  # momentum SGD's momentum: its default, 0.9
+def _round(value: float) -> float:
+    return float(f"{value:.12g}")
 
 
-@dataclass(frozen=True)
-class Scale:
-    """What the runs train at one size: ``steps``, the digits ``networks``, the factor on every
-    setting's weight decay (stronger in a short run, so that it settles) and the changes of
-    the CIFAR-10 ResNet run."""
-
-    steps: int
-    networks: tuple[str, ...]
-    decay_factor: float
-    resnet: dict[str, object]
-
-
-SCALES = {
-    # a smoke run only checks that the ResNet path runs (a few steps of a thin ResNet)
-    Size.SMOKE: Scale(steps=160, networks=("mlp",), decay_factor=4.0,
-                      resnet={"model.width": 4, "steps": 30, "data.batch_size": 32}),
-    Size.REFERENCE: Scale(steps=1200, networks=("mlp", "cnn"), decay_factor=1.0, resnet={}),
-}
-
-
-def networks(settings: Settings) -> dict[str, dict[str, object]]:
-    """The digits networks of the size, plus the CIFAR-10 ResNet when ``settings.data_root``
-    is given."""
-    scale = settings.scale(SCALES)
-    nets = {name: NETWORKS[name] for name in scale.networks}
-    if settings.data_root is not None:
-        nets["resnet"] = {"data.name": "cifar10", "data.root": settings.data_root,
-                          "model.arch": "resnet", "model.width": 16, **scale.resnet}
-    return nets
-
-
-def config(network: dict[str, object], setting: Setting, decayed: bool, steps: int,
-           seed: int, extra: dict[str, object] | None = None) -> models.TrainConfig:
-    """The run of ``setting`` on ``network`` (with or without its weight decay) for ``steps``
-    steps; ``network``'s changes, then ``extra``, override the shared ones."""
-    changes = {**BASE, **setting.changes(decayed), "steps": steps, "seed": seed,
-               "eval_every": max(steps // 4, 1), "checkpoint_every": 0, **network,
-               **(extra or {})}
+def config(network: str, setting: Setting, *, seed: int, steps: int | None = None,
+           unit_every: int = 1, extra: dict[str, object] | None = None) -> models.TrainConfig:
+    """The run of ``setting`` on ``network`` (a key of :data:`NETWORKS`)."""
+    steps = steps or setting.steps()
+    changes = {**BASE, **NETWORKS[network], **setting.changes(), "steps": steps, "seed": seed,
+               "unit_probe_every": unit_every, "eval_every": max(steps // 8, 1),
+               "checkpoint_every": max(steps // 4, 1), **(extra or {})}
     return models.override(models.TrainConfig(), changes)
-
-
-def scaled(setting: Setting, settings: Settings) -> Setting:
-    """``setting`` with its weight decay multiplied by the size's ``decay_factor``."""
-    factor = settings.scale(SCALES).decay_factor
-    return Setting(setting.label, setting.name, setting.lr, setting.weight_decay * factor,
-                   setting.wd_mode)
 
 
 @dataclass(frozen=True)
 class Measured:
-    """A trained run with its label, network and comparison table
-    (:func:`validation.comparison.compare_run`)."""
+    """A trained run: its ``network`` key, ``setting``, ``seed``, the stored ``run`` and its
+    per-unit records ``units`` (:meth:`scalewise.models.store.RunStore.unit_stats`)."""
 
     network: str
-    label: str
+    setting: Setting
+    seed: int
     run: Run
-    table: pd.DataFrame
-    invariant: dict[str, bool]
-    dims: dict[str, int]  # layer -> dimension of one unit's weight row
+    units: UnitStats
+    dims: dict[str, int] = field(default_factory=dict)
+
+    def layer(self, name: str) -> str:
+        """A record's layer: the network first, ``mlp-bn/hidden1``."""
+        return f"{self.network}/{name}"
+
+    def sums(self, name: str) -> pd.DataFrame:
+        """A layer-sum statistic (``sum_<name>``) or a layer metric, (steps, layers)."""
+        return wide(self.run.metrics, name)
+
+    def invariant_layers(self) -> list[str]:
+        """The layers a normalization follows, in order."""
+        return [layer for layer in normalized_layers(self.run.metrics)
+                if layer in self.units.layers]
+
+    def margin(self, layer: str) -> float:
+        """The layer's smallest normalization margin over the run (inf for weight norm)."""
+        margins = self.sums("norm_margin")
+        return float(margins[layer].min()) if layer in margins else math.inf
+
+    def invariant_units(self, layer: str) -> np.ndarray:
+        """Mask over the layer's recorded units: those whose median ``|cos(w, grad J)|`` is below
+        :data:`INVARIANCE_TOLERANCE`."""
+        v = self.units.layers[layer].values
+        with np.errstate(invalid="ignore", divide="ignore"):
+            cos = np.abs(v["w_dot_grad"]) / np.sqrt(v["norm_sq"] * v["grad_sq"])
+        return np.nanmedian(np.nan_to_num(cos), axis=0) < INVARIANCE_TOLERANCE
+
+    def compared(self, margin: float = MARGIN) -> dict[str, np.ndarray]:
+        """The layers compared with theory and their scale-invariant units: a normalization
+        margin of at least ``margin`` and at least one invariant unit."""
+        out = {}
+        for layer in self.invariant_layers():
+            mask = self.invariant_units(layer)
+            if self.margin(layer) >= margin and mask.any():
+                out[layer] = mask
+        return out
+
+    def excluded(self, margin: float = MARGIN) -> list[str]:
+        """Sentences, computed from the numbers, for every layer or unit :meth:`compared`
+        leaves out and why."""
+        out = []
+        for layer in self.invariant_layers():
+            least, mask = self.margin(layer), self.invariant_units(layer)
+            if least < margin:
+                out.append(f"{self.setting.label} seed {self.seed} {self.layer(layer)}: its "
+                           f"normalization's margin fell to {least:.3g} x eps (< {margin:g})")
+            elif not mask.all():
+                out.append(f"{self.setting.label} seed {self.seed} {self.layer(layer)}: "
+                           f"{int((~mask).sum())} of {mask.size} units not scale invariant "
+                           f"(median |cos(w, grad J)| >= {INVARIANCE_TOLERANCE:g})")
+        return out
 
 
-def equilibrium_runs(settings: Settings) -> list[Measured]:
-    """Every network x optimizer, with and without weight decay (the driven, equilibrium and
-    norm-growth experiments share them; the store returns finished runs, so later calls train
-    nothing). ResNet runs: SGD and momentum SGD with decay only."""
-    jobs = []
-    for net, network in networks(settings).items():
-        for base in SETTINGS:
-            setting = scaled(base, settings)
-            for decayed in (True, False):
-                if net == "resnet" and (setting.name not in ("sgd", "sgdm") or not decayed):
-                    continue
-                label = setting.label + ("" if decayed else NO_DECAY)
-                jobs.append((net, label, config(network, setting, decayed,
-                                                settings.scale(SCALES).steps, settings.seed)))
-    runs = train_runs([c for *_, c in jobs], settings, desc="effective-lr runs")
-    return [measure(net, label, run, settings.seed) for (net, label, _), run in zip(jobs, runs)]
+def measure(runs: Sequence[tuple[str, Setting, int, models.TrainConfig]],
+            settings: Settings, desc: str) -> list[Measured]:
+    """Train the ``(network, setting, seed, config)`` jobs and read them back with their
+    per-unit records; ValueError naming a run that diverged."""
+    trained = train_runs([c for *_, c in runs], settings, desc=desc)
+    with open_store(settings) as store:
+        return [_measured(store, network, setting, seed, run)
+                for (network, setting, seed, _), run in zip(runs, trained)]
 
 
-def measure(network: str, label: str, run: Run, seed: int) -> Measured:
-    """``run`` beside theory; ValueError naming the run if it diverged."""
+def _measured(store: RunStore, network: str, setting: Setting, seed: int, run: Run) -> Measured:
     if run.status is RunStatus.FAILED:
-        raise ValueError(f"run {run.id} ({network}, {label}) diverged: {run.log[-300:]}")
-    dims = comparison.unit_dims(run.config)
-    table = comparison.compare_run(run, mean_field=True, dims=dims, seed=seed)
-    return Measured(network, label, run, table, comparison.invariant_layers(run.metrics), dims)
+        raise ValueError(f"run {run.id} ({network}, {setting.label}, seed {seed}) diverged: "
+                         f"{run.log[-300:]}")
+    return Measured(network, setting, seed, run, store.unit_stats(run.id),
+                    unit_dims(run.config))
 
 
-def series(table: pd.DataFrame, layer: str, quantity: str, source: str) -> pd.Series:
-    """One curve of a comparison table, indexed by step."""
-    rows = table[(table["layer"] == layer) & (table["quantity"] == quantity)
-                 & (table["source"] == source)]
-    return rows.set_index("step")["value"].sort_index()
+def unit_values(m: Measured, layer: str, mask: np.ndarray | None = None,
+                first: int = 0) -> dict[str, np.ndarray]:
+    """The per-unit records of ``layer`` from step ``first`` on, the units of ``mask`` (all
+    without), each ``(records, units)``."""
+    stats = m.units.layers[layer]
+    keep = stats.steps >= first
+    mask = slice(None) if mask is None else mask
+    return {name: values[keep][:, mask] for name, values in stats.values.items()}
 
 
-def invariant(m: Measured) -> list[str]:
-    """The scale-invariant layers of ``m`` (the ones predicted)."""
-    return [layer for layer, ok in m.invariant.items() if ok]
+def unit_grad_norm(values: dict[str, np.ndarray]) -> np.ndarray:
+    """``||grad J(w_hat)|| = ||grad J(w)|| ||w||`` per record and unit (001 Eq. 18)."""
+    return np.sqrt(values["grad_sq"] * values["norm_sq"])
 
 
-def grad_norms(m: Measured) -> pd.DataFrame:
-    """Measured gradient norm at unit weight norm, (steps, layers)."""
-    return comparison.wide(m.run.metrics, "grad_norm_unit")
+def tangent_energy(values: dict[str, np.ndarray]) -> np.ndarray:
+    """``||u||^2 - <w_hat, u>^2`` per record and unit: the update's part orthogonal to ``w``."""
+    return np.maximum(values["update_sq"] - values["w_dot_update"] ** 2 / values["norm_sq"], 0)
 
 
-def tail_mean(values: pd.Series, fraction: float = comparison.TAIL_FRACTION) -> float:
-    """Mean over the last ``fraction`` of the steps."""
-    return float(values.iloc[int(len(values) * (1 - fraction)):].mean())
+def seeds(settings: Settings, count: int) -> list[int]:
+    """``count`` seeds from ``settings.seed`` on."""
+    return [settings.seed + i for i in range(count)]
 
 
-def curve_records(experiment: str, optimizer: str, layer: str, quantity: str,
-                  predicted: pd.Series, measured: pd.Series,
-                  steps: Iterable[int]) -> list[Record]:
-    """``"<quantity>@<k>"`` records at ``steps``."""
-    return [record(experiment, optimizer, layer, f"{quantity}@{k}", predicted=predicted.loc[k],
-                   measured=measured.loc[k]) for k in steps]
-
-
-def table_curves(experiment: str, m: Measured, layers: list[str], quantities: tuple[str, ...],
-                 sources: tuple[str, ...]) -> pd.DataFrame:
-    """The curves of ``m``'s comparison table, layers named ``<network>/<layer>`` and the
-    driven prediction as source ``predicted``."""
-    rows = m.table[m.table["layer"].isin(layers) & m.table["quantity"].isin(quantities)
-                   & m.table["source"].isin(sources)]
-    return curve_frame(experiment, m.label, m.network + "/" + rows["layer"], rows["quantity"],
-                       rows["source"].replace({"driven": "predicted"}), rows["step"],
-                       rows["value"])
-
-
-def source_curves(experiment: str, optimizer: str, layer: str, quantity: str,
-                  by_source: dict[str, pd.Series]) -> pd.DataFrame:
-    """Curves indexed by step, one per source, in the report's long form."""
-    return pd.concat([curve_frame(experiment, optimizer, layer, quantity, source,
-                                  values.index.to_numpy(), values.to_numpy())
-                      for source, values in by_source.items()], ignore_index=True)
-
-
-def base_quantities(records: list[Record]) -> pd.DataFrame:
-    """``records`` as a frame with the column ``base``: the quantity without its ``@k``."""
-    frame = pd.DataFrame([r.__dict__ for r in records])
-    return frame.assign(base=frame["quantity"].str.split("@").str[0])
+def labels(measured: Iterable[Measured]) -> list[str]:
+    """The optimizer labels of ``measured``, each once, in order."""
+    return list(dict.fromkeys(m.setting.label for m in measured))

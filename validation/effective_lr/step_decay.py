@@ -1,11 +1,13 @@
 """The effective LR's response to step decays of the learning rate (004 Sec. 4.1, Fig. 3): an
-immediate drop by gamma, then recovery to the new equilibrium sqrt(gamma) times the old (001
-Eq. 25).
+immediate drop by ``gamma``, then recovery towards the new equilibrium, ``sqrt(gamma)`` times the
+old (001 Eq. 25).
 
-Config: the MLP with SGD and momentum SGD with decay, two step decays. Runs -> per
-scale-invariant layer, the measured effective LR beside the driven recurrence and the
-constant-g simulation -> records at spread steps and around each decay -> a bound on SGD's
-driven prediction -> text and figure.
+Config: SGD with weight decay on every network of the size, the learning rate times
+:data:`GAMMA` at a third and two thirds of the run, seeds; per-unit records every step. Runs ->
+per scale-invariant unit, :func:`scalewise.sim.drive` fed the measured ``g_k`` and the run's
+schedule (:func:`.driven_sgd.driven_norm_sq`) -> the layer's effective LR (the unit mean of
+``alpha_k / ||w_i||^2``) driven and measured at steps spread over the run and around each decay
+-> a bound -> a table and a figure.
 """
 
 from __future__ import annotations
@@ -16,145 +18,101 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from scalewise import sim
 from scalewise.models.training import schedule
-from scalewise.validation import comparison
+from scalewise.validation.effective_lr.driven_sgd import driven_norm_sq
+from scalewise.validation.effective_lr.equilibrium import SETTINGS, scaled
 from scalewise.validation.effective_lr.plots import grid, legend, plot_pair
-from scalewise.validation.effective_lr.runs import (
-    DECAYED_DRIVEN_LIMIT,
-    NETWORKS,
-    RECORD_POINTS,
-    SETTINGS,
-    Measured,
-    base_quantities,
-    config,
-    curve_records,
-    grad_norms,
-    invariant,
-    measure,
-    scaled,
-    series,
-    source_curves,
-)
+from scalewise.validation.effective_lr.runs import Measured, config, measure, seeds
 from scalewise.validation.markdown import markdown_table
-from scalewise.validation.report import Bound, Record, Report, spread_steps
-from scalewise.validation.suite import Settings, Size, train_runs
+from scalewise.validation.report import Bound, Record, Report, curve_frame, record, spread_steps
+from scalewise.validation.suite import Settings, Size
 
 EXPERIMENT = "step_decay"
 GAMMA = 0.3  # the learning rate's factor at each decay
+LIMIT = 0.05  # the driven effective LR, every recorded step, layer and seed
+RECORD_POINTS = 12
 
 
 @dataclass(frozen=True)
 class Scale:
+    networks: tuple[str, ...]
+    seeds: int
     steps: int  # the decays come at a third and two thirds of the run
 
 
-SCALES = {Size.SMOKE: Scale(steps=240), Size.REFERENCE: Scale(steps=1500)}
-Panel = tuple[str, pd.Series, pd.Series, pd.Series]  # (name, measured, driven, mean-g)
+SCALES = {
+    Size.SMOKE: Scale(networks=("mlp-bn",), seeds=1, steps=90),
+    Size.REFERENCE: Scale(networks=("mlp-bn", "mlp-ln", "cnn-bn"), seeds=3, steps=1500),
+}
 
 
 def step_decay(report: Report, settings: Settings) -> None:
-    """The effective LR's response to step decays of the learning rate (004 Sec. 4.1, Fig. 3):
-    an immediate drop by gamma, then recovery to the new equilibrium sqrt(gamma) times the old
-    (001 Eq. 25); measured against :func:`sim.drive` with the run's gradient norms and
-    schedule, and against :func:`sim.simulate` at the run's mean gradient norm."""
-    steps = settings.scale(SCALES).steps
-    milestones = (steps // 3, 2 * steps // 3)
-    measured = decay_runs(settings, steps, milestones)
-    at = np.unique(np.concatenate([spread_steps(0, steps - 1, RECORD_POINTS),
-                                   np.array(milestones) - 1,
-                                   np.array(milestones) + steps // 30]))
-    records, curves, panels = [], [], []
-    for m in measured:
-        for layer in invariant(m):
-            layer_records, panel = compare_layer(m, layer, at)
-            records += layer_records
-            panels.append(panel)
-            _, x_measured, drive, mean_g = panel
-            curves.append(source_curves(EXPERIMENT, m.label, f"mlp/{layer}", "effective_lr",
-                                        {"measured": x_measured, "predicted": drive,
-                                         "predicted_mean_g": mean_g}))
-    report.add(*records)
-    report.add_runs(m.run for m in measured)
-    report.add_curves(pd.concat(curves, ignore_index=True))
-    report.bounds.append(Bound(EXPERIMENT, "effective_lr", DECAYED_DRIVEN_LIMIT,
-                               optimizer="sgd", statistic="median", per_layer=True,
-                               description="effective LR through the step decays, 001 Eq. (23) "
-                               "driven by the layer-mean gradient norms (the unit average, see "
-                               "the driven section)"))
-    section = report.section("Step decays", text(records, milestones))
-    section.figure("step-decay", figure(panels),
-                   f"Effective LR through two step decays (gamma = {GAMMA:g}): measured (solid), "
-                   "driven by the measured gradient norms (dashed), simulated at the mean "
-                   "gradient norm (dotted).")
-
-
-def decay_runs(settings: Settings, steps: int, milestones: tuple[int, int]) -> list[Measured]:
-    """The MLP with SGD and with momentum SGD (with decay), the LR multiplied by
-    :data:`GAMMA` at ``milestones``."""
+    """The driven effective LR through two step decays against the measured one."""
+    scale = settings.scale(SCALES)
+    milestones = (scale.steps // 3, 2 * scale.steps // 3)
+    sgd = scaled(next(s for s in SETTINGS if s.optimizer == "sgd"), settings)
     decays = {"optimizer.schedule": "step", "optimizer.milestones": milestones,
               "optimizer.gamma": GAMMA}
-    chosen = [s for s in SETTINGS if s.name in ("sgd", "sgdm")]
-    configs = [config(NETWORKS["mlp"], scaled(s, settings), True, steps, settings.seed, decays)
-               for s in chosen]
-    runs = train_runs(configs, settings, desc="effective-lr step decays")
-    return [measure("mlp", s.label, run, settings.seed) for s, run in zip(chosen, runs)]
+    jobs = [(net, sgd, seed, config(net, sgd, seed=seed, steps=scale.steps, extra=decays))
+            for net in scale.networks for seed in seeds(settings, scale.seeds)]
+    measured = measure(jobs, settings, desc="effective-lr step decays")
+    at = sorted({*spread_steps(0, scale.steps - 1, RECORD_POINTS),
+                 *(k + d for k in milestones for d in (-1, scale.steps // 30))})
+    curves = {(m.layer(layer), m.seed): effective_lrs(m, layer, mask)
+              for m in measured for layer, mask in m.compared(margin=0.0).items()}
+    records = [record(EXPERIMENT, "sgd", layer, f"effective_lr@{k}",
+                      predicted=frame.loc[k, "driven"], measured=frame.loc[k, "measured"])
+               for (layer, _), frame in curves.items() for k in at]
+    report.add(*records)
+    report.add_runs(m.run for m in measured)
+    report.add_curves(pd.concat([curve_frame(EXPERIMENT, "sgd", layer, "effective_lr", source,
+                                             frame.index.to_numpy(), frame[source].to_numpy())
+                                 for (layer, seed), frame in curves.items() if seed == settings.seed
+                                 for source in frame.columns], ignore_index=True))
+    report.bounds.append(Bound(EXPERIMENT, "effective_lr", LIMIT, optimizer="sgd",
+                               description="effective LR through two step decays, 001 Eq. (23) "
+                               "driven per unit by the measured gradient norms (max)"))
+    section = report.section("Step decays", _text(records, milestones, len(measured)))
+    section.figure("step-decay", _figure(curves, settings.seed),
+                   f"Effective LR through two step decays (gamma = {GAMMA:g}): measured (solid) "
+                   "and driven per unit by the measured gradient norms (dashed), seed "
+                   f"{settings.seed}.")
 
 
-def compare_layer(m: Measured, layer: str, at: np.ndarray) -> tuple[list[Record], Panel]:
-    """``effective_lr@k`` (driven) and ``effective_lr_mean_g@k`` records of one layer at
-    ``at``, and its panel."""
-    x_measured = series(m.table, layer, "effective_lr", "measured")
-    drive = series(m.table, layer, "effective_lr", "driven")
-    mean_g = mean_g_prediction(m, layer)
-    name = f"mlp/{layer}"
-    records = [*curve_records(EXPERIMENT, m.label, name, "effective_lr", drive, x_measured, at),
-               *curve_records(EXPERIMENT, m.label, name, "effective_lr_mean_g", mean_g,
-                              x_measured, at)]
-    return records, (f"{m.label} {name}", x_measured, drive, mean_g)
-
-
-def mean_g_prediction(m: Measured, layer: str) -> pd.Series:
-    """The effective LR of :func:`sim.simulate` for the run's optimizer and schedule at the
-    run's mean gradient norm, from the measured initial norm (theory without measuring g)."""
+def effective_lrs(m: Measured, layer: str, mask: np.ndarray) -> pd.DataFrame:
+    """The layer's effective LR after each step, the unit mean of ``alpha_{k+1} /
+    ||w_{k+1}||^2``, driven and measured, indexed by step ``k``."""
+    predicted, measured = driven_norm_sq(m, layer, mask)
+    steps = np.arange(len(measured))
     opt = m.run.config.optimizer
-    g = float(grad_norms(m)[layer].mean())
-    x0 = float(series(m.table, layer, "norm_sq", "measured").iloc[0])
-    t = sim.simulate(opt.name.value, lr=opt.lr, weight_decay=opt.weight_decay,
-                     steps=m.run.config.steps, grad_norm=g, init_norm=np.sqrt(x0),
-                     schedule=schedule(opt), dim=m.dims[layer], runs=comparison.MEAN_FIELD_RUNS,
-                     eps=opt.eps, **comparison.simulator_options(opt))
-    return pd.Series(t.run_mean("effective_lr"), index=t.step)
+    lr = opt.lr * schedule(opt).factors(len(steps) + 1)[1:]
+    return pd.DataFrame({"measured": (lr[:, None] / measured).mean(axis=1),
+                         "driven": (lr[:, None] / predicted).mean(axis=1)}, index=steps)
 
 
-def text(records: list[Record], milestones: tuple[int, ...]) -> str:
-    frame = base_quantities(records)
-    table = markdown_table(frame.pivot_table(index=["optimizer", "layer"], columns="base",
-                                             values="rel_error", aggfunc="max"))
-    return (
-        f"The MLP with weight decay, its learning rate multiplied by {GAMMA:g} at steps "
-        f"{', '.join(map(str, milestones))}. 004 Sec. 4.1 (Fig. 3): the effective LR drops "
-        "with the learning rate, then climbs back as the norm shrinks to its new equilibrium, "
-        "sqrt(gamma) times the old one (001 Eq. 25). Predictions: `sim.drive` with the run's "
-        "measured gradient norms and the run's schedule (`models.training.schedule`), exact "
-        "for SGD up to the average over units, the mean-field sphere model for momentum SGD "
-        "(`effective_lr`); and `sim.simulate` at the run's mean gradient norm "
-        "(`effective_lr_mean_g`, what theory predicts without measuring g). Recorded at "
-        f"{RECORD_POINTS} steps spread over the run plus just before and shortly after each "
-        "decay.\n\nLargest relative error per optimizer and layer:\n\n" + table + "\n\n"
-        "The constant-g simulation misses by as much as g changes over training (on digits "
-        "g keeps falling, so the effective LR keeps rising within each phase instead of "
-        "levelling off); the driven one follows the drop, the transient and the new level, "
-        "offset by the few percent of the unit average (the probe is the unit mean of "
-        "alpha / ||w_i||^2, the prediction alpha over the norm driven by the mean g_i; see "
-        "the driven section), which is why its bound is the driven one's.")
+def _text(records: list[Record], milestones: tuple[int, ...], runs: int) -> str:
+    frame = pd.DataFrame([r.__dict__ for r in records])
+    table = frame.groupby("layer", sort=False)["rel_error"].agg(median="median", max="max")
+    return "\n".join([
+        f"SGD with weight decay, {runs} runs, the learning rate multiplied by {GAMMA:g} at "
+        f"steps {', '.join(map(str, milestones))}. 004 Sec. 4.1 (Fig. 3): the effective LR "
+        "drops with the learning rate, then climbs back as the norm shrinks towards its new "
+        "equilibrium, $\\sqrt{\\gamma}$ times the old (001 Eq. 25). The prediction drives each "
+        "scale-invariant unit's recurrence (001 Eq. 23) by its measured $g_k$ and the run's "
+        "schedule; the layer's effective LR is the unit mean of $\\alpha_k/\\|w_i\\|^2$, driven "
+        f"and measured, compared at {RECORD_POINTS} steps spread over the run and just before "
+        "and after each decay. Relative error per layer (seeds pooled):",
+        "", markdown_table(table),
+        "", f"The largest error is {table['max'].max():.3g} (bound {LIMIT:g}).",
+    ])
 
 
-def figure(panels: list[Panel]) -> Figure:
-    fig, axes = grid(["effective_lr"], [name for name, *_ in panels])
-    for ax, (name, measured, drive, mean_g) in zip(axes[0], panels):
-        plot_pair(ax, measured, drive, "measured / driven", "C0")
-        ax.plot(mean_g.index, mean_g.to_numpy(), ":", color="C1", label="mean-g simulation")
-        ax.set(title=name, xlabel="step", ylabel="effective LR", yscale="log")
+def _figure(curves: dict[tuple[str, int], pd.DataFrame], seed: int) -> Figure:
+    layers = [layer for layer, s in curves if s == seed]
+    fig, axes = grid(["effective_lr"], layers)
+    for ax, layer in zip(axes[0], layers):
+        frame = curves[(layer, seed)]
+        plot_pair(ax, frame["measured"], frame["driven"], "measured / driven", "C0")
+        ax.set(title=layer, xlabel="step", ylabel="effective LR", yscale="log")
         legend(ax)
     return fig

@@ -1,0 +1,83 @@
+"""A run's equilibrium, measured with the estimators theory's closed forms are about
+(:data:`scalewise.theory.equilibria.ESTIMATORS`), over its settled steps only.
+
+:func:`settle` judges each compared layer of a run (:func:`scalewise.validation.estimators.
+settling`: at least five of theory's time constants, and the angular-update estimator
+``E<w_k, w_{k+1}> / E||w_k||^2`` of the layer's sums steady to 1% between the last two windows)
+and :func:`estimate` measures, over the last :func:`window` steps and the layer's scale-invariant
+units, ``E||w||^2`` per unit, the effective LR at it, the angular update as a ratio of sums, and
+theory's prediction of each at every unit's own ``g = sqrt(E[g^2])``; the mean of per-step
+angles is kept for contrast.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from scalewise.validation.effective_lr.runs import Measured, unit_grad_norm, unit_values
+from scalewise.validation.estimators import Settling, settling
+
+QUANTITIES = ("angular_update", "effective_lr", "norm_sq")
+
+
+def window(m: Measured) -> int:
+    """Steps measured at the end of a run: two of theory's time constants, at least 100 and at
+    most a third of the run."""
+    steps = m.run.config.steps
+    return int(min(max(2 * m.setting.time_constant(), 100), steps // 3))
+
+
+def settle(m: Measured, layer: str) -> Settling:
+    """Whether ``layer`` of ``m`` has settled, judged on its layer sums."""
+    numerator = m.sums("sum_w_dot_next")[layer].to_numpy()
+    denominator = m.sums("sum_norm_sq")[layer].to_numpy()[:len(numerator)]
+    return settling(numerator, m.setting.time_constant(), denominator=denominator)
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """One layer of one run at equilibrium: ``measured`` and ``predicted`` per quantity of
+    :data:`QUANTITIES`, ``mean_of_steps`` the per-step angles' mean (the estimator theory is not
+    about), ``grad_norm`` the layer's mean unit ``g``, ``units`` compared."""
+
+    measured: dict[str, float]
+    predicted: dict[str, float]
+    mean_of_steps: float
+    grad_norm: float
+    units: int
+
+
+def window_values(m: Measured, layer: str, mask: np.ndarray) -> dict[str, np.ndarray]:
+    """The per-unit records of the last :func:`window` steps, invariant units only
+    (records, units)."""
+    return unit_values(m, layer, mask, first=m.run.config.steps - window(m))
+
+
+def estimate(m: Measured, layer: str, mask: np.ndarray) -> Estimate:
+    """Theory's estimators of ``layer`` of ``m`` over its settled window (see the module
+    docstring), and theory's prediction at each unit's measured ``g``."""
+    v = window_values(m, layer, mask)
+    x = v["norm_sq"].mean(axis=0)  # (units,) E||w_i||^2
+    g = np.sqrt((unit_grad_norm(v) ** 2).mean(axis=0))  # (units,) sqrt(E[g_i^2])
+    power = m.setting.name.properties.effective_lr_power
+    lr = m.setting.lr
+    theory = m.setting.equilibrium(grad_norm=g, dim=m.dims[layer])
+    cos_theory = np.cos(theory["angular_update"])  # (units,) or one value
+    weights = np.broadcast_to(x, g.shape)
+    measured = {
+        "angular_update": math.acos(min(1.0, v["w_dot_next"].sum() / v["norm_sq"].sum())),
+        "effective_lr": float(np.mean(lr / x ** (power / 2))),
+        "norm_sq": float(x.mean()),
+    }
+    predicted = {
+        "angular_update": math.acos(min(1.0, float(np.sum(np.broadcast_to(cos_theory, g.shape)
+                                                          * weights) / weights.sum()))),
+        "effective_lr": float(np.mean(np.broadcast_to(theory["effective_lr"], g.shape))),
+        "norm_sq": float(np.mean(np.broadcast_to(theory["norm_sq"], g.shape))),
+    }
+    steps = m.sums("angular_update")[layer]
+    mean_of_steps = float(steps[steps.index >= m.run.config.steps - window(m)].mean())
+    return Estimate(measured, predicted, mean_of_steps, float(g.mean()), int(mask.sum()))
