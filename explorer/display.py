@@ -1,6 +1,6 @@
-"""How the explorer's pages show results: a figure with its PNG, PDF and CSV downloads, and a
-committed reference report (agreement table, sections with figures, curves to redraw, records to
-download)."""
+"""How the explorer's pages show results: a theory-vs-data comparison as interactive charts with
+its agreement metrics and its PNG, PDF and CSV downloads (matplotlib draws the PNG and PDF only
+when one is asked for), tables with their numbers formatted, and the page's opening paragraph."""
 
 from __future__ import annotations
 
@@ -9,83 +9,86 @@ import io
 
 import pandas as pd
 import streamlit as st
-from matplotlib.figure import Figure
 
-from explorer.computations import reference_report, report_version
-from scalewise.figures import layout
-from scalewise.validation.report import LoadedReport
+from explorer.charts import panel_specs
+from scalewise.figures import comparison as comparisons
+from scalewise.figures.comparison import Comparison
+from scalewise.figures.layout import MISSING, format_number
 
-HEIGHT = 3.6  # inches: a row of axes that fits beside the widgets of a wide page
-
-
-def axes_row(ncols: int, width: float = 11.0) -> tuple[Figure, list]:
-    return layout.axes_row(ncols, width=width, height=HEIGHT)
+FIGURE_DPI = 200  # of the PNG downloads; the figure's size in inches is the same for all
+MAX_METRICS = 4  # agreement metrics shown as tiles; more go to a table
 
 
-def figure_bytes(fig: Figure, fmt: str) -> bytes:
+def intuition(text: str) -> None:
+    """The page's one paragraph of intuition, set apart from the controls."""
+    st.info(text, icon=":material/lightbulb:")
+
+
+def show_comparison(comparison: Comparison, name: str, title: str = "") -> None:
+    """``comparison`` as one column per panel (its curves over its ratio panel), then its
+    downloads: the figure as PNG and PDF, its table as CSV."""
+    if title:
+        st.markdown(f"**{title}**")
+    for column, panel in zip(st.columns(len(comparison.panels)), comparison.panels):
+        main, ratio = panel_specs(comparison, panel)
+        with column:
+            st.vega_lite_chart(spec=main, width="stretch", key=f"{name}-{panel}-main")
+            if ratio is not None:
+                st.vega_lite_chart(spec=ratio, width="stretch", key=f"{name}-{panel}-ratio")
+    downloads(comparison, name, title)
+
+
+def downloads(comparison: Comparison, name: str, title: str = "") -> None:
+    buttons = st.columns(3, gap="small", width=420)
+    for button, fmt, mime in zip(buttons, ("png", "pdf"), ("image/png", "application/pdf")):
+        button.download_button(f"{fmt.upper()}", functools.partial(_figure_bytes, comparison,
+                                                                  fmt, title),
+                               f"{name}.{fmt}", mime, key=f"{name}-{fmt}",
+                               icon=":material/download:")
+    buttons[2].download_button("CSV", functools.partial(comparison.table.to_csv, index=False),
+                               f"{name}.csv", "text/csv", key=f"{name}-csv",
+                               icon=":material/download:")
+
+
+def _figure_bytes(comparison: Comparison, fmt: str, title: str) -> bytes:
     buffer = io.BytesIO()
-    fig.savefig(buffer, format=fmt, dpi=120)
+    comparisons.draw(comparison, title).savefig(buffer, format=fmt, dpi=FIGURE_DPI)
     return buffer.getvalue()
 
 
-def show(fig: Figure, data: pd.DataFrame, name: str) -> None:
-    """Draw ``fig`` and offer it as PNG and PDF and its ``data`` as CSV (the PDF is rendered
-    only when asked for)."""
-    png = figure_bytes(fig, "png")
-    st.image(png)
-    buttons = st.columns(3)
-    buttons[0].download_button(f"{name}.png", png, f"{name}.png", "image/png", key=f"{name}-png")
-    buttons[1].download_button(f"{name}.pdf", functools.partial(figure_bytes, fig, "pdf"),
-                               f"{name}.pdf", "application/pdf", key=f"{name}-pdf")
-    buttons[2].download_button(f"{name}.csv", data.to_csv(index=False), f"{name}.csv",
-                               "text/csv", key=f"{name}-csv")
-
-
-def reference_section(suite: str) -> None:
-    """The committed reference report of ``suite``: its agreement table, each section with its
-    figures, and the records and curves to browse and download."""
-    report = reference_report(suite, report_version(suite))
-    if isinstance(report, str):
-        st.info(f"No reference report of `{suite}` here ({report}). Make it with "
-                f"`scalewise validate {suite} --out validation/reference/{suite}`.")
+def ratio_metrics(comparison: Comparison, what: str, panel: str | None = None) -> None:
+    """Data / theory at each curve's last data step (of ``panel``, or all), as metric tiles (a
+    table beyond :data:`MAX_METRICS`); ``what`` says where that step is ("at step 100,000")."""
+    final = comparison.final_ratios()
+    if panel is not None and not final.empty:
+        final = final[final["panel"] == panel]
+    if final.empty:
         return
-    st.subheader(report.index["title"])
-    st.markdown(report.index["intro"])
-    agreement = pd.DataFrame(report.index["agreement"])
-    if not agreement.empty:
-        st.write("Agreement: the statistic of |predicted − measured| / |measured| against the "
-                 "limit the suite promises.")
-        st.dataframe(agreement[["experiment", "optimizer", "quantity", "statistic", "per_layer",
-                                "value", "limit", "count", "holds", "description"]],
-                     hide_index=True, width="stretch")
-    sections = report.index["sections"]
-    for tab, section in zip(st.tabs([s["title"] for s in sections]), sections):
-        with tab:
-            st.markdown(section["text"])
-            for figure in section["figures"]:
-                st.image(str(report.folder / figure["file"]), caption=figure["caption"])
-    _browse_curves(report, suite)
-    with st.expander(f"All {len(report.records)} records (report.json)"):
-        st.dataframe(report.records, hide_index=True, width="stretch")
-        st.download_button("report.json", report.records.to_json(orient="records"),
-                           f"{suite}_report.json", "application/json", key=f"{suite}-json")
-
-
-def _browse_curves(report: LoadedReport, suite: str) -> None:
-    """Redraw any measured curve of the report beside its predictions."""
-    data = report.curves
-    if data.empty:
+    if len(final) > MAX_METRICS:
+        st.dataframe(formatted(final.rename(columns={"ratio": f"{comparison.data} / "
+                                                     f"{comparison.theory}"})),
+                     hide_index=True)
         return
-    st.write("Curves: choose one to redraw, every source (measured, predicted) on one axis.")
-    columns = st.columns(4)
-    for column, key in zip(columns, ("experiment", "quantity", "optimizer", "layer")):
-        data = data[data[key] == column.selectbox(key, sorted(data[key].unique()),
-                                                  key=f"{suite}-{key}")]
-    fig, (ax,) = axes_row(1, width=7.0)
-    for source, group in data.groupby("source"):
-        ax.plot(group["step"], group["value"], "--" if source != "measured" else "-",
-                label=source)
-    positive = (data["value"] > 0).all()
-    ax.set(xlabel="step k", yscale="log" if positive else "linear")
-    ax.legend()
-    show(fig, data, f"{suite}_curve")
+    st.caption(f"{comparison.data} ÷ {comparison.theory} {what}")
+    for column, row in zip(st.columns(len(final)), final.itertuples()):
+        off = row.ratio - 1
+        column.metric(f"{row.series} · {row.panel}", ratio_text(row.ratio),
+                      delta=None if pd.isna(row.ratio) else
+                      f"{'+' if off >= 0 else '−'}{format_number(abs(off), 2)} off theory",
+                      delta_color="off", delta_arrow="off")
+
+
+def ratio_text(ratio: float) -> str:
+    """A ratio near 1 with the digits that show how near."""
+    if pd.isna(ratio):
+        return MISSING
+    off = abs(ratio - 1)
+    digits = 6 if off < 1e-3 else 4 if off < 0.1 else 3
+    return f"{ratio:.{digits}f}" if off < 0.1 else format_number(ratio, digits)
+
+
+def formatted(frame: pd.DataFrame):
+    """``frame`` for ``st.dataframe``: numbers to three significant digits (scientific notation
+    when very small or large), missing values as a dash; sorting still uses the numbers."""
+    numbers = frame.select_dtypes("number").columns
+    return frame.style.format(format_number, subset=list(numbers), na_rep=MISSING)

@@ -1,10 +1,13 @@
 """The layout every figure of the project shares: one row of gridded axes on a
 :class:`~matplotlib.figure.Figure` (no ``pyplot``, no global backend or state, so figures render
-headless), and the colours of a family of curves.
+headless), the size of one panel of a theory-vs-data figure (the same in every download, so fonts
+have one scale), the colours of a family of curves, and numbers written for tables.
 
 >>> fig, axes = axes_row(2)
 >>> len(axes), len(colors(3))
 (2, 3)
+>>> [format_number(v) for v in (0.0123456, 9e-16, 12345678.0, float("nan"), 0.0)]
+['0.0123', '9e-16', '1.23e+7', '—', '0']
 """
 
 from __future__ import annotations
@@ -12,6 +15,11 @@ from __future__ import annotations
 import numpy as np
 from matplotlib import colormaps
 from matplotlib.figure import Figure
+
+PANEL_WIDTH = 3.4  # inches per panel of a theory-vs-data figure
+PANEL_HEIGHT = 2.6  # inches of its curves
+RATIO_HEIGHT = 1.1  # inches of the ratio panel under them
+MISSING = "—"  # a number that is not there (NaN, None)
 
 
 def axes_row(ncols: int, width: float = 9.0, height: float = 3.4) -> tuple[Figure, list]:
@@ -27,3 +35,17 @@ def axes_row(ncols: int, width: float = 9.0, height: float = 3.4) -> tuple[Figur
 def colors(n: int) -> list:
     """``n`` colours along viridis, stopping short of its pale yellow end (hard to see on white)."""
     return [colormaps["viridis"](v) for v in np.linspace(0.0, 0.85, n)]
+
+
+def format_number(value: object, digits: int = 3) -> str:
+    """``value`` to ``digits`` significant digits, in scientific notation when it is below
+    1e-3 or from 1e4 on in size; :data:`MISSING` for NaN or None; other values as ``str``."""
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return MISSING
+    if not isinstance(value, (float, np.floating)):
+        return str(value)
+    size = abs(float(value))
+    if size != 0 and (size < 1e-3 or size >= 1e4):
+        mantissa, exponent = f"{value:.{digits - 1}e}".split("e")
+        return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent):+d}"
+    return f"{value:.{digits}g}"

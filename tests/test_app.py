@@ -13,6 +13,7 @@ from streamlit.testing.v1 import AppTest
 
 from scalewise import models, theory, validation
 from scalewise.models.store import STORE_ENV, RunStore
+from scalewise.validation import overview
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 
@@ -33,9 +34,27 @@ def open_page(key: str | None) -> AppTest:
     return app.run()
 
 
-def outputs(app: AppTest) -> tuple[str, ...]:
-    """The media URLs of every figure and download: they change with the content."""
-    return tuple(e.proto.url for e in app.get("download_button"))
+def outputs(app: AppTest) -> tuple[bytes, ...]:
+    """Every chart's specification and data, and every metric: they change with the content."""
+    charts = tuple(e.proto.SerializeToString() for e in app.get("vega_lite_chart"))
+    return charts + tuple(f"{m.label}={m.value}".encode() for m in app.metric)
+
+
+EQUILIBRIUM_METRICS = ("‖w‖² at equilibrium", "effective LR", "angular update",
+                       "time constant τ")
+
+
+def equilibrium_metrics(app: AppTest) -> list:
+    return [m for m in app.metric if m.label in EQUILIBRIUM_METRICS]
+
+
+def no_equilibrium(app: AppTest) -> list:
+    return [w for w in app.warning if "No equilibrium" in w.value]
+
+
+def your_runs(app: AppTest) -> AppTest:
+    """The measurement page switched to the user's runs."""
+    return app.radio[0].set_value("Your runs").run()
 
 
 @dataclass(frozen=True)
@@ -126,14 +145,14 @@ def test_momentum_and_betas_appear_with_their_optimizers() -> None:
     app.selectbox[0].select("adam").run()
     assert [s.label for s in app.slider] == ["β₁", "β₂"]
     assert app.number_input[0].value == 1e-3  # Adam's step is about lr per coordinate
-    assert len(app.metric) == 4 and not app.exception
+    assert len(equilibrium_metrics(app)) == 4 and not app.exception
 
 
 def test_adagrad_shows_theorys_reason_for_no_equilibrium() -> None:
     app = open_page("wd-equilibrium")
     app.selectbox[0].select("adagrad").run()
     assert not app.exception and len(app.metric) == 0
-    assert "No equilibrium" in app.warning[0].value and "O(1/sqrt(k))" in app.warning[0].value
+    assert "O(1/sqrt(k))" in no_equilibrium(app)[0].value
 
 
 @pytest.mark.parametrize("page,lr_index,wd_index", [("wd-equilibrium", 0, 1), ("kfac", 0, 1)],
@@ -148,49 +167,91 @@ def test_lr_times_wd_at_least_one_is_a_clear_error(page: str, lr_index: int,
 
 
 def test_empty_store_says_there_are_no_runs() -> None:
-    app = open_page("measurement")
-    assert not app.exception and "no runs in the store yet" in app.info[0].value
+    app = your_runs(open_page("measurement"))
+    assert not app.exception and "no runs in the store yet" in app.info[-1].value
 
 
 def test_corrupt_store_is_a_clear_error(store_path: Path) -> None:
     store_path.parent.mkdir(parents=True)
     store_path.write_bytes(b"this is not a database" * 100)
-    app = open_page("measurement")
+    app = your_runs(open_page("measurement"))
     assert not app.exception and "run store cannot be read" in app.error[0].value
     assert not open_page("kfac").exception
 
 
 def test_a_small_run_joins_the_comparison() -> None:
-    app = open_page("measurement")
+    app = your_runs(open_page("measurement"))
     app.number_input[0].set_value(20)
     app.button[0].click().run()
     assert not app.exception and "finished: completed" in app.success[0].value
-    assert len(app.multiselect[0].value) == 1
-    # the reference report above it has 4 downloads and 2 tables (agreement, records)
-    assert len(app.get("download_button")) == 4 + 3 and len(app.dataframe) == 2 + 1
-    errors = app.dataframe[-1].value
+    assert app.selectbox[0].label == "Run"
+    # the layer's comparison and the unit's, 3 downloads each; the layers' relative errors
+    assert len(app.get("download_button")) == 3 + 3 and len(app.dataframe) == 1
+    errors = app.dataframe[0].value
     assert set(errors["quantity"]) == {"norm_sq", "effective_lr", "angular_update"}
     before = outputs(app)
-    app.selectbox[-1].select("hidden2").run()
+    app.selectbox[1].select("hidden2").run()
     assert not app.exception and outputs(app) != before
+    # unit by unit: a chosen layer and unit of it beside the unit's own recurrence
+    run_id = app.selectbox[0].value.split(" · ")[0]
+    unit_layer, unit = app.selectbox(key=f"unit-layer-{run_id}"), app.selectbox[-1]
+    assert unit.label == "Unit" and len(unit.options) > 1 and unit_layer.options
+    before = outputs(app)
+    app = unit.select_index(1).run()
+    assert not app.exception and outputs(app) != before
+    assert any("One seed of this configuration" in c.value for c in app.caption)
+
+
+def test_seeds_of_a_run_give_an_interval(store_path: Path) -> None:
+    config = models.override(models.preset("digits-bn-sgd"),
+                             {"steps": 8, "device": "cpu", "unit_probe_every": 1})
+    with RunStore(store_path) as store:
+        first = models.train(config, store=store, progress=False).id
+        for seed in (1, 2):
+            models.train(models.override(config, {"seed": seed}), store=store, progress=False)
+        models.train(models.override(config, {"steps": 9}), store=store, progress=False)
+    app = your_runs(open_page("measurement"))
+    runs = app.selectbox[0]
+    app = runs.select_index(next(i for i, o in enumerate(runs.options) if first in o)).run()
+    assert not app.exception
+    pooled = [m for m in app.metric if "seeds" in m.label]
+    assert len(pooled) == 1 and "mean over 3 seeds" in pooled[0].label  # not the 9-step run
+    assert "95% interval" in pooled[0].delta
+
+
+def summary_rows(app: AppTest) -> list[str]:
+    """The rows of the identities' summary table (one per identity shown)."""
+    table = next(m.value for m in app.markdown if m.value.startswith("| identity |"))
+    return table.splitlines()[2:]
 
 
 def test_identities_page_lists_every_identity() -> None:
     app = open_page("identities")
-    assert len(app.expander) == len(theory.IDENTITIES)
-    assert len(app.dataframe) == 1
+    assert len(summary_rows(app)) == len(theory.IDENTITIES)
+    assert len(app.selectbox(key="identity").options) == len(theory.IDENTITIES)
 
 
 def test_identities_topic_filter_changes_the_page() -> None:
     app = open_page("identities")
     app.selectbox[0].select("equilibrium").run()
     expected = sum(item.topic == "equilibrium" for item in theory.IDENTITIES.values())
-    assert not app.exception and len(app.expander) == expected
+    assert not app.exception and len(summary_rows(app)) == expected
+    assert len(app.selectbox(key="identity").options) == expected
+
+
+def test_identities_search_and_check_all() -> None:
+    app = open_page("identities")
+    app.text_input[0].set_value("angular").run()
+    rows = summary_rows(app)
+    assert 0 < len(rows) < len(theory.IDENTITIES)
+    app.button[0].click().run()
+    assert not app.exception
+    assert all("| — | — | — |" not in row for row in summary_rows(app))
 
 
 def test_kfac_page_says_where_gauss_newton_norms_come_from() -> None:
     app = open_page("kfac")
-    assert "computed live" in app.info[0].value
+    assert any("computed live" in info.value for info in app.info)
 
 
 def test_corrupt_run_is_a_message_not_a_traceback(store_path: Path) -> None:
@@ -198,9 +259,9 @@ def test_corrupt_run_is_a_message_not_a_traceback(store_path: Path) -> None:
         store.begin("broken", models.preset("digits-bn-sgd"), fresh=True, message="test")
     with sqlite3.connect(store_path) as connection:
         connection.execute("UPDATE runs SET config = '{\"not\": \"a config\"' WHERE id = 'broken'")
-    app = open_page("measurement")
-    assert not app.exception and "broken" in app.subheader[-1].value
-    assert len(app.info) == 1 and "cannot be read" in app.info[0].value
+    app = your_runs(open_page("measurement"))
+    assert not app.exception and "broken" in app.selectbox[0].value
+    assert "cannot be read" in app.info[-1].value
 
 
 def test_every_optimizer_shows_an_equilibrium_or_theorys_reason() -> None:
@@ -208,8 +269,9 @@ def test_every_optimizer_shows_an_equilibrium_or_theorys_reason() -> None:
     for option in app.selectbox[0].options:
         app.selectbox[0].select(option).run()
         assert not app.exception and not app.error, option
-        assert (len(app.metric) == 4) != (len(app.warning) == 1), option
-        assert len(app.get("download_button")) == 3, option
+        assert (len(equilibrium_metrics(app)) == 4) != (len(no_equilibrium(app)) == 1), option
+        drawn = len(app.get("download_button")) == 3
+        assert drawn != any("no mean-field map" in info.value for info in app.info), option
 
 
 @pytest.mark.parametrize(("page", "suite"), [("measurement", "effective-lr"), ("kfac", "kfac"),
@@ -219,7 +281,8 @@ def test_reference_report_is_shown_with_its_agreement(page: str, suite: str) -> 
     reference = validation.reference(suite)
     assert reference.index["title"] in [e.value for e in app.subheader]
     assert len(app.tabs) == len(reference.index["sections"])
-    assert any(len(frame.value) == len(reference.index["agreement"]) for frame in app.dataframe)
+    experiments = overview.experiments(reference)
+    assert any(len(frame.value) == len(experiments) for frame in app.dataframe)
 
 
 def test_missing_reference_report_says_how_to_make_it(tmp_path: Path,
@@ -234,8 +297,67 @@ def test_missing_reference_report_says_how_to_make_it(tmp_path: Path,
 def test_choosing_another_curve_redraws_it() -> None:
     app = open_page("measurement")
     before = outputs(app)
-    optimizer = app.selectbox(key="effective-lr-optimizer")
-    other = next(o for o in optimizer.options if o != optimizer.value)
-    app = optimizer.set_value(other).run()
-    assert outputs(app) != before
+    curve = next(box for box in app.selectbox if box.label.startswith("Curve"))
+    app = curve.select_index(1 - curve.index).run()
+    assert not app.exception and outputs(app) != before
 
+
+def numeric_widgets(app: AppTest) -> list:
+    """The page's number inputs, sliders and select sliders, in page order by kind."""
+    return [*app.number_input, *app.slider, *app.select_slider]
+
+
+def bounds(widget) -> tuple:
+    if widget.type == "select_slider":
+        return widget.options[0], widget.options[-1]
+    return widget.min, widget.max
+
+
+def set_bound(widget, end: int) -> None:
+    value = bounds(widget)[end]
+    if widget.type == "select_slider":  # its options are the shown labels; values are numbers
+        value = type(widget.value)(value)
+    widget.set_value(value)
+
+
+SWEPT_PAGES = ["norm-growth", "wd-equilibrium", "schedules", "kfac", "covariate-shift"]
+
+
+@pytest.mark.parametrize("page", SWEPT_PAGES)
+def test_every_widget_at_each_bound_and_all_at_once(page: str) -> None:
+    """Each numeric widget alone at its minimum and at its maximum, then every widget at its
+    minimum together and at its maximum together: a page or a clear message, never a
+    traceback."""
+    app = open_page(page)
+    count = len(numeric_widgets(app))
+    assert count > 0
+    for index in range(count):
+        for end in (0, 1):
+            app = open_page(page)
+            widget = numeric_widgets(app)[index]
+            set_bound(widget, end)
+            app.run()
+            assert not app.exception, (widget.label, bounds(widget)[end])
+    for end in (0, 1):
+        app = open_page(page)
+        for widget in numeric_widgets(app):
+            set_bound(widget, end)
+        app.run()
+        assert not app.exception, ("all at", end)
+
+
+@pytest.mark.parametrize("optimizer", ["sgdm", "adam", "adamw", "rmsprop", "adagrad"])
+def test_every_optimizers_widgets_at_their_corners(optimizer: str) -> None:
+    for end in (0, 1):
+        app = open_page("wd-equilibrium")
+        app.selectbox[0].select(optimizer).run()
+        for widget in numeric_widgets(app):
+            set_bound(widget, end)
+        app.run()
+        assert not app.exception, (optimizer, end)
+
+
+def test_no_learning_rate_says_to_pick_one() -> None:
+    app = open_page("norm-growth")
+    app.multiselect[0].set_value([]).run()
+    assert not app.exception and any("at least one" in info.value for info in app.info)

@@ -48,5 +48,5 @@ def test_bad_input_is_refused(call) -> None:
 
 def test_curves_resolve_early_steps_on_a_log_axis() -> None:
     steps = np.unique(curves.norm_growth_table((0.1,), steps=10_000)["step"])
-    assert list(steps[:4]) == [0, 1, 2, 3] and steps[-1] == 9999
+    assert list(steps[:4]) == [0, 1, 2, 3] and steps[-1] == 10_000  # the state after each step
     assert len(steps) <= curves.POINTS + 1

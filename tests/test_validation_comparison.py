@@ -107,3 +107,27 @@ def test_a_run_not_probed_at_every_step_is_refused() -> None:
     thinned = Run(run.id, run.name, run.config, run.status, "", "", "", "", sparse)
     with pytest.raises(ValueError, match="probe_every = 1"):
         comparison.compare_run(thinned)
+
+
+def test_seeds_of_matches_all_but_seed_and_device() -> None:
+    base = models.preset("digits-bn-sgd")
+    configs = {"a": base, "b": models.override(base, {"seed": 3, "device": "cpu"}),
+               "c": models.override(base, {"steps": base.steps + 1})}
+    assert comparison.seeds_of(base, configs) == ["a", "b"]
+
+
+def _units(ratio_last: float) -> pd.DataFrame:
+    """Two steps of three units; at the last step measured / predicted is ``ratio_last`` for
+    the median unit."""
+    return pd.DataFrame({"step": [0, 0, 0, 1, 1, 1], "unit": [0, 1, 2] * 2,
+                         "measured": [1.0, 1.0, 1.0, 1.0, 2.0, 9.0],
+                         "predicted": [1.0, 1.0, 1.0, 1.0 / 0.5, 2.0 / ratio_last, 9.0 / 5]})
+
+
+def test_seed_interval_pools_the_median_unit_ratio_at_the_last_step() -> None:
+    assert comparison.last_unit_ratio(_units(1.2)) == pytest.approx(1.2)
+    found = comparison.seed_interval([_units(0.9), _units(1.0), _units(1.1)])
+    assert found.n == 3 and found.mean == pytest.approx(1.0)
+    assert found.low < 0.9 and found.high > 1.1
+    single = comparison.seed_interval([_units(1.0)])
+    assert single.n == 1 and np.isnan(single.low)

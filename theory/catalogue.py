@@ -6,7 +6,8 @@ the page cannot drift from the registry.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import sympy as sp
 
@@ -38,13 +39,14 @@ REFERENCES = {
 }
 """Sources beyond the seeds, by the key an identity's ``source`` starts with."""
 
-_SEEDS = {
+SEEDS = {
     "000": "lecture slides, 2022 (000_f2bdbb76a8cc4a30.txt)",
     "001": "lecture notes, Ch. 5 (001_ec38f84fe8478afc.txt)",
     "002": "lecture slides, 2021 (002_cd849d122e313ad8.txt)",
     "003": "second-order optimization slides (003_06a84c88748080a6.txt)",
     "004": "Three Mechanisms of Weight Decay Regularization (004_da010b54934a848f.txt)",
 }
+"""The seed documents by the file prefix that sources cite ("001 Eq. (23)")."""
 
 
 def _verdict(ok: bool) -> str:
@@ -108,6 +110,50 @@ def witness_lines(results: Sequence[CheckResult]) -> str:
     return "\n".join(f"{r.name}: {r.witness or 'no witness found'}" for r in results)
 
 
+def seeds_cited(source: str) -> list[str]:
+    """The seeds a source reference cites, by prefix, in order.
+
+    >>> seeds_cited("001 Sec. 5 (AdamW), Eq. (22); 004 Mechanism I")
+    ['001', '004']
+    """
+    found = re.findall(r"(?<![\d.])(\d{3})(?![\d.])", source)
+    return [key for key in dict.fromkeys(found) if key in SEEDS]
+
+
+def inline_math(latex: str) -> str:
+    r"""``latex`` as inline maths that survives a Markdown table cell: ``$...$`` on one line,
+    with its bars written ``\vert`` and ``\Vert`` (a bare ``|`` would end the cell).
+
+    >>> print(inline_math(r"\|w\|^2 = |x|"))
+    $\Vert w\Vert ^2 = \vert x\vert $
+    """
+    one_line = " ".join(latex.split())
+    return "$" + one_line.replace(r"\|", r"\Vert ").replace("|", r"\vert ") + "$"
+
+
+def summary_markdown(items: Iterable[Identity], results: Mapping[str, tuple[bool, bool, float]],
+                     link: Callable[[Identity], str]) -> str:
+    """A Markdown table of ``items``: name, statement (rendered maths), source (linked to
+    ``link(item)``), whether it holds and its control is rejected, and the seconds of its check,
+    from ``results`` (name -> (holds, control rejected, seconds)); unchecked ones show a dash."""
+    lines = ["| identity | statement | source | holds | control rejected | seconds |",
+             "|---|---|---|---|---|---|"]
+    for item in items:
+        found = results.get(item.name)
+        verdicts = ([_verdict(found[0]), _verdict(found[1]), f"{found[2]:.2f}"] if found
+                    else ["—", "—", "—"])
+        source = item.source.replace("|", "/").replace("[", "(").replace("]", ")")
+        lines.append(f"| `{item.name}` | {inline_math(item.statement)} | "
+                     f"[{source}]({link(item)}) | " + " | ".join(verdicts) + " |")
+    return "\n".join(lines)
+
+
+def identity_markdown(item: Identity) -> str:
+    """The identity's entry of ``docs/identities.md``: name, source, statement, sizes, domain
+    and note."""
+    return "\n".join(_identity_section(item))
+
+
 def _identity_section(item: Identity) -> list[str]:
     lines = [f"### `{item.name}`", "", f"Source: {item.source}.", "", f"$${item.statement}$$", ""]
     if item.sizes:
@@ -139,7 +185,7 @@ def catalogue_markdown() -> str:
         "",
         "Seeds (in `shared/seeds/`):",
         "",
-        *[f"- {key}: {title}" for key, title in _SEEDS.items()],
+        *[f"- {key}: {title}" for key, title in SEEDS.items()],
         "",
         "References beyond the seeds (an identity citing one names it by the key before the "
         "colon):",

@@ -17,10 +17,14 @@ premise ``w . grad = 0`` (001 Eq. 18); it is flagged by its measured ``cos_w_gra
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
+
 import numpy as np
 import pandas as pd
 
 from scalewise import sim
+from scalewise.figures.comparison import Comparison
 from scalewise.models.config import (
     OptimizerConfig,
     Schedule,
@@ -31,8 +35,10 @@ from scalewise.models.config import (
 from scalewise.models.data import load_dataset
 from scalewise.models.networks import build_model, layer_weights
 from scalewise.models.probes import unit_rows
-from scalewise.models.store import Run
+from scalewise.models.store import Run, UnitStats
 from scalewise.models.training import schedule
+from scalewise.sim.schedules import lr_factors
+from scalewise.validation.estimators import Interval, interval
 from scalewise.vocabulary import Decay, Equilibrium, Optimizer
 
 QUANTITIES = ("norm_sq", "effective_lr", "angular_update")
@@ -195,6 +201,97 @@ def compare_run(run: Run, *, mean_field: bool = False, dims: dict[str, int] | No
                                     "source": "equilibrium", "value": float(target[q])})
                       for q in QUANTITIES]
     return pd.concat(parts, ignore_index=True)
+
+
+def unit_comparison(run: Run, stats: UnitStats, layer: str) -> pd.DataFrame:
+    """Per unit of ``layer`` and step, its measured ``||w_k||^2`` beside the prediction of
+    :func:`sim.drive` fed that unit's own gradient norm at unit weight norm,
+    ``||grad J(w_hat_k)|| = sqrt(grad_sq * norm_sq)`` (001 Eq. 18), from its measured initial
+    norm: 001 Eq. (23) holds for every scale-invariant unit under SGD step by step, so the
+    prediction is exact up to the layer's scale invariance. Long form ``(step, unit, measured,
+    predicted)``. ValueError for a run this does not describe (not SGD, norms set by grafting or
+    renormalization, per-unit records not at every step)."""
+    _check_comparable(run, mean_field=False)
+    if layer not in stats.layers:
+        raise ValueError(f"run {run.id} has no per-unit records of layer {layer!r} (recorded: "
+                         f"{', '.join(stats.layers) or 'none'}; set unit_probe_every = 1)")
+    records = stats.layers[layer]
+    if not np.array_equal(records.steps, np.arange(records.steps[0], records.steps[-1] + 1)):
+        every = int(np.min(np.diff(records.steps))) if len(records.steps) > 1 else 0
+        raise ValueError(f"run {run.id} recorded per-unit statistics every {every} steps; the "
+                         "driven recurrence needs every step (unit_probe_every = 1)")
+    norm_sq = records.values["norm_sq"].astype(np.float64)  # (steps, units)
+    grads = np.sqrt(records.values["grad_sq"].astype(np.float64) * norm_sq)
+    wd = _layer_weight_decay(run, invariant_layers(run.metrics)).get(layer, 0.0)
+    opt = run.config.optimizer
+    first, steps = int(records.steps[0]), len(records.steps)
+    factors = lr_factors(schedule(opt), first + steps)[first:]  # the schedule from the first
+    predicted = sim.drive(grads, lr=opt.lr, weight_decay=wd, init_norm=np.sqrt(norm_sq[0]),
+                          schedule=factors)
+    return pd.DataFrame({"step": np.repeat(records.steps, len(records.units)),
+                         "unit": np.tile(records.units, len(records.steps)),
+                         "measured": norm_sq.ravel(), "predicted": predicted.norm_sq.ravel()})
+
+
+def layer_view(comparison: pd.DataFrame, layer: str) -> Comparison:
+    """One layer of :func:`compare_run` as theory (the driven recurrence first, the
+    equilibrium) beside the measurement, a panel per quantity."""
+    rows = comparison[comparison["layer"] == layer]
+    order = {"measured": 0, "driven": 1, "equilibrium": 2}
+    rows = rows.sort_values("source", key=lambda s: s.map(order), kind="stable")
+    table = pd.DataFrame({"panel": rows["quantity"], "series": rows["source"],
+                          "role": np.where(rows["source"] == "measured", "data", "theory"),
+                          "step": rows["step"], "value": rows["value"]})
+    return Comparison(table, theory="predicted", data="measured", log_y=QUANTITIES)
+
+
+UNIT_SPREAD = (0.05, 0.95)  # quantiles of the band of measured / predicted over units
+
+
+def unit_view(units: pd.DataFrame, unit: int) -> Comparison:
+    """:func:`unit_comparison` as two panels: unit ``unit``'s measured ``||w||^2`` beside its
+    prediction, and over every unit the median of measured / predicted with its
+    :data:`UNIT_SPREAD` band, beside theory's 1."""
+    one = units[units["unit"] == unit]
+    mine = f"‖w‖² of unit {unit}"
+    ratios = (units["measured"] / units["predicted"]).groupby(units["step"])
+    low, median, high = (ratios.quantile(q) for q in (UNIT_SPREAD[0], 0.5, UNIT_SPREAD[1]))
+    spread = f"measured / predicted, {units['unit'].nunique()} units"
+    band = f"median, {UNIT_SPREAD[0]:.0%}–{UNIT_SPREAD[1]:.0%} of units"
+    steps = median.index.to_numpy()
+    table = pd.concat([
+        pd.DataFrame({"panel": mine, "series": f"unit {unit}", "role": "data",
+                      "step": one["step"], "value": one["measured"]}),
+        pd.DataFrame({"panel": mine, "series": f"unit {unit}", "role": "theory",
+                      "step": one["step"], "value": one["predicted"]}),
+        pd.DataFrame({"panel": spread, "series": band, "role": "data", "step": steps,
+                      "value": median.to_numpy(), "low": low.to_numpy(),
+                      "high": high.to_numpy()}),
+        pd.DataFrame({"panel": spread, "series": band, "role": "theory",
+                      "step": [steps[0], steps[-1]], "value": 1.0}),
+    ], ignore_index=True)
+    return Comparison(table, theory="driven recurrence", data="measured", log_y=(mine,))
+
+
+def seeds_of(config: TrainConfig, configs: Mapping[str, TrainConfig]) -> list[str]:
+    """The runs of ``configs`` (run id -> config) that repeat ``config`` with another seed: equal
+    but for ``seed`` and ``device`` (which chose the hardware, not the model)."""
+    key = dataclasses.replace(config, seed=0, device="auto")
+    return [run_id for run_id, other in configs.items()
+            if dataclasses.replace(other, seed=0, device="auto") == key]
+
+
+def last_unit_ratio(units: pd.DataFrame) -> float:
+    """The median over units of measured / predicted ``||w||^2`` at the last step of
+    :func:`unit_comparison`: one number per run, 1 where 001 Eq. (23) holds."""
+    last = units[units["step"] == units["step"].max()]
+    return float((last["measured"] / last["predicted"]).median())
+
+
+def seed_interval(units_per_seed: list[pd.DataFrame]) -> Interval:
+    """:func:`last_unit_ratio` over the seeds of a configuration (one :func:`unit_comparison`
+    each), as a mean with its Student-t 95% interval (:func:`estimators.interval`)."""
+    return interval(np.array([last_unit_ratio(units) for units in units_per_seed]))
 
 
 def _long(wide: pd.DataFrame, quantity: str, source: str) -> pd.DataFrame:

@@ -321,11 +321,18 @@ def load(folder: str | os.PathLike[str]) -> LoadedReport:
     folder = Path(folder)
     try:
         index = json.loads((folder / "index.json").read_text(encoding="utf-8"))
-        records = pd.DataFrame(json.loads((folder / "report.json").read_text(encoding="utf-8")),
-                               columns=list(RECORD_FIELDS))
+        records = _records(json.loads((folder / "report.json").read_text(encoding="utf-8")))
         curves = pd.read_csv(folder / "curves.csv.gz", keep_default_na=False,
                              dtype={"layer": str, "optimizer": str})
     except (OSError, ValueError) as error:
         raise ValueError(f"folder = {str(folder)!r} is not a readable validation report "
                          f"({error})") from error
     return LoadedReport(folder, index, records, curves)
+
+
+def _records(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """The records of ``report.json``: the :data:`RECORD_FIELDS` first, then any field a suite
+    adds (an interval over seeds, the seeds counted), kept for the readers that show them."""
+    frame = pd.DataFrame(rows)
+    extra = [c for c in frame.columns if c not in RECORD_FIELDS]
+    return frame.reindex(columns=[*RECORD_FIELDS, *extra])

@@ -12,6 +12,7 @@ show how far the linear theory carries.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import pandas as pd
@@ -52,7 +53,8 @@ def network_family_norms(depths: Sequence[int], activations: Sequence[str] = ("l
                          *, width: int = 4, samples: int = 64, seed: int = 0) -> pd.DataFrame:
     """Per activation and depth ``L``: the measured ``jacobian_sq_norm``, ``gn_norm`` and
     ``kfac_gn_norm`` on whitened inputs, their ratios, and theory's ratios ``(L+1)^2`` and
-    ``L+1`` (exact for ``linear``)."""
+    ``L+1`` (exact for ``linear``). A ratio is NaN where the Jacobian vanishes (a narrow ReLU
+    network whose units are all dead on these inputs computes a constant)."""
     generator = torch.Generator().manual_seed(seed)
     inputs = whitened_inputs(samples, width, generator)  # (samples, width), X^T X / samples = I
     rows = []
@@ -65,12 +67,16 @@ def network_family_norms(depths: Sequence[int], activations: Sequence[str] = ("l
             values = {name: float(value) for name, value in measured.items()}
             rows.append({
                 "activation": activation, "L": depth, **values,
-                "gn_ratio": values["gn_norm"] / values["jacobian_sq_norm"],
-                "kfac_ratio": values["kfac_gn_norm"] / values["jacobian_sq_norm"],
+                "gn_ratio": _ratio(values["gn_norm"], values["jacobian_sq_norm"]),
+                "kfac_ratio": _ratio(values["kfac_gn_norm"], values["jacobian_sq_norm"]),
                 "theory_gn_ratio": float(_GN_RATIO(depth)),
                 "theory_kfac_ratio": float(_KFAC_RATIO(depth)),
             })
     return pd.DataFrame(rows)
+
+
+def _ratio(norm: float, jacobian_sq_norm: float) -> float:
+    return norm / jacobian_sq_norm if jacobian_sq_norm > 0 else math.nan
 
 
 def stored_norms(metrics: pd.DataFrame) -> pd.DataFrame:
