@@ -166,11 +166,18 @@ class Measured:
 
     def invariant_units(self, layer: str) -> np.ndarray:
         """Mask over the layer's recorded units: those whose median ``|cos(w, grad J)|`` is below
-        :data:`INVARIANCE_TOLERANCE`."""
+        :data:`INVARIANCE_TOLERANCE`, among the units a gradient reaches (:meth:`dead_units`
+        have no equilibrium to compare)."""
         v = self.units.layers[layer].values
         with np.errstate(invalid="ignore", divide="ignore"):
             cos = np.abs(v["w_dot_grad"]) / np.sqrt(v["norm_sq"] * v["grad_sq"])
-        return np.nanmedian(np.nan_to_num(cos), axis=0) < INVARIANCE_TOLERANCE
+        invariant = np.nanmedian(np.nan_to_num(cos), axis=0) < INVARIANCE_TOLERANCE
+        return invariant & ~self.dead_units(layer)
+
+    def dead_units(self, layer: str) -> np.ndarray:
+        """Mask over the layer's recorded units whose loss gradient is 0 at any record (a unit
+        no example reaches, 001 Sec. 4.1)."""
+        return np.any(self.units.layers[layer].values["grad_sq"] == 0, axis=0)
 
     @property
     def diverged(self) -> bool:
@@ -200,8 +207,10 @@ class Measured:
                 out.append(f"{self.setting.label} seed {self.seed} {self.layer(layer)}: its "
                            f"normalization's margin fell to {least:.3g} x eps (< {margin:g})")
             elif not mask.all():
+                dead = int(self.dead_units(layer).sum())
                 out.append(f"{self.setting.label} seed {self.seed} {self.layer(layer)}: "
-                           f"{int((~mask).sum())} of {mask.size} units not scale invariant "
+                           f"{int((~mask).sum())} of {mask.size} units left out: {dead} receive "
+                           f"no gradient at some step, the others are not scale invariant "
                            f"(median |cos(w, grad J)| >= {INVARIANCE_TOLERANCE:g})")
         return out
 
