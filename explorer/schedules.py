@@ -5,19 +5,14 @@ from __future__ import annotations
 import streamlit as st
 
 from explorer.computations import SCHEDULE_OPTIMIZERS, SCHEDULES, SPHERE_DIM, schedule_curves
-from explorer.display import axes_row, show
+from explorer.display import intuition, show_comparison
+from scalewise.figures.schedule_curves import schedule_comparison
 from scalewise.vocabulary import Optimizer
-
-QUANTITIES = {"norm_sq": "‖w‖²", "effective_lr": "effective LR",
-              "angular_update": "angular update (rad/step)",
-              "grad_weight_ratio": "‖∇J(w)‖ / ‖w‖"}
-STYLES = {"theory (continuous)": ("k", "-"), "theory (quasi-static)": ("k", ":"),
-          "simulation (recurrence)": ("tab:blue", "--"), "simulation (sphere)": ("tab:orange", "-")}
 
 
 def main() -> None:
     st.header("7 · Schedules and the corrected decay")
-    st.write("A scale-invariant weight under a learning-rate schedule: theory's continuous "
+    intuition("A scale-invariant weight under a learning-rate schedule: theory's continuous "
              "solution and its quasi-static value (theory.norm_under_schedules), the exact "
              "per-step recurrence, and the optimizer itself on "
              f"{SPHERE_DIM}-dimensional directions driven by gradient noise (sphere engine, mean "
@@ -42,19 +37,11 @@ def main() -> None:
     except ValueError as error:
         st.error(f"Impossible input: {error}")
         return
-    fig, axes = axes_row(4, width=14.0)
-    for ax, (quantity, label) in zip(axes, QUANTITIES.items()):
-        rows = data[data["quantity"] == quantity]
-        for source, group in rows.groupby("source"):
-            color, style = STYLES[source]
-            ax.plot(group["step"], group["value"], color=color, ls=style, label=source)
-        ax.set(xlabel="step k", ylabel=label, yscale="log")
-    axes[0].legend(fontsize="small")
     if properties.uses_momentum or "betas" in properties.hyperparameters:
         st.caption("With momentum the theory curves use the energy that gives this optimizer's "
                    "own equilibrium at η_max (figures.schedule_curves); the sphere's angular "
                    "update differs from theirs by the factor √K of theory.lion_muon_nesterov.")
-    show(fig, data, f"schedules_{optimizer}_{schedule}")
+    show_comparison(schedule_comparison(data), f"schedules_{optimizer}_{schedule}")
 
 
 if __name__ == "__main__":  # Streamlit runs the page; importing it only defines

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from scalewise import checks
+from scalewise.figures.comparison import Comparison
 from scalewise.sim import norm_schedules
 from scalewise.sim.dynamics import simulate
 from scalewise.sim.effective import effective_lr
@@ -118,3 +119,20 @@ def _rows(source: str, step: np.ndarray, x: np.ndarray, lr_t: np.ndarray, name: 
                                     "value": value}) for quantity, value in values.items()],
                      ignore_index=True)
 
+
+TITLES = {"norm_sq": "‖w‖²", "effective_lr": "effective LR",
+          "angular_update": "angular update (rad/step)",
+          "grad_weight_ratio": "‖∇J(w)‖ / ‖w‖"}
+"""The panels of :func:`schedule_comparison`, by quantity."""
+
+
+def schedule_comparison(data: pd.DataFrame) -> Comparison:
+    """:func:`schedule_table` as theory (its ``theory (...)`` sources) beside data (the
+    simulations), one panel per quantity of :data:`TITLES`."""
+    rows = data[data["quantity"].isin(list(TITLES))]
+    table = pd.DataFrame({
+        "panel": rows["quantity"].map(TITLES), "series": rows["source"],
+        "role": np.where(rows["source"].str.startswith("theory"), "theory", "data"),
+        "step": rows["step"], "value": rows["value"]})
+    return Comparison(table.reset_index(drop=True), theory="theory", data="simulation",
+                      log_y=tuple(TITLES.values()))
