@@ -247,11 +247,13 @@ EQUILIBRIA: Mapping[str, Equilibrium] = MappingProxyType(
 ESTIMATORS: Mapping[str, str] = MappingProxyType({
     "norm_sq": "E_k ||w_k||^2 of one scale-invariant unit (a row of a weight a normalization "
     "follows; a whole layer for layer norm): its time average over the settled steps",
-    "effective_lr": "lr / (E_k ||w_k||^2)^(p/2) of one unit, p the optimizer's effective-LR "
-    "power (2 for SGD and momentum SGD, 1 for the Adam family): the effective LR at the mean "
-    "squared norm, not the mean of per-step effective LRs",
+    "effective_lr": "lr / (E ||w||^2)^(p/2), p the optimizer's effective-LR power (2 for SGD "
+    "and momentum SGD, 1 for the Adam family), E over the settled steps and a layer's units: "
+    "the effective LR at the mean squared norm, not the mean of per-step or per-unit "
+    "effective LRs",
     "angular_update": "arccos(E_k <w_k, w_{k+1}> / E_k ||w_k||^2): a ratio of sums over the "
-    "settled steps (and a layer's units), not the mean of per-step angles",
+    "settled steps (and a layer's units), not the mean of per-step angles; measured as "
+    "arccos(E<w_k, w_{k+1}> / sqrt(E||w_k||^2 E||w_{k+1}||^2)), equal at a stationary norm",
     "grad_norm": "g = sqrt(E_k ||grad J(w_hat_k)||^2) of one unit: the norm balances the mean "
     "of g^2 (001 Eq. 23: each step adds alpha^2 g_k^2 / ||w||^2), not the square of its mean",
 })

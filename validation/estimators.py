@@ -67,10 +67,19 @@ def ratio_of_sums(numerator: np.ndarray, denominator: np.ndarray) -> float:
     return float(np.sum(numerator) / np.sum(denominator))
 
 
-def angular_update(w_dot_next: np.ndarray, norm_sq: np.ndarray) -> float:
-    """``arccos(E<w_k, w_{k+1}> / E||w_k||^2)`` from per-step (layer or unit) sums: the angular
-    update that theory's equilibria state (:mod:`scalewise.theory.equilibrium`)."""
-    return float(np.arccos(np.clip(ratio_of_sums(w_dot_next, norm_sq), -1.0, 1.0)))
+def angular_update(w_dot_next: np.ndarray, norm_sq: np.ndarray,
+                   next_norm_sq: np.ndarray) -> float:
+    """``arccos(E<w_k, w_{k+1}> / sqrt(E||w_k||^2 E||w_{k+1}||^2))`` from per-step (layer or
+    unit) values: at a stationary norm the angular update that theory's equilibria state,
+    ``arccos(E<w_k, w_{k+1}> / E||w_k||^2)`` (:mod:`scalewise.theory.equilibrium`), and at most
+    1 in cosine over any window (Cauchy-Schwarz), where a drifting norm can push the other
+    form past 1.
+
+    >>> round(angular_update(np.array([0.99, 0.99]), np.ones(2), np.ones(2)), 6)
+    0.141539
+    """
+    cosine = np.sum(w_dot_next) / np.sqrt(np.sum(norm_sq) * np.sum(next_norm_sq))
+    return float(np.arccos(np.clip(cosine, -1.0, 1.0)))
 
 
 @dataclass(frozen=True)

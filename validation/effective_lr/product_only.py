@@ -4,8 +4,8 @@ mechanism I, 004 Sec. 4.1): SGD's equilibrium effective LR times the gradient no
 
 Config: SGD at the equilibrium experiment's ``alpha lam`` split three ways (the learning rate
 times :data:`SPLITS`, the weight decay divided by it), every network and seed of the size.
-Runs -> per settled compared layer, the unit mean of ``alpha / E||w_i||^2 * g_i`` over the
-settled window -> per split and layer the mean over seeds against the middle split's -> a bound
+Runs -> per settled compared layer, ``alpha sum_i g_i / sum_i E||w_i||^2`` over the settled
+window -> per split and layer the mean over seeds against the middle split's -> a bound
 -> a table with 95% intervals.
 """
 
@@ -56,11 +56,14 @@ def product_only(report: Report, settings: Settings) -> None:
 
 
 def effective_lr_times_g(m: Measured, layer: str) -> float:
-    """The unit mean of ``alpha / E||w_i||^2 * sqrt(E[g_i^2])`` over the settled window."""
+    """``alpha sum_i g_i / sum_i E||w_i||^2`` over the settled window, ``g_i =
+    sqrt(E[g_i^2])``: at equilibrium each unit's ``||w_i||^2`` is proportional to its ``g_i``
+    (001 Eq. 24), so this ratio of sums is every unit's ``alpha g_i / ||w_i||^2``, and units
+    of small ``g``, slow to settle, do not rule it."""
     v = window_values(m, layer, m.compared()[layer])
     x = v["norm_sq"].astype(np.float64).mean(axis=0)
     g = np.sqrt((unit_grad_norm(v).astype(np.float64) ** 2).mean(axis=0))
-    return float(np.mean(m.setting.lr / x * g))
+    return float(m.setting.lr * g.sum() / x.sum())
 
 
 def _records(rows: pd.DataFrame, middle: float) -> list[Record]:
@@ -81,7 +84,7 @@ def _text(rows: pd.DataFrame, records: list[Record], base, unsettled: list[str])
         "inverse). At equilibrium the effective LR times $g$ is "
         "$\\sqrt{\\alpha\\lambda(2-\\alpha\\lambda)}$ "
         f"= {theory:.4g} whatever the split (001 Eq. 25); measured over each settled window as "
-        "the unit mean of $\\alpha\\, g_i/\\mathbb{E}\\|w_i\\|^2$. Mean over seeds with its 95% "
+        "$\\alpha \\sum_i g_i/\\sum_i\\mathbb{E}\\|w_i\\|^2$. Mean over seeds with its 95% "
         "interval:", ""]
     if rows.empty:
         return "\n".join([*lines, "No layer settled.", *unsettled])

@@ -5,9 +5,12 @@
 settling`: at least five of theory's time constants, and the angular-update estimator
 ``E<w_k, w_{k+1}> / E||w_k||^2`` of the layer's sums steady to 1% between the last two windows)
 and :func:`estimate` measures, over the last :func:`window` steps and the layer's scale-invariant
-units, ``E||w||^2`` per unit, the effective LR at it, the angular update as a ratio of sums, and
-theory's prediction of each at every unit's own ``g = sqrt(E[g^2])``; the mean of per-step
-angles is kept for contrast.
+units, the unit mean of ``E||w_i||^2``, the effective LR at it, the angular update as a ratio of
+sums, and theory's prediction of each from every unit's own ``g = sqrt(E[g^2])`` (its
+equilibrium norm averaged over the units in the same way); the mean of per-step angles is kept
+for contrast. The layer's effective LR is the one at its mean squared norm: a unit whose ``g``
+is small has a small equilibrium norm it approaches slowly from above, and the mean of
+per-unit effective LRs would be ruled by such units.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from scalewise.validation.effective_lr.runs import Measured, unit_grad_norm, unit_values
-from scalewise.validation.estimators import Settling, settling
+from scalewise.validation.estimators import Settling, angular_update, settling
 
 QUANTITIES = ("angular_update", "effective_lr", "norm_sq")
 
@@ -65,18 +68,17 @@ def estimate(m: Measured, layer: str, mask: np.ndarray) -> Estimate:
     power = m.setting.name.properties.effective_lr_power
     lr = m.setting.lr
     theory = m.setting.equilibrium(grad_norm=g, dim=m.dims[layer])
-    cos_theory = np.cos(theory["angular_update"])  # (units,) or one value
-    weights = np.broadcast_to(x, g.shape)
+    cos_theory = np.broadcast_to(np.cos(theory["angular_update"]), g.shape)
+    x_star = np.broadcast_to(theory["norm_sq"], g.shape)  # (units,)
     measured = {
-        "angular_update": math.acos(min(1.0, v["w_dot_next"].sum() / v["norm_sq"].sum())),
-        "effective_lr": float(np.mean(lr / x ** (power / 2))),
+        "angular_update": angular_update(v["w_dot_next"], v["norm_sq"], v["next_norm_sq"]),
+        "effective_lr": float(lr / x.mean() ** (power / 2)),
         "norm_sq": float(x.mean()),
     }
     predicted = {
-        "angular_update": math.acos(min(1.0, float(np.sum(np.broadcast_to(cos_theory, g.shape)
-                                                          * weights) / weights.sum()))),
-        "effective_lr": float(np.mean(np.broadcast_to(theory["effective_lr"], g.shape))),
-        "norm_sq": float(np.mean(np.broadcast_to(theory["norm_sq"], g.shape))),
+        "angular_update": math.acos(min(1.0, float(np.sum(cos_theory * x_star) / x_star.sum()))),
+        "effective_lr": float(lr / x_star.mean() ** (power / 2)),
+        "norm_sq": float(x_star.mean()),
     }
     steps = m.sums("angular_update")[layer]
     mean_of_steps = float(steps[steps.index >= m.run.config.steps - window(m)].mean())
