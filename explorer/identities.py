@@ -38,12 +38,17 @@ def main() -> None:
     _slips()
 
 
+BEYOND = "other"
+"""The filter for identities that cite sources beyond the seeds only (theory.catalogue.REFERENCES)."""
+
+
 def _filtered() -> list:
     """The identities matching the search text, the seeds and the topic chosen."""
     columns = st.columns([2, 2, 1])
     text = columns[0].text_input("Search (name, statement, source, note)", "").strip().lower()
-    seeds = columns[1].pills("Seeds cited (the sidebar says which is which)", list(SEEDS),
-                             selection_mode="multi", default=list(SEEDS))
+    sources = [*SEEDS, BEYOND]
+    seeds = columns[1].pills("Seeds cited (the sidebar says which is which)", sources,
+                             selection_mode="multi", default=sources)
     topics = sorted({item.topic for item in theory.IDENTITIES.values()})
     topic = columns[2].selectbox("Topic", ["all", *topics])
     found = []
@@ -53,7 +58,7 @@ def _filtered() -> list:
             continue
         if topic not in ("all", item.topic):
             continue
-        if not set(seeds_cited(item.source)) & set(seeds or ()):
+        if not set(seeds_cited(item.source) or [BEYOND]) & set(seeds or ()):
             continue
         found.append(item)
     return found
