@@ -176,14 +176,15 @@ def _text(records: list[Record], unsettled: list[str], excluded: list[str],
     frame = ratios(records)
     lines = [
         "Each run lasts twelve of theory's time constants. A layer is compared once it has "
-        "settled: at least five time constants, and the angular-update estimator "
-        "$\\mathbb{E}\\langle w_k, w_{k+1}\\rangle / \\mathbb{E}\\|w_k\\|^2$ of its sums steady to "
-        "1% between the last two windows of one time constant. Over the last two time constants "
+        "settled: at least five time constants, and its squared norm (summed over its units) "
+        "steady to 1% between the last two windows of one time constant. Over the last two time constants "
         "(at least 100 steps), per scale-invariant unit: $\\mathbb{E}\\|w\\|^2$, the effective "
         "learning rate at it ($\\eta/\\mathbb{E}\\|w\\|^2$, or $\\eta/\\sqrt{\\mathbb{E}\\|w\\|^2}$ "
         "for the Adam family), and theory's prediction at the unit's own "
         "$g = \\sqrt{\\mathbb{E}[g_k^2]}$; the angular update is "
-        "$\\arccos$ of the ratio of sums over steps and units. The mean of per-step angles is "
+        "$\\arccos$ of the ratio of sums over steps and units, "
+        "$\\mathbb{E}\\langle w_k, w_{k+1}\\rangle/\\sqrt{\\mathbb{E}\\|w_k\\|^2\\,"
+        "\\mathbb{E}\\|w_{k+1}\\|^2}$. The mean of per-step angles is "
         "shown for contrast.",
         "",
         f"{len(measured)} runs; {len(frame) // 4} settled layers compared. Measured / "

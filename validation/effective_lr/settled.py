@@ -2,8 +2,8 @@
 (:data:`scalewise.theory.equilibria.ESTIMATORS`), over its settled steps only.
 
 :func:`settle` judges each compared layer of a run (:func:`scalewise.validation.estimators.
-settling`: at least five of theory's time constants, and the angular-update estimator
-``E<w_k, w_{k+1}> / E||w_k||^2`` of the layer's sums steady to 1% between the last two windows)
+settling`: at least five of theory's time constants, and the layer's squared norm steady to 1%
+between the last two windows)
 and :func:`estimate` measures, over the last :func:`window` steps and the layer's scale-invariant
 units, the unit mean of ``E||w_i||^2``, the effective LR at it, the angular update as a ratio of
 sums, and theory's prediction of each from every unit's own ``g = sqrt(E[g^2])`` (its
@@ -34,10 +34,10 @@ def window(m: Measured) -> int:
 
 
 def settle(m: Measured, layer: str) -> Settling:
-    """Whether ``layer`` of ``m`` has settled, judged on its layer sums."""
-    numerator = m.sums("sum_w_dot_next")[layer].to_numpy()
-    denominator = m.sums("sum_norm_sq")[layer].to_numpy()[:len(numerator)]
-    return settling(numerator, m.setting.time_constant(), denominator=denominator)
+    """Whether ``layer`` of ``m`` has settled, judged on its squared norm (the sum over its
+    units; the ratio ``E<w_k, w_{k+1}> / E||w_k||^2`` would not do: for SGD it is ``1 - alpha
+    lam`` at every step, settled or not)."""
+    return settling(m.sums("sum_norm_sq")[layer].to_numpy(), m.setting.time_constant())
 
 
 @dataclass(frozen=True)
