@@ -176,8 +176,10 @@ def _text(records: list[Record], unsettled: list[str], excluded: list[str],
     frame = ratios(records)
     lines = [
         "Each run lasts twelve of theory's time constants. A layer is compared once it has "
-        "settled: at least five time constants, and its squared norm (summed over its units) "
-        "steady to 1% between the last two windows of one time constant. Over the last two time constants "
+        "settled: at least five time constants, and its unit-mean squared norm over theory's "
+        "equilibrium norm at its unit-mean $g$ of each step (the norm tracks an equilibrium that "
+        "moves as $g$ falls with the loss) steady to 1% between the last two windows of one "
+        "time constant. Over the last two time constants "
         "(at least 100 steps), per scale-invariant unit: $\\mathbb{E}\\|w\\|^2$, the effective "
         "learning rate at it ($\\eta/\\mathbb{E}\\|w\\|^2$, or $\\eta/\\sqrt{\\mathbb{E}\\|w\\|^2}$ "
         "for the Adam family), and theory's prediction at the unit's own "

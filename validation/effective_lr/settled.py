@@ -2,8 +2,8 @@
 (:data:`scalewise.theory.equilibria.ESTIMATORS`), over its settled steps only.
 
 :func:`settle` judges each compared layer of a run (:func:`scalewise.validation.estimators.
-settling`: at least five of theory's time constants, and the layer's squared norm steady to 1%
-between the last two windows)
+settling`: at least five of theory's time constants, and the layer's squared norm over theory's
+equilibrium norm at its current gradient norm steady to 1% between the last two windows)
 and :func:`estimate` measures, over the last :func:`window` steps and the layer's scale-invariant
 units, the unit mean of ``E||w_i||^2``, the effective LR at it, the angular update as a ratio of
 sums, and theory's prediction of each from every unit's own ``g = sqrt(E[g^2])`` (its
@@ -19,6 +19,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 from scalewise.validation.effective_lr.runs import Measured, unit_grad_norm, unit_values
 from scalewise.validation.estimators import Settling, angular_update, settling
@@ -34,10 +35,17 @@ def window(m: Measured) -> int:
 
 
 def settle(m: Measured, layer: str) -> Settling:
-    """Whether ``layer`` of ``m`` has settled, judged on its squared norm (the sum over its
-    units; the ratio ``E<w_k, w_{k+1}> / E||w_k||^2`` would not do: for SGD it is ``1 - alpha
-    lam`` at every step, settled or not)."""
-    return settling(m.sums("sum_norm_sq")[layer].to_numpy(), m.setting.time_constant())
+    """Whether ``layer`` of ``m`` has settled, judged on its unit-mean squared norm over
+    theory's equilibrium norm at the layer's unit-mean ``g`` of each step: the gradient norm
+    keeps falling as the loss does, so the norm itself never stops moving, while its ratio to
+    the equilibrium it tracks does. (The ratio ``E<w_k, w_{k+1}> / E||w_k||^2`` would not do:
+    for SGD it is ``1 - alpha lam`` at every step, settled or not.)"""
+    frame = pd.DataFrame({"x": m.sums("sum_norm_sq")[layer] / m.units.layers[layer].units.size,
+                          "g": m.sums("grad_norm_unit")[layer]}).dropna()
+    frame = frame[frame["g"] > 0]
+    x_star = np.broadcast_to(m.setting.equilibrium(grad_norm=frame["g"].to_numpy(),
+                                                   dim=m.dims[layer])["norm_sq"], len(frame))
+    return settling(frame["x"].to_numpy(), m.setting.time_constant(), denominator=x_star)
 
 
 @dataclass(frozen=True)
