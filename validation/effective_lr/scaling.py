@@ -37,15 +37,16 @@ PREFACTOR_LIMIT = 0.03
 
 @dataclass(frozen=True)
 class Scale:
+    optimizers: tuple[str, ...]
     factors: tuple[float, ...]  # on the equilibrium setting's weight decay
     seeds: int
     min_steps: int
 
 
 SCALES = {
-    Size.SMOKE: Scale(factors=(1.0, 3.0), seeds=1, min_steps=60),
-    Size.REFERENCE: Scale(factors=tuple(10 ** np.linspace(-1, 1, 5)), seeds=2,
-                          min_steps=MIN_STEPS),
+    Size.SMOKE: Scale(optimizers=("sgd",), factors=(1.0, 3.0), seeds=1, min_steps=60),
+    Size.REFERENCE: Scale(optimizers=OPTIMIZERS, factors=tuple(10 ** np.linspace(-1, 1, 5)),
+                          seeds=2, min_steps=MIN_STEPS),
 }
 
 
@@ -55,7 +56,7 @@ def scaling(report: Report, settings: Settings) -> None:
     scale = settings.scale(SCALES)
     jobs = [(NETWORK, s, seed, config(NETWORK, s, seed=seed, steps=s.steps(scale.min_steps),
                                         unit_every=UNIT_EVERY))
-            for base in SETTINGS if base.optimizer in OPTIMIZERS
+            for base in SETTINGS if base.optimizer in scale.optimizers
             for s in (scaled(base, settings).scaled(weight_decay=f) for f in scale.factors)
             for seed in seeds(settings, scale.seeds)]
     measured = measure(jobs, settings, desc="effective-lr scaling runs")
