@@ -204,8 +204,7 @@ def test_the_cifar_resnet_joins_where_its_data_are_given(tmp_path: Path) -> None
     resnet = measured[1]
     compared = resnet.compared(margin=0.0)
     assert compared
-    for layer, mask in compared.items():
+    for layer, mask in compared.items():  # exact up to the radial part (batch norm's eps)
         errors, records = driven_sgd.unit_errors(resnet, layer, mask)
         assert records[0].layer.startswith("resnet-bn/")
-        assert np.median(errors) <= driven_sgd.MEDIAN_LIMIT
-        assert errors.max() <= driven_sgd.MAX_LIMIT
+        assert np.all(errors <= 1.05 * driven_sgd.radial_budget(resnet, layer, mask) + 1e-5)
