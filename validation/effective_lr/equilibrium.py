@@ -33,7 +33,14 @@ from scalewise.validation.effective_lr.runs import (
 from scalewise.validation.effective_lr.settled import QUANTITIES, Estimate, estimate, settle
 from scalewise.validation.estimators import interval
 from scalewise.validation.markdown import interval_cell, markdown_table
-from scalewise.validation.report import Bound, Record, Report, curve_frame, record
+from scalewise.validation.report import (
+    RECORD_FIELDS,
+    Bound,
+    Record,
+    Report,
+    curve_frame,
+    record,
+)
 from scalewise.validation.suite import Settings, Size
 
 EXPERIMENT = "equilibrium"
@@ -116,8 +123,9 @@ def equilibrium(report: Report, settings: Settings) -> None:
     records = [r for m, layer, e in estimates for r in _records(m, layer, e)]
     report.add(*records)
     report.add_runs(m.run for m in measured)
-    report.add_curves(pd.concat([_curves(m, layer) for m, layer, _ in estimates],
-                                ignore_index=True))
+    curves = [_curves(m, layer) for m in measured for layer in m.compared()]
+    if curves:
+        report.add_curves(pd.concat(curves, ignore_index=True))
     report.bounds += BOUNDS
     excluded = [line for m in measured for line in m.excluded()]
     section = report.section("Equilibria", _text(records, unsettled, excluded, measured))
@@ -156,7 +164,7 @@ def _curves(m: Measured, layer: str) -> pd.DataFrame:
 
 def ratios(records: list[Record]) -> pd.DataFrame:
     """measured / predicted per record, with its optimizer, layer and quantity."""
-    frame = pd.DataFrame([r.__dict__ for r in records])
+    frame = pd.DataFrame([r.__dict__ for r in records], columns=list(RECORD_FIELDS))
     return frame.assign(ratio=frame["measured"] / frame["predicted"])
 
 

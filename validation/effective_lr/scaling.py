@@ -66,7 +66,7 @@ def scaling(report: Report, settings: Settings) -> None:
                             "product": m.setting.lr * m.setting.weight_decay,
                             "measured": e.measured["angular_update"],
                             "predicted": e.predicted["angular_update"]}
-                           for m, layer, e in estimates])
+                           for m, layer, e in estimates], columns=POINTS)
     fits = fitted(points)
     records = _records(fits)
     report.add(*records)
@@ -89,6 +89,8 @@ BOUNDS = [
 ]
 """Declared before the reference run; never loosened to fit a result."""
 
+POINTS = ("optimizer", "seed", "layer", "product", "measured", "predicted")
+"""The columns of the settled points the lines are fitted through."""
 AT = 1e-3
 """The prefactor is the fitted line's angular update at ``eta lam = AT`` (inside the swept
 range, where the intercept at 1 would extrapolate)."""
@@ -105,7 +107,8 @@ def fitted(points: pd.DataFrame) -> pd.DataFrame:
             slope, at = _line(group["product"].to_numpy(), group[source].to_numpy())
             row.update({f"slope_{source}": slope, f"prefactor_{source}": at})
         rows.append(row)
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=["optimizer", "seed", *(f"{q}_{s}" for s in (
+        "measured", "predicted") for q in ("slope", "prefactor"))])
 
 
 def _line(product: np.ndarray, theta: np.ndarray) -> tuple[float, float]:
@@ -153,7 +156,8 @@ def _figure(points: pd.DataFrame) -> Figure:
         ax.plot(theory.index, theory.to_numpy(), "-", color="0.6", lw=4, alpha=0.6,
                 label="theory")
         ax.plot(rows["product"], rows["measured"], "o", ms=3, color="C0", label="measured")
-        ax.set(title=opt, xlabel="eta lam", ylabel="angular update (rad)", xscale="log",
-               yscale="log")
+        ax.set(title=opt, xlabel="eta lam", ylabel="angular update (rad)")
+        if not rows.empty:  # a log axis needs data
+            ax.set(xscale="log", yscale="log")
         legend(ax)
     return fig

@@ -61,7 +61,7 @@ def step_decay(report: Report, settings: Settings) -> None:
     curves = {(m.layer(layer), m.seed): effective_lrs(m, layer, mask)
               for m in measured for layer, mask in m.compared(margin=0.0).items()}
     records = [record(EXPERIMENT, "sgd", layer, f"effective_lr@{k}",
-                      predicted=frame.loc[k, "driven"], measured=frame.loc[k, "measured"])
+                      predicted=frame.loc[k, "predicted"], measured=frame.loc[k, "measured"])
                for (layer, _), frame in curves.items() for k in at]
     report.add(*records)
     report.add_runs(m.run for m in measured)
@@ -81,13 +81,13 @@ def step_decay(report: Report, settings: Settings) -> None:
 
 def effective_lrs(m: Measured, layer: str, mask: np.ndarray) -> pd.DataFrame:
     """The layer's effective LR after each step, the unit mean of ``alpha_{k+1} /
-    ||w_{k+1}||^2``, driven and measured, indexed by step ``k``."""
+    ||w_{k+1}||^2``, measured and predicted (driven), indexed by step ``k``."""
     predicted, measured = driven_norm_sq(m, layer, mask)
     steps = np.arange(len(measured))
     opt = m.run.config.optimizer
     lr = opt.lr * schedule(opt).factors(len(steps) + 1)[1:]
     return pd.DataFrame({"measured": (lr[:, None] / measured).mean(axis=1),
-                         "driven": (lr[:, None] / predicted).mean(axis=1)}, index=steps)
+                         "predicted": (lr[:, None] / predicted).mean(axis=1)}, index=steps)
 
 
 def _text(records: list[Record], milestones: tuple[int, ...], runs: int) -> str:
@@ -112,7 +112,7 @@ def _figure(curves: dict[tuple[str, int], pd.DataFrame], seed: int) -> Figure:
     fig, axes = grid(["effective_lr"], layers)
     for ax, layer in zip(axes[0], layers):
         frame = curves[(layer, seed)]
-        plot_pair(ax, frame["measured"], frame["driven"], "measured / driven", "C0")
+        plot_pair(ax, frame["measured"], frame["predicted"], "measured / driven", "C0")
         ax.set(title=layer, xlabel="step", ylabel="effective LR", yscale="log")
         legend(ax)
     return fig
