@@ -81,8 +81,8 @@ def norm_growth(report: Report, settings: Settings) -> None:
     section = report.section("Norm growth without weight decay", _text(rows, records))
     section.figure("norm-growth", _figure(measured),
                    "SGD without weight decay from the same small initial norm: the layer's "
-                   "effective LR over training at each learning rate (seed 0); the late values "
-                   "meet, as 001 Fig. 6 states.")
+                   "effective LR over training at each learning rate (seed 0); 001 Fig. 6 "
+                   "states that the late values meet (the text gives their measured spread).")
 
 
 BOUNDS = [
