@@ -42,8 +42,10 @@ def reference_section(suite: str) -> None:
     st.dataframe(formatted(summary), hide_index=True)
     labels = {e: f"{e} (bounds held: {held})"
               for e, held in zip(summary["experiment"], summary["bounds held"])}
+    charted = [e for e in labels if curve_tables[e]["compared"].any()]
     experiment = st.selectbox("Experiment", list(labels), format_func=labels.get,
-                              key=f"{suite}-experiment")
+                              index=list(labels).index(charted[0]) if charted else 0,
+                              key=f"{suite}-experiment")  # opens on one with a chart
     _bounds(report, experiment)
     _headline(suite, version, experiment, curve_tables[experiment])
     with st.expander(f"Records of {experiment}"):
