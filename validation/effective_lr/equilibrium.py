@@ -176,6 +176,7 @@ def _table(records: list[Record]) -> pd.DataFrame:
                                                       sort=False):
         cells[(opt, layer)][quantity] = interval_cell(interval(group["ratio"].to_numpy()), 4)
     table = pd.DataFrame.from_dict(cells, orient="index")
+    table.index.names = ["optimizer", "layer"]
     return table[[c for c in (*QUANTITIES, "angular_update_mean_of_steps") if c in table]]
 
 
