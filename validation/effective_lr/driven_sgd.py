@@ -30,6 +30,7 @@ from scalewise.validation.effective_lr.runs import (
     Measured,
     config,
     measure,
+    step_lrs,
     unit_grad_norm,
     unit_values,
 )
@@ -97,12 +98,12 @@ def driven_norm_sq(m: Measured, layer: str, mask: np.ndarray) -> tuple[np.ndarra
     if not np.array_equal(steps, np.arange(len(steps))):
         raise ValueError(f"run {m.run.id}: the driven recurrence needs per-unit records at every "
                          "step from 0 (unit_probe_every = 1)")
-    g = unit_grad_norm({k: v[k].astype(np.float64) for k in ("grad_sq", "norm_sq")})
+    g = unit_grad_norm(v)
     config = m.run.config.optimizer
     trajectory = sim.drive(np.vstack([g, np.zeros_like(g[:1])]), lr=config.lr,
                            weight_decay=config.weight_decay, schedule=schedule(config),
-                           init_norm=np.sqrt(v["norm_sq"][0].astype(np.float64)))
-    return trajectory.norm_sq[1:], v["next_norm_sq"].astype(np.float64)
+                           init_norm=np.sqrt(v["norm_sq"][0]))
+    return trajectory.norm_sq[1:], v["next_norm_sq"]
 
 
 def unit_errors(m: Measured, layer: str, mask: np.ndarray) -> tuple[np.ndarray, list[Record]]:
@@ -117,15 +118,21 @@ def unit_errors(m: Measured, layer: str, mask: np.ndarray) -> tuple[np.ndarray, 
     return error[worst, units], records
 
 
+def _sgd_steps(m: Measured, layer: str,
+               mask: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+    """The unit records of ``layer`` (every step from 0), each step's learning rate and SGD's
+    decay factor ``1 - alpha_k lam``, both ``(steps, 1)``."""
+    v = unit_values(m, layer, mask)
+    lr = step_lrs(m, len(v["norm_sq"]))[:, None]
+    return v, lr, 1 - lr * m.run.config.optimizer.weight_decay
+
+
 def one_step_errors(m: Measured, layer: str, mask: np.ndarray) -> tuple[float, float]:
     """The largest relative error over every unit and step of one step of the balance
     ``rho^2 x - 2 rho <w, u> + ||u||^2`` with SGD's update ``u = alpha grad J(w)``, from the
     measured ``x``, ``<w, grad J>`` and ``||grad J||^2``: without the radial part (001 Eq. 23)
     and with it (exact, identity norm_balance)."""
-    v = {k: a.astype(np.float64) for k, a in unit_values(m, layer, mask).items()}
-    opt = m.run.config.optimizer
-    lr = opt.lr * schedule(opt).factors(len(v["norm_sq"]))[:, None]
-    rho = 1 - lr * opt.weight_decay
+    v, lr, rho = _sgd_steps(m, layer, mask)
     errors = [np.max(np.abs(balanced_norm_sq(rho, v["norm_sq"], radial, lr**2 * v["grad_sq"])
                             / v["next_norm_sq"] - 1))
               for radial in (0.0, lr * v["w_dot_grad"])]
@@ -137,10 +144,7 @@ def radial_budget(m: Measured, layer: str, mask: np.ndarray) -> np.ndarray:
     ||w_{k+1}||^2``: the relative change of the norm that the radial part of the gradient,
     which 001 Eq. 23 sets to 0 (batch and layer norm's ``eps`` make it about ``eps / var``),
     contributes. The recurrence contracts errors, so the driven error stays below it."""
-    v = {k: a.astype(np.float64) for k, a in unit_values(m, layer, mask).items()}
-    opt = m.run.config.optimizer
-    lr = opt.lr * schedule(opt).factors(len(v["norm_sq"]))[:, None]
-    rho = 1 - lr * opt.weight_decay
+    v, lr, rho = _sgd_steps(m, layer, mask)
     return np.sum(np.abs(2 * lr * rho * v["w_dot_grad"]) / v["next_norm_sq"], axis=0)
 
 

@@ -17,7 +17,13 @@ import numpy as np
 import pandas as pd
 
 from scalewise.theory.radial_update import balanced_norm_sq
-from scalewise.validation.effective_lr.runs import Measured, Setting, config, measure
+from scalewise.validation.effective_lr.runs import (
+    Measured,
+    Setting,
+    config,
+    measure,
+    unit_values,
+)
 from scalewise.validation.markdown import markdown_table
 from scalewise.validation.report import Bound, Record, Report, record
 from scalewise.validation.suite import Settings, Size
@@ -74,7 +80,7 @@ def balance_records(m: Measured) -> list[Record]:
     rho = m.sums("decay_factor")
     out = []
     for layer, stats in m.units.layers.items():
-        v = {name: values.astype(np.float64) for name, values in stats.values.items()}
+        v = unit_values(m, layer)
         layer_rho = rho[layer].reindex(stats.steps).to_numpy()[:, None]
         out.append(_worst(m, f"{m.layer(layer)}/units ({precision})", balanced_norm_sq(
             layer_rho, v["norm_sq"], v["w_dot_update"], v["update_sq"]), v["next_norm_sq"]))

@@ -104,8 +104,8 @@ def layer_rows(m: Measured) -> list[dict[str, object]]:
     out = []
     for layer, mask in m.compared(margin=0.0).items():
         v = unit_values(m, layer, mask)
-        x0, last = v["norm_sq"][0].astype(np.float64), v["next_norm_sq"][-1].astype(np.float64)
-        g = np.sqrt((unit_grad_norm(v).astype(np.float64) ** 2).mean(axis=0))
+        x0, last = v["norm_sq"][0], v["next_norm_sq"][-1]
+        g = np.sqrt((unit_grad_norm(v) ** 2).mean(axis=0))
         late = unit_values(m, layer, mask, first=int(steps * (1 - LATE)))
         effective = float(np.mean(lr / late["norm_sq"].mean(axis=0)))
         late_g = float(np.sqrt((unit_grad_norm(late) ** 2).mean()))

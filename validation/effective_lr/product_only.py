@@ -61,8 +61,8 @@ def effective_lr_times_g(m: Measured, layer: str) -> float:
     (001 Eq. 24), so this ratio of sums is every unit's ``alpha g_i / ||w_i||^2``, and units
     of small ``g``, slow to settle, do not rule it."""
     v = window_values(m, layer, m.compared()[layer])
-    x = v["norm_sq"].astype(np.float64).mean(axis=0)
-    g = np.sqrt((unit_grad_norm(v).astype(np.float64) ** 2).mean(axis=0))
+    x = v["norm_sq"].mean(axis=0)
+    g = np.sqrt((unit_grad_norm(v) ** 2).mean(axis=0))
     return float(m.setting.lr * g.sum() / x.sum())
 
 

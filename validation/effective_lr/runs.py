@@ -22,6 +22,7 @@ import pandas as pd
 
 from scalewise import models, sim
 from scalewise.models.store import Run, RunStatus, RunStore, UnitStats
+from scalewise.models.training import schedule
 from scalewise.theory import equilibrium as eq
 from scalewise.validation.comparison import normalized_layers, unit_dims, wide
 from scalewise.validation.suite import Settings, open_store, train_runs
@@ -234,11 +235,18 @@ def _measured(store: RunStore, network: str, setting: Setting, seed: int, run: R
 def unit_values(m: Measured, layer: str, mask: np.ndarray | None = None,
                 first: int = 0) -> dict[str, np.ndarray]:
     """The per-unit records of ``layer`` from step ``first`` on, the units of ``mask`` (all
-    without), each ``(records, units)``."""
+    without), each ``(records, units)`` in float64 (float32 runs store them in float32)."""
     stats = m.units.layers[layer]
     keep = stats.steps >= first
     mask = slice(None) if mask is None else mask
-    return {name: values[keep][:, mask] for name, values in stats.values.items()}
+    return {name: values[keep][:, mask].astype(np.float64)
+            for name, values in stats.values.items()}
+
+
+def step_lrs(m: Measured, steps: int) -> np.ndarray:
+    """The learning rate of steps ``0 .. steps - 1`` of ``m`` under its schedule."""
+    opt = m.run.config.optimizer
+    return opt.lr * schedule(opt).factors(steps)
 
 
 def unit_grad_norm(values: dict[str, np.ndarray]) -> np.ndarray:

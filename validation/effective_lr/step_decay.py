@@ -18,11 +18,10 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from scalewise.models.training import schedule
 from scalewise.validation.effective_lr.driven_sgd import driven_norm_sq
 from scalewise.validation.effective_lr.equilibrium import SETTINGS, scaled
 from scalewise.validation.effective_lr.plots import grid, legend, plot_pair
-from scalewise.validation.effective_lr.runs import Measured, config, measure, seeds
+from scalewise.validation.effective_lr.runs import Measured, config, measure, seeds, step_lrs
 from scalewise.validation.markdown import markdown_table
 from scalewise.validation.report import Bound, Record, Report, curve_frame, record, spread_steps
 from scalewise.validation.suite import Settings, Size
@@ -84,8 +83,7 @@ def effective_lrs(m: Measured, layer: str, mask: np.ndarray) -> pd.DataFrame:
     ||w_{k+1}||^2``, measured and predicted (driven), indexed by step ``k``."""
     predicted, measured = driven_norm_sq(m, layer, mask)
     steps = np.arange(len(measured))
-    opt = m.run.config.optimizer
-    lr = opt.lr * schedule(opt).factors(len(steps) + 1)[1:]
+    lr = step_lrs(m, len(steps) + 1)[1:]
     return pd.DataFrame({"measured": (lr[:, None] / measured).mean(axis=1),
                          "predicted": (lr[:, None] / predicted).mean(axis=1)}, index=steps)
 

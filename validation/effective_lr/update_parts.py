@@ -51,7 +51,7 @@ def update_parts(report: Report, settings: Settings) -> None:
 def layer_row(m: Measured, layer: str, e: Estimate) -> dict[str, object]:
     """The measured and predicted parts of one settled layer of ``m``."""
     mask = m.compared()[layer]
-    v = {k: a.astype(np.float64) for k, a in window_values(m, layer, mask).items()}
+    v = window_values(m, layer, mask)
     s = m.setting
     predicted_cos, predicted_size = _predicted_parts(m, layer, v)
     x, u = v["norm_sq"].sum(), v["update_sq"].sum()
@@ -91,7 +91,7 @@ def _predicted_parts(m: Measured, layer: str, v: dict[str, np.ndarray]) -> tuple
 def driven_norm_sq(m: Measured, layer: str, mask: np.ndarray) -> np.ndarray:
     """The layer's unit-mean ``||w_{k+1}||^2`` driven by each unit's measured tangential update
     energy from its measured ``||w_0||^2`` (records every step from 0)."""
-    v = {k: a.astype(np.float64) for k, a in unit_values(m, layer, mask).items()}
+    v = unit_values(m, layer, mask)
     opt = m.run.config.optimizer
     x = drive_moments(opt.name.value, tangent_energy(v), lr=opt.lr, init_norm_sq=v["norm_sq"][0],
                       weight_decay=opt.weight_decay, momentum=opt.momentum or 0.0,
