@@ -55,7 +55,8 @@ sync_client = pytest.importorskip("websockets.sync.client",
 @dataclass(frozen=True)
 class Change:
     """A change of one of a page's main widgets: ``script`` (JavaScript) returns the centre of
-    the element to click, or focuses it and returns null to press ``key``."""
+    the element to click, or focuses it to press ``key``; it returns null while the widget is
+    not on the page yet."""
 
     label: str
     script: str
@@ -66,12 +67,12 @@ def slider(index: int) -> str:
     """Focus the ``index``-th slider's thumb (a range input inside ``stSlider``)."""
     return ("(() => { const s = document.querySelectorAll("
             f"'[data-testid=\"stSlider\"] input[type=\"range\"]')[{index}]; "
-            "s.focus(); return null; })()")
+            "if (!s) return null; s.focus(); return {focused: true}; })()")
 
 
 def click(selector: str, index: int = 0) -> str:
     return (f"(() => {{ const e = document.querySelectorAll({json.dumps(selector)})[{index}]; "
-            "e.scrollIntoView({block: 'center'}); const r = e.getBoundingClientRect(); "
+            "if (!e) return null; e.scrollIntoView({block: 'center'}); const r = e.getBoundingClientRect(); "
             "return {x: r.x + r.width / 2, y: r.y + r.height / 2}; })()")
 
 
@@ -363,9 +364,10 @@ def test_rerender_after_a_widget_change(case: PageCase, app_url: str, browser: D
     recorded = timings["rerender"].setdefault(case.key, {})
     for change in case.changes:
         time.sleep(QUIET)
-        target = browser.evaluate(change.script)
+        target = wait_until(lambda: browser.evaluate(change.script), RENDER_TIMEOUT,
+                            f"{change.label}'s widget appearing on {case.key}")
         start = browser.evaluate(WATCH)
-        if target is None:
+        if change.key:
             for kind in ("keyDown", "keyUp"):
                 browser.call("Input.dispatchKeyEvent", type=kind, key=change.key,
                              code=change.key, windowsVirtualKeyCode=KEY_CODES[change.key])
