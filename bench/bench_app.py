@@ -108,8 +108,9 @@ def _measurement_cases(app, store_path: str, run_ids: list[str], runs) -> list:
         from scalewise.validation import overview
 
         version = app.report_version("effective-lr")
-        experiment = overview.experiments(report)[0]
-        curve = overview.default_curve(overview.curve_table(report, experiment))
+        tables = {e: overview.curve_table(report, e) for e in overview.experiments(report)}
+        experiment = next(e for e, t in tables.items() if t["compared"].any())  # the page opens
+        curve = overview.default_curve(tables[experiment])  # on it, on this curve
         found.append((f"3 measurement: report curve ({experiment})", (app.report_headline,),
                       lambda: app.report_headline("effective-lr", version, experiment,
                                                   curve["quantity"], curve["optimizer"],
@@ -137,8 +138,10 @@ def _measurement_cases(app, store_path: str, run_ids: list[str], runs) -> list:
 
 
 def _versions(store_path: str) -> dict[str, str]:
+    from scalewise.models.store import RunStore
+
     app = explorer("computations")
-    with app.open_store(store_path) as store:
+    with RunStore(store_path, create=False) as store:
         return {row.id: app.version(row) for row in store.runs().itertuples()}
 
 

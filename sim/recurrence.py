@@ -64,6 +64,15 @@ these two terms (else the NumPy loop, which takes any powers, runs)."""
 COEFFICIENT_BLOCK_BYTES = 64 * 2**20
 """Memory for the coefficients of a block of steps when they change from step to step."""
 
+COMPILED_MIN_STEPS = 5_000
+COMPILED_MIN_WORK = 10**7
+"""The compiled loop runs where it pays for its fixed cost: numba loads a kernel for each new
+argument signature (about half a second, once per process and signature), while the NumPy
+loop costs a few microseconds a step plus nanoseconds per element. A run of at least
+``COMPILED_MIN_STEPS`` steps, or of ``COMPILED_MIN_WORK`` element-steps, takes the compiled
+loop; shorter runs on small grids (a stored run driven layer by layer) finish in NumPy first,
+with the same results bit for bit."""
+
 
 def footprint(shape: tuple[int, ...]) -> Footprint:
     """Bytes of a run on the hyperparameter ``shape``: the state, its scratch and the
@@ -108,7 +117,7 @@ def run_recurrence(spec: SimulationSpec, memory_limit: float = MEMORY_LIMIT_BYTE
         norm_sq[...] = 1.0
         norm_sq[0] = x
         x = np.ones_like(x)
-    elif compiled.available() and _COMPILED_FORM:
+    elif compiled.available() and _COMPILED_FORM and _compiled_pays(spec):
         _iterate_compiled(spec, x, norm_sq)
     else:
         x = _iterate_numpy(spec, x, norm_sq)
@@ -121,6 +130,12 @@ def run_recurrence(spec: SimulationSpec, memory_limit: float = MEMORY_LIMIT_BYTE
                                        norm_sq.shape),
         final_norm_sq=x,
     )
+
+
+def _compiled_pays(spec: SimulationSpec) -> bool:
+    """Whether ``spec`` is long enough for the compiled loop (:data:`COMPILED_MIN_STEPS`)."""
+    return (spec.steps >= COMPILED_MIN_STEPS
+            or spec.steps * float(np.prod(spec.shape)) >= COMPILED_MIN_WORK)
 
 
 def _iterate_numpy(spec: SimulationSpec, x: np.ndarray, norm_sq: np.ndarray) -> np.ndarray:

@@ -81,6 +81,7 @@ def test_compiled_recurrence_equals_the_numpy_loop_bit_for_bit(
         monkeypatch: pytest.MonkeyPatch) -> None:
     if small_blocks:  # coefficients computed for one step at a time: every block boundary
         monkeypatch.setattr(recurrence, "COEFFICIENT_BLOCK_BYTES", 1)
+    monkeypatch.setattr(recurrence, "COMPILED_MIN_STEPS", 0)  # these short runs compiled too
     fast = _run(case)
     numpy_only()
     reference = _run(case)
@@ -88,6 +89,19 @@ def test_compiled_recurrence_equals_the_numpy_loop_bit_for_bit(
     for name in ("norm_sq", "effective_lr", "angular_update", "final_norm_sq"):
         np.testing.assert_array_equal(getattr(fast, name), getattr(reference, name),
                                       err_msg=name)
+
+
+@needs_numba
+@pytest.mark.parametrize(("steps", "size", "compiled_loop"), [
+    (200, 3, False), (4_999, 2_000, False), (5_000, 1, True), (1_000, 10_000, True)])
+def test_only_runs_long_enough_take_the_compiled_loop(
+        steps: int, size: int, compiled_loop: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The compiled loop's fixed cost (a kernel loaded per signature) is paid only by runs of
+    at least COMPILED_MIN_STEPS steps or COMPILED_MIN_WORK element-steps."""
+    taken = []
+    monkeypatch.setattr(recurrence, "_iterate_compiled", lambda *args: taken.append(args))
+    sim.simulate("sgd", lr=np.full(size, 0.1), weight_decay=0.01, steps=steps)
+    assert bool(taken) == compiled_loop
 
 
 def test_recurrence_falls_back_to_numpy_with_the_same_results(numpy_only) -> None:
