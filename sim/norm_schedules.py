@@ -10,8 +10,9 @@ Every formula is theory's (:mod:`scalewise.theory.norm_under_schedules`), lambdi
   held constant over each step (``z_{k+1} = z*_k + (z_k - z*_k) e^{-a_k}``, ``z* = b/a``), which
   is the integrating-factor solution for a piecewise-constant schedule;
 * :func:`quasi_static_norm_sq` is ``z*`` at the current rates, the norm where the schedule is
-  slow against the time constant ``1 / a_k``, and :func:`grad_weight_ratio` the ratio
-  ``||grad J|| / ||w|| = g / x``.
+  slow against the time constant ``1 / a_k`` (:func:`schedule_speed`) and several time
+  constants have passed (:func:`elapsed_time_constants`), and :func:`grad_weight_ratio` the
+  ratio ``||grad J|| / ||w|| = g / x``.
 
 Recurrence and continuous solution part by the per-step ``(eta lam)^2 x`` the continuum drops
 (identity ``norm_ode_from_recurrence``), relatively about ``eta lam / 2`` at equilibrium; the
@@ -77,13 +78,19 @@ def norm_recurrence(kind: str, lr, weight_decay, *, scale, init_norm_sq) -> np.n
     """``x_0 .. x_steps`` of the exact per-step map (shape ``(steps + 1, ...)``): ``lr`` and
     ``weight_decay`` per step (shape ``(steps, ...)``), ``scale`` the gradient norm at unit
     weight norm ``g`` (``"sgd"``) or the update energy ``C`` per squared learning rate
-    (``"scale_free"``)."""
+    (``"scale_free"``), broadcast against ``lr``: constant, or one per step (a measured
+    ``g_k`` driving the map)."""
     lr, weight_decay = _inputs(kind, lr, weight_decay)
     scale = checks.positive("scale", scale)
+    try:
+        scale = np.broadcast_to(scale, lr.shape)
+    except ValueError:
+        checks.fail("scale", scale, f"a value or an array broadcasting against lr's shape "
+                    f"{lr.shape} (steps, ...)")
     x_k = np.broadcast_to(checks.positive("init_norm_sq", init_norm_sq), lr.shape[1:]) * 1.0
     out = [x_k]
-    for lr_k, wd_k in zip(lr, weight_decay):
-        x_k = _STEP[kind](x_k, lr_k, wd_k, scale)
+    for lr_k, wd_k, scale_k in zip(lr, weight_decay, scale):
+        x_k = _STEP[kind](x_k, lr_k, wd_k, scale_k)
         out.append(x_k)
     return np.array(out)
 
@@ -119,6 +126,16 @@ def grad_weight_ratio(norm_sq, grad_norm) -> np.ndarray:
     (``grad_norm = g``, the gradient norm at unit weight norm, 001 Eq. 18)."""
     return np.asarray(_RATIO(checks.positive("norm_sq", norm_sq),
                              checks.positive("grad_norm", grad_norm)))
+
+
+def elapsed_time_constants(kind: str, lr, weight_decay) -> np.ndarray:
+    """Time constants elapsed before each step, ``sum_{j<k} a_j`` (shape ``(steps, ...)``): the
+    initial deviation from the quasi-static norm has shrunk by ``e^{-sum a}`` (in the linear
+    variable ``z``), so the quasi-static norm can hold only once this is several."""
+    lr, weight_decay = _inputs(kind, lr, weight_decay)
+    a = np.broadcast_to(np.asarray(_RATES[kind](lr, weight_decay, 1.0)[0], dtype=float),
+                        lr.shape)
+    return np.cumsum(a, axis=0) - a
 
 
 def schedule_speed(kind: str, lr, weight_decay, *, scale) -> np.ndarray:

@@ -132,7 +132,37 @@ def test_continuous_solution_equals_theorys_linear_schedule_closed_form() -> Non
         assert x[int(t * fine)] == pytest.approx(float(z(t)), rel=1e-3), t
 
 
+def test_recurrence_driven_by_a_gradient_norm_per_step_is_the_driven_engine() -> None:
+    """A per-step ``g_k`` drives the schedule's recurrence as ``sim.drive`` drives 001 Eq. (23):
+    two implementations, one map."""
+    g = np.random.default_rng(1).uniform(0.3, 3.0, size=(400, 3))
+    factors = WarmupStableDecay(warmup_steps=20).factors(400)
+    lr, init = 0.1 * factors[:, None], np.array([0.5, 1.0, 2.0])
+    x = norm_schedules.norm_recurrence("sgd", np.broadcast_to(lr, g.shape), np.full(g.shape, 0.05),
+                                       scale=g, init_norm_sq=init**2)
+    driven = sim.drive(g, lr=0.1, weight_decay=0.05,
+                       schedule=WarmupStableDecay(warmup_steps=20), init_norm=init)
+    np.testing.assert_allclose(x[:-1], driven.norm_sq, rtol=1e-12)  # drive records x_0..x_399
+
+
+@pytest.mark.parametrize("kind", norm_schedules.KINDS)
+def test_elapsed_time_constants_measure_how_far_the_initial_norm_is_forgotten(kind: str) -> None:
+    """At constant rates the continuous solution's deviation from its fixed point shrinks by
+    ``exp(-elapsed)`` in the linear variable: x^2 - x*^2 for SGD, x - x* for a fixed step."""
+    lr, wd = np.full(300, 0.05), np.full(300, 0.1)
+    x = norm_schedules.norm_continuous(kind, lr, wd, scale=1.0, init_norm_sq=9.0)[:-1]
+    star = norm_schedules.quasi_static_norm_sq(kind, lr, wd, scale=1.0)
+    power = 2 if kind == "sgd" else 1
+    shrink = (x**power - star**power) / (x[0] ** power - star[0] ** power)
+    elapsed = norm_schedules.elapsed_time_constants(kind, lr, wd)
+    assert elapsed[0] == 0.0
+    np.testing.assert_allclose(shrink, np.exp(-elapsed), rtol=1e-9)
+
+
 def test_norm_schedules_refuse_bad_input() -> None:
+    with pytest.raises(ValueError, match="(?s)scale = .* lr.s shape"):
+        norm_schedules.norm_recurrence("sgd", np.full((4, 2), 0.1), np.zeros((4, 2)),
+                                       scale=np.ones((3, 2)), init_norm_sq=1.0)
     with pytest.raises(ValueError, match="kind = 'adam' is invalid"):
         norm_schedules.norm_recurrence("adam", [0.1], [0.0], scale=1.0, init_norm_sq=1.0)
     with pytest.raises(ValueError, match="weight_decay"):

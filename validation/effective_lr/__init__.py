@@ -7,7 +7,8 @@ tangential energy and the mean field's parts (:mod:`.update_parts`). At equilibr
 runs with seeds and intervals: the equilibria (:mod:`.equilibrium`), that only the product of
 learning rate and weight decay matters (:mod:`.product_only`), the scaling law
 (:mod:`.scaling`), the approach rate (:mod:`.approach`). Without weight decay, the growth law
-(:mod:`.norm_growth`); through step decays (:mod:`.step_decay`); then the paper's first
+(:mod:`.norm_growth`); through step decays (:mod:`.step_decay`) and decaying schedules with and
+without the corrected decay (:mod:`.schedules`); then the paper's first
 mechanism (:mod:`.mechanism_one`) and weight decay as an exponential learning-rate schedule
 (:mod:`.exponential_lr`). One module per experiment; :mod:`.runs` holds what they share and
 :mod:`.settled` the estimators over a settled window.
@@ -25,6 +26,7 @@ from scalewise.validation.effective_lr import (
     norm_growth,
     product_only,
     scaling,
+    schedules,
     step_decay,
     update_parts,
 )
@@ -34,6 +36,7 @@ from scalewise.validation.suite import Settings
 EXPERIMENTS = (norm_balance.norm_balance, driven_sgd.driven_sgd, update_parts.update_parts,
                equilibrium.equilibrium, product_only.product_only, scaling.scaling,
                approach.approach, norm_growth.norm_growth, step_decay.step_decay,
+               schedules.schedules,
                mechanism_one.weight_decay_placement, mechanism_one.norm_grafting,
                mechanism_one.renormalization, exponential_lr.equivalence)
 """The experiments of the report, in its order."""
@@ -54,7 +57,8 @@ def build(settings: Settings) -> Report:
             "intervals: theory's equilibria with the estimators they are about (ratios of "
             "sums, 001 Eq. 24-25), the product rule, the scaling law and the approach rate; "
             "the growth without weight decay (001 Sec. 4.3) and the response to step decays "
-            "(004 Fig. 3); then weight decay's placement, norm grafting and renormalization "
+            "(004 Fig. 3), norms under cosine and warmup-stable-decay schedules with and without the "
+            "corrected decay; then weight decay's placement, norm grafting and renormalization "
             "(004 Sec. 4.1) and weight decay as an exponential learning-rate schedule."),
     )
     for experiment in EXPERIMENTS:

@@ -4,8 +4,8 @@
 
 Config: the SGD runs of the equilibrium experiment (with decay) and the same without decay
 (one seed), on every network of the size. Runs -> per scale-invariant
-unit (median ``|cos(w, grad J)|`` below :data:`~.runs.INVARIANCE_TOLERANCE`), :func:`scalewise.
-sim.drive` fed the unit's measured ``g_k`` from its measured ``||w_0||^2`` against the measured
+unit (median ``|cos(w, grad J)|`` below :data:`~.runs.INVARIANCE_TOLERANCE`), the exact map
+fed the unit's measured ``g_k`` from its measured ``||w_0||^2`` against the measured
 ``||w_{k+1}||^2`` over the whole run -> one record per unit at its worst step -> bounds on the
 median and the largest unit error -> a table, the units left out, and a figure.
 """
@@ -16,8 +16,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from scalewise import sim
-from scalewise.models.training import schedule
+from scalewise.sim import norm_schedules
 from scalewise.theory.radial_update import balanced_norm_sq
 from scalewise.validation.effective_lr.equilibrium import (
     SCALES,
@@ -30,7 +29,7 @@ from scalewise.validation.effective_lr.runs import (
     Measured,
     config,
     measure,
-    step_lrs,
+    step_decays,
     unit_grad_norm,
     unit_values,
 )
@@ -90,20 +89,22 @@ BOUNDS = [
 
 
 def driven_norm_sq(m: Measured, layer: str, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(predicted, measured)`` ``||w_{k+1}||^2`` for every record and unit of ``mask``, the
-    prediction :func:`scalewise.sim.drive` run from the measured ``||w_0||^2`` on the measured
-    ``g_k`` of every step (the run's records must be every step from 0)."""
+    """``(predicted, measured)`` ``||w_{k+1}||^2`` for every record and unit of ``mask``: the
+    exact per-step map (001 Eq. 23) under the run's learning rate and decay of each step (the
+    corrected decay where the run has it), run from the measured ``||w_0||^2`` on the measured
+    ``g_k`` of every step (:func:`scalewise.sim.norm_schedules.norm_recurrence`; the run's
+    records must be every step from 0)."""
     v = unit_values(m, layer, mask)
     steps = m.units.layers[layer].steps
     if not np.array_equal(steps, np.arange(len(steps))):
         raise ValueError(f"run {m.run.id}: the driven recurrence needs per-unit records at every "
                          "step from 0 (unit_probe_every = 1)")
     g = unit_grad_norm(v)
-    config = m.run.config.optimizer
-    trajectory = sim.drive(np.vstack([g, np.zeros_like(g[:1])]), lr=config.lr,
-                           weight_decay=config.weight_decay, schedule=schedule(config),
-                           init_norm=np.sqrt(v["norm_sq"][0]))
-    return trajectory.norm_sq[1:], v["next_norm_sq"]
+    lr, decay = step_decays(m, len(g))
+    predicted = norm_schedules.norm_recurrence(
+        "sgd", np.broadcast_to(lr, g.shape), np.broadcast_to(decay, g.shape), scale=g,
+        init_norm_sq=v["norm_sq"][0])
+    return predicted[1:], v["next_norm_sq"]
 
 
 def unit_errors(m: Measured, layer: str, mask: np.ndarray) -> tuple[np.ndarray, list[Record]]:
@@ -123,8 +124,8 @@ def _sgd_steps(m: Measured, layer: str,
     """The unit records of ``layer`` (every step from 0), each step's learning rate and SGD's
     decay factor ``1 - alpha_k lam``, both ``(steps, 1)``."""
     v = unit_values(m, layer, mask)
-    lr = step_lrs(m, len(v["norm_sq"]))[:, None]
-    return v, lr, 1 - lr * m.run.config.optimizer.weight_decay
+    lr, decay = step_decays(m, len(v["norm_sq"]))
+    return v, lr, 1 - lr * decay
 
 
 def one_step_errors(m: Measured, layer: str, mask: np.ndarray) -> tuple[float, float]:

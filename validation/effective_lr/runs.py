@@ -23,6 +23,7 @@ import pandas as pd
 from scalewise import models, sim
 from scalewise.models.store import Run, RunStatus, RunStore, UnitStats
 from scalewise.models.training import schedule
+from scalewise.sim import norm_schedules
 from scalewise.theory import equilibrium as eq
 from scalewise.validation.comparison import normalized_layers, unit_dims, wide
 from scalewise.validation.suite import Settings, open_store, train_runs
@@ -94,12 +95,9 @@ class Setting:
 
     def equilibrium(self, grad_norm: object = 1.0, dim: object = 64) -> dict[str, np.ndarray]:
         """Theory's equilibrium (:func:`scalewise.sim.equilibrium`) at ``grad_norm``."""
-        properties = self.name.properties
-        options = {"momentum": self.momentum} if properties.uses_momentum else {}
-        if properties.adaptive:
-            options.update(betas=self.betas, dim=dim)
+        options = {"momentum": self.momentum} if self.name.properties.uses_momentum else {}
         return sim.equilibrium(self.optimizer, lr=self.lr, weight_decay=self.weight_decay,
-                               grad_norm=grad_norm, **options)
+                               grad_norm=grad_norm, betas=self.betas, dim=dim, **options)
 
     def time_constant(self, grad_norm: float = 1.0) -> float:
         """Theory's steps per e-fold of a deviation from the equilibrium (at ``grad_norm``: the
@@ -247,6 +245,15 @@ def step_lrs(m: Measured, steps: int) -> np.ndarray:
     """The learning rate of steps ``0 .. steps - 1`` of ``m`` under its schedule."""
     opt = m.run.config.optimizer
     return opt.lr * schedule(opt).factors(steps)
+
+
+def step_decays(m: Measured, steps: int) -> tuple[np.ndarray, np.ndarray]:
+    """The learning rate and the weight decay of steps ``0 .. steps - 1`` of ``m``, each
+    ``(steps, 1)``: the decay constant, or Defazio's ``wd lr_k / lr`` where the run has the
+    corrected decay (:func:`scalewise.sim.norm_schedules.decay_schedule`)."""
+    opt = m.run.config.optimizer
+    lr = step_lrs(m, steps)[:, None]
+    return lr, norm_schedules.decay_schedule(lr, opt.weight_decay, corrected=opt.corrected_decay)
 
 
 def unit_grad_norm(values: dict[str, np.ndarray]) -> np.ndarray:
