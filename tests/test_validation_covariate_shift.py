@@ -24,6 +24,16 @@ def test_sampled_mean_has_the_asked_norm() -> None:
     assert abs(float(a.mean(0).norm()) - 3.0) < 0.1  # standard error sqrt(16 / 20000) ~ 0.03
 
 
+@pytest.mark.parametrize("mean_norm", [0.0, 0.7, 5.0])
+def test_shifted_factor_is_the_factor_of_the_shifted_samples(mean_norm: float) -> None:
+    a = covariate_shift.shifted_activations(0.0, dim=5, samples=300,
+                                            generator=torch.Generator().manual_seed(2))
+    shifted = covariate_shift.shifted_second_moment(
+        covariate_shift.second_moment(a, homogeneous=True), mean_norm)
+    direct = covariate_shift.second_moment(a + mean_norm / 5**0.5, homogeneous=True)
+    torch.testing.assert_close(shifted, direct, rtol=1e-12, atol=1e-12)
+
+
 def test_measured_outlier_follows_theory_within_sampling_error() -> None:
     data = covariate_shift.outlier_curves((0.0, 1.0, 2.0, 4.0, 8.0), dim=8, samples=20_000,
                                           seed=0)

@@ -42,22 +42,38 @@ def shifted_activations(mean_norm: float, *, dim: int, samples: int,
     return noise + mean_norm / dim**0.5
 
 
+def shifted_second_moment(moment: torch.Tensor, mean_norm: float) -> torch.Tensor:
+    """The homogeneous factor of ``a + m`` from the homogeneous factor ``moment`` of ``a``
+    (:func:`second_moment`), with ``m = mean_norm / sqrt(dim) * 1``: ``(a + m, 1) = T (a, 1)``
+    with ``T = [[I, m], [0, 1]]``, so the factor is ``T moment T^T`` exactly; its leading
+    ``dim x dim`` block is the plain factor."""
+    checks.number("mean_norm", mean_norm, 0.0)
+    dim = moment.shape[0] - 1
+    shift = torch.eye(dim + 1, dtype=moment.dtype)
+    shift[:-1, -1] = mean_norm / dim**0.5
+    return shift @ moment @ shift.T
+
+
 def outlier_curves(mean_norms: tuple[float, ...], *, dim: int = 32, samples: int = 4096,
                    seed: int = 0) -> pd.DataFrame:
     """Per ``||m||`` of ``mean_norms``: the largest eigenvalue of ``A`` estimated from
     ``samples`` sampled activations (``measured``, ``measured_homogeneous``) and theory's
     ``1 + ||m||^2`` and homogeneous outlier (``theory``, ``theory_homogeneous``).
-    The sampled estimate carries ``O(sqrt(dim / samples))`` sampling error."""
+    The sampled estimate carries ``O(sqrt(dim / samples))`` sampling error. One draw of the
+    activations serves every ``||m||``, shifted by each (common random numbers, so the curves
+    are smooth in ``||m||``); its factor is computed once and shifted exactly
+    (:func:`shifted_second_moment`)."""
     generator = torch.Generator().manual_seed(seed)
+    moment = second_moment(shifted_activations(0.0, dim=dim, samples=samples,
+                                               generator=generator), homogeneous=True)
     rows = []
     for mean_norm in mean_norms:
-        a = shifted_activations(mean_norm, dim=dim, samples=samples, generator=generator)
+        factor = shifted_second_moment(moment, mean_norm)
         mu = mean_norm**2
         rows.append({
             "mean_norm": mean_norm,
-            "measured": float(torch.linalg.eigvalsh(second_moment(a, homogeneous=False))[-1]),
-            "measured_homogeneous": float(
-                torch.linalg.eigvalsh(second_moment(a, homogeneous=True))[-1]),
+            "measured": float(torch.linalg.eigvalsh(factor[:-1, :-1])[-1]),
+            "measured_homogeneous": float(torch.linalg.eigvalsh(factor)[-1]),
             "theory": float(_OUTLIER(mu)),
             "theory_homogeneous": float(_HOMOGENEOUS(mu)),
         })
