@@ -1,7 +1,8 @@
 """NumPy and PyTorch spot checks of theory.kfac and theory.regularization where the symbolic
 proofs stop: real ReLU networks instead of fixed activation patterns, the normalized K-FAC update
-including the renormalization, and the deep-linear L2 minimum (and its Schatten-norm footnote for
-K = 2) against random factorizations. float64, exact ground truth, seeded."""
+including the renormalization, and the deep-linear L2 minimum (and its Schatten-norm footnote)
+against random factorizations and against a numerical minimization over factorizations. float64,
+exact ground truth, seeded."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import torch
 from torch.func import jvp
 
 from scalewise.theory.kfac import normalized_kfac_step
-from scalewise.theory.regularization import deep_linear_l2_min
+from scalewise.theory.regularization import deep_linear_l2_min, deep_linear_matrix_l2_min
 
 RTOL, ATOL = 1e-10, 1e-12
 
@@ -218,6 +219,8 @@ def test_deep_linear_l2_min_bounds_every_factorization(chain: ScalarChain) -> No
 def test_deep_linear_l2_min_rejects_bad_num_layers(num_layers) -> None:
     with pytest.raises(ValueError, match="num_layers"):
         deep_linear_l2_min(1.0, num_layers)
+    with pytest.raises(ValueError, match="num_layers"):
+        deep_linear_matrix_l2_min(np.eye(2), num_layers)
 
 
 @pytest.mark.parametrize(
@@ -240,3 +243,43 @@ def test_two_layer_frobenius_penalty_is_twice_the_nuclear_norm(
         mix = rng.standard_normal((len(sigma), len(sigma)))
         cost = np.sum((mix @ first) ** 2) + np.sum((second @ np.linalg.inv(mix)) ** 2)
         assert cost >= 2 * nuclear * (1 - 1e-12)
+
+
+def _factorization_cost(free: list[torch.Tensor], target: torch.Tensor) -> torch.Tensor:
+    """``sum_i ||W_i||_F^2`` of the factorization ``W_K ... W_1 = target`` with
+    ``free = [W_2, ..., W_K]`` and ``W_1 = (W_K ... W_2)^{-1} target``: the constraint is
+    eliminated, so every invertible ``free`` is a factorization."""
+    upper = free[0]
+    for w in free[1:]:
+        upper = w @ upper
+    first = torch.linalg.solve(upper, target)
+    return first.pow(2).sum() + sum(w.pow(2).sum() for w in free)
+
+
+@pytest.mark.parametrize("num_layers", [2, 3], ids=["K2", "K3"])
+def test_deep_linear_matrix_l2_min_is_the_minimum_over_factorizations(num_layers: int) -> None:
+    """001 Sec. 5 footnote: minimizing ``sum_i ||W_i||_F^2`` over ``W_K ... W_1 = A`` for a random
+    3 x 3 ``A`` (L-BFGS from random starts, float64) from every start reaches
+    ``K sum_j sigma_j^{2/K}`` to a relative 1e-10, and none ends below it."""
+    rng = np.random.default_rng(10 + num_layers)
+    target = torch.tensor(rng.standard_normal((3, 3)), dtype=torch.float64)
+    minimum = deep_linear_matrix_l2_min(target.numpy(), num_layers)
+    assert minimum < float(target.pow(2).sum()) + 3 * (num_layers - 1)  # below W_1 = A, W_i = I
+    reached = []
+    for _ in range(3):
+        free = [torch.tensor(rng.standard_normal((3, 3)), dtype=torch.float64, requires_grad=True)
+                for _ in range(num_layers - 1)]
+        optimizer = torch.optim.LBFGS(free, lr=1.0, max_iter=2000, tolerance_grad=1e-13,
+                                      tolerance_change=1e-15, history_size=50,
+                                      line_search_fn="strong_wolfe")
+
+        def closure() -> torch.Tensor:
+            optimizer.zero_grad()
+            cost = _factorization_cost(free, target)
+            cost.backward()
+            return cost
+
+        optimizer.step(closure)
+        reached.append(float(_factorization_cost(free, target).detach()))
+    assert min(reached) >= minimum * (1 - 1e-12)
+    assert reached == pytest.approx([minimum] * len(reached), rel=RTOL)

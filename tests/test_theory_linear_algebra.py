@@ -11,6 +11,7 @@ import pytest
 import sympy as sp
 import torch
 
+from scalewise import theory
 from scalewise.theory import adaptive, kronecker, preconditioning, symbolic
 
 RTOL, ATOL = 1e-10, 1e-12
@@ -219,3 +220,16 @@ def test_sampled_batch_second_moment(batch: int) -> None:
     assert adaptive.adam_batch_step(2 * batch, mean, np.sqrt(var), 1.0) > adaptive.adam_batch_step(
         batch, mean, np.sqrt(var), 1.0
     )
+
+
+def test_batch_size_slip_is_settled_by_its_identity() -> None:
+    """001 Sec. 6 (Discussion) says larger batches mean more gradient noise and smaller Adam
+    steps. The identity the slip points at differentiates the other way: SymPy decides, for
+    every positive ``mu``, ``sigma``, ``alpha`` and ``|B|``, that ``E[g_B^2]`` (whose batch-noise
+    part is ``sigma^2/|B|``) falls and the step ``alpha mu / sqrt(E[g_B^2])`` grows with
+    ``|B|``, towards ``alpha``."""
+    slip = next(s for s in theory.SLIPS if s.seed == "001" and "Discussion" in s.place)
+    noise_rate, step_rate, limit = theory.IDENTITIES[slip.identity].claim()
+    assert noise_rate.is_negative is True
+    assert step_rate.is_positive is True
+    assert limit == adaptive.alpha

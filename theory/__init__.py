@@ -19,6 +19,7 @@ from scalewise.theory import (  # each topic module registers its identities
     adamw_ema,  # noqa: F401
     adaptive,  # noqa: F401
     equilibrium,  # noqa: F401
+    fisher,  # noqa: F401
     gauss_newton,  # noqa: F401
     homogeneity,  # noqa: F401
     kfac,  # noqa: F401

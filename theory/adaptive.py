@@ -356,6 +356,14 @@ identity(
 )
 
 
+slip(
+    seed="001",
+    place="Sec. 6 (Discussion), first item of the list of confounds",
+    says=r"For Adam, RMSprop, etc., larger batch sizes result in more gradient noise, and hence smaller steps",
+    truth=r"larger batches give less gradient noise: the covariance term of $\mathbf{F}_{\mathrm{emp}}^{\mathrm{batch}}$ is $\frac{1}{|\mathcal{B}|}\mathrm{Cov}$ (Eq. 4), so $\mathbb{E}[g_{\mathcal{B}}^2] = \sigma^2/|\mathcal{B}| + \mu^2$ falls and the step $\alpha\mu/\sqrt{\mathbb{E}[g_{\mathcal{B}}^2]}$ grows with $|\mathcal{B}|$ towards $\alpha$: larger steps, as Sec. 2.1 says after Eq. (4)",
+    identity="adam_step_grows_with_batch",
+)
+
 # ---------------------------------------------------------------- NumPy forms for sim/ and models/
 
 adagrad_rmsprop_step_ratio = sp.lambdify((k, beta), ADAGRAD_RMSPROP_STEP_RATIO, "numpy")

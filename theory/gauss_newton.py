@@ -27,7 +27,7 @@ import sympy as sp
 from scalewise import checks
 from scalewise.theory.identity import identity, slip
 from scalewise.theory.kfac import GN_NORM, KFAC_GN_NORM, depth, jacobian_sq
-from scalewise.theory.symbolic import vec
+from scalewise.theory.symbolic import frobenius_sq, vec
 
 WIDTH = 2
 """Width of every layer (and of the input) in the symbolic checks."""
@@ -102,10 +102,6 @@ def input_jacobian(weights: Sequence[sp.Matrix]) -> sp.Matrix:
     """``J_x = d f(x) / d x`` of the linear network by differentiation, ``(WIDTH, WIDTH)``."""
     gates = _identity_gates(len(weights))
     return network_output(weights, gates).jacobian(_INPUTS)
-
-
-def frobenius_sq(matrix: sp.Matrix) -> sp.Expr:
-    return sp.expand(sum(entry**2 for entry in matrix))
 
 
 @cache

@@ -17,10 +17,18 @@ K-FAC step written for the normalized weights then has the *effective damping* `
 (:data:`EFFECTIVE_DAMPING`), while the undamped step does not depend on ``||w||`` at all; with the
 renormalization included, this is the first-order update of ``w_hat`` (004 Eq. 14).
 :func:`normalized_kfac_step` evaluates that step with NumPy.
+
+**Affine reparameterizations of a layer** (001 Sec. 3.2, 'Invariance'; 003 slides,
+'Invariance'). Beyond a scalar rescaling: an invertible affine map of a layer's input (a matrix
+``T_bar`` in homogeneous coordinates, the bias included) and an invertible affine map
+``s -> U s + d`` of its pre-activations transform K-FAC's statistics as
+``A -> T_bar A T_bar^T``, ``S -> U^{-T} S U^{-1}``, and the undamped K-FAC step then changes the
+network's function exactly as before; gradient descent's does not.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cache
 
 import numpy as np
@@ -29,7 +37,14 @@ import sympy as sp
 from scalewise import checks
 from scalewise.theory.equilibrium import alpha, x
 from scalewise.theory.identity import identity
-from scalewise.theory.symbolic import rational_numerator, symmetric, vector
+from scalewise.theory.symbolic import (
+    inverse,
+    matrix,
+    product,
+    rational_numerator,
+    symmetric,
+    vector,
+)
 
 eta, gamma = sp.symbols("eta gamma", positive=True)
 """``eta``: the K-FAC damping of 001 Eq. (26); ``gamma``: a rescaling of a layer's weights."""
@@ -234,3 +249,149 @@ def normalized_kfac_step(
     checks.positive("norm_sq", norm_sq)
     damped = curvature + effective_damping(damping, norm_sq) * np.eye(curvature.shape[0])
     return np.linalg.solve(damped, gradient)
+
+
+# ---------------------------------------------------------------- affine reparameterizations
+#
+# One layer s = W a_bar (W is (n, n + 1), a_bar = [a; 1]) is reparameterized by an invertible
+# affine map of its input, a_bar -> T_bar a_bar with T_bar = [[T, c], [0, 1]], and an invertible
+# affine map of its pre-activations, s -> U s + d: the new layer computes
+# s_new = W_new (T_bar a_bar) and the network reads s = U^{-1} (s_new - d), so
+# W = U^{-1} (W_new T_bar - d e^T) represents the same function, e = (0, ..., 0, 1) picking the
+# bias column (001 Sec. 3.2, 'Invariance', and Sec. 4.3; 003 slides, 'Invariance'). A change
+# dW_new of the new weights is the change dW = U^{-1} dW_new T_bar of the original ones.
+
+
+def _homogeneous_map(n: int) -> sp.Matrix:
+    """``T_bar = [[T, c], [0, 1]]``: the affine map ``a -> T a + c`` of the layer's input in
+    homogeneous coordinates, with generic ``T`` and ``c``."""
+    top = matrix("T", n, n).row_join(vector("c", n))
+    return top.col_join(sp.zeros(1, n).row_join(sp.ones(1, 1)))
+
+
+def _layer_statistics(
+    n: int, inputs: sp.Matrix, outputs: sp.Matrix, offset: sp.Matrix
+) -> tuple[sp.Matrix, sp.Matrix, sp.Matrix]:
+    """``(A, S, grad)`` of a layer ``s = V (inputs a_bar)`` whose loss reads
+    ``outputs (s - offset)``, over ``n + 1`` examples (001 Eq. 5; 003 slides, K-FAC):
+    ``A = mean a_in a_in^T`` and ``S = mean Ds Ds^T`` with ``Ds`` and ``grad = dloss/dV`` by
+    differentiation.
+
+    Example ``k`` has the input ``a_bar_k = [a_k; 1]`` and the loss gradient ``g_k`` at the
+    original pre-activation; K-FAC's statistics use first derivatives only, so the loss of
+    example ``k`` is ``g_k . (outputs (s - offset))``."""
+    weights, pre, count = matrix("V", n, n + 1), vector("s", n), n + 1
+    a_factor, s_factor, grad = sp.zeros(n + 1, n + 1), sp.zeros(n, n), sp.zeros(n, n + 1)
+    for k in range(count):
+        a_in = inputs * vector(f"a{k}_", n).col_join(sp.ones(1, 1))
+        loss = vector(f"g{k}_", n).dot(outputs * (pre - offset))
+        ds = sp.Matrix([loss.diff(v) for v in pre])
+        at_input = loss.subs(dict(zip(pre, weights * a_in)), simultaneous=True)
+        a_factor += a_in * a_in.T / count
+        s_factor += ds * ds.T / count
+        grad += weights.applyfunc(at_input.diff) / count
+    return a_factor, s_factor, grad
+
+
+@cache
+def _affine_statistics(n: int) -> tuple[tuple[sp.Matrix, ...], tuple[sp.Matrix, ...]]:
+    """``((U, T_bar, A, S, grad), (A_new, S_new, grad_new))``: the layer's statistics in the
+    original and in the reparameterized layer, from the same examples."""
+    outputs, t_bar = matrix("U", n, n), _homogeneous_map(n)
+    old = _layer_statistics(n, sp.eye(n + 1), sp.eye(n), sp.zeros(n, 1))
+    return (outputs, t_bar, *old), _layer_statistics(n, t_bar, inverse(outputs), vector("d", n))
+
+
+def _transformed_statistics(
+    outputs: sp.Matrix, t_bar: sp.Matrix, a_factor: sp.Matrix, s_factor: sp.Matrix,
+    grad: sp.Matrix, output_side: Callable[[sp.Matrix], sp.Matrix] = inverse,
+) -> tuple[sp.Matrix, sp.Matrix, sp.Matrix]:
+    """``(T_bar A T_bar^T, M^T S M, M^T grad T_bar^T)`` with ``M = output_side(U)``."""
+    m = output_side(outputs)
+    return t_bar * a_factor * t_bar.T, m.T * s_factor * m, m.T * grad * t_bar.T
+
+
+identity(
+    name="kfac_statistics_affine_reparameterization",
+    topic="kfac",
+    source="001 Sec. 3.2 ('Invariance') and Eq. (5); 003 slides, 'Invariance' and 'K-FAC'",
+    statement=r"\bar{\mathbf{a}}\to\bar{\mathbf{T}}\bar{\mathbf{a}},\ \mathbf{s}\to\mathbf{U}"
+    r"\mathbf{s} + \mathbf{d}:\ \mathbf{A}\to\bar{\mathbf{T}}\mathbf{A}\bar{\mathbf{T}}^\top,\ "
+    r"\mathbf{S}\to\mathbf{U}^{-\top}\mathbf{S}\mathbf{U}^{-1},\ "
+    r"\nabla_{\mathbf{W}}\to\mathbf{U}^{-\top}\nabla_{\mathbf{W}}\bar{\mathbf{T}}^\top",
+    claim=lambda n: _affine_statistics(n)[1],
+    expected=lambda n: _transformed_statistics(*_affine_statistics(n)[0]),
+    control=lambda n: _transformed_statistics(*_affine_statistics(n)[0],
+                                             output_side=lambda u: u.T),
+    sizes=(1, 2),
+    simplifier=rational_numerator,
+    note="Sizes are the layer's width n (W is n x (n+1) with the bias column), n + 1 examples "
+    "with symbolic inputs and loss gradients; T_bar = [[T, c], [0, 1]] with generic T and c, "
+    "generic U and offset d. Ds and the weight gradient by differentiation through "
+    "s = U^{-1} (s_new - d): the offset drops out. The "
+    "control transforms S and the gradient with U^T instead of U^{-1}: pseudo-gradients are "
+    "covectors.",
+)
+
+
+@cache
+def _affine_updates(n: int) -> tuple[sp.Matrix, ...]:
+    """``(kfac, kfac_new, gd, gd_new)``: the undamped K-FAC direction ``-S^{-1} grad A^{-1}``
+    (001 Eq. 26 with ``eta = 0``; identity ``kfac_kronecker_solve``) and the gradient-descent
+    direction ``-grad`` of the layer, and the same directions taken in the reparameterized layer
+    and mapped back to the original weights, ``dW = U^{-1} dW_new T_bar``.
+
+    ``A``, ``S`` and ``grad`` are generic (symmetric ``A``, ``S``); the reparameterized layer's
+    are their transforms (identity ``kfac_statistics_affine_reparameterization``). A change
+    ``dW`` changes the layer's output by ``dW a_bar`` for every input, so equal ``dW`` are
+    equal changes of the network's function."""
+    outputs, t_bar = matrix("U", n, n), _homogeneous_map(n)
+    a_factor, s_factor, grad = symmetric("A", n + 1), symmetric("S", n), matrix("G", n, n + 1)
+    a_new, s_new, grad_new = _transformed_statistics(outputs, t_bar, a_factor, s_factor, grad)
+
+    def mapped_back(change: sp.Matrix) -> sp.Matrix:
+        return product(inverse(outputs), change, t_bar)
+
+    def factored(matrix_: sp.Matrix) -> sp.Matrix:
+        """The inverse over the factored determinant ``det(U)^-2 det(S)``, ``det(T)^2 det(A)``:
+        products with it then cancel quickly."""
+        return matrix_.adjugate() / sp.factor(matrix_.det())
+
+    kfac_new = product(-factored(s_new), grad_new, factored(a_new))
+    return (product(-inverse(s_factor), grad, inverse(a_factor)), mapped_back(kfac_new),
+            -grad, mapped_back(-grad_new))
+
+
+def _gd_distorted(n: int) -> sp.Matrix:
+    """``-U^{-1} U^{-T} grad T_bar^T T_bar``: gradient descent in the reparameterized layer,
+    seen in the original weights, is preconditioned by ``(T_bar^T T_bar) (x) (U^{-1} U^{-T})``."""
+    outputs, t_bar = matrix("U", n, n), _homogeneous_map(n)
+    inv = inverse(outputs)
+    return -inv * inv.T * matrix("G", n, n + 1) * t_bar.T * t_bar
+
+
+identity(
+    name="kfac_undamped_affine_invariant",
+    topic="kfac",
+    source="001 Sec. 3.2 ('Invariance': undamped K-FAC is exactly invariant to affine "
+    "reparameterizations) and Sec. 4.3; 003 slides, 'Invariance'",
+    statement=r"\mathbf{U}^{-1}\left(-\mathbf{S}_{\mathrm{new}}^{-1}"
+    r"\nabla_{\mathbf{W}_{\mathrm{new}}}"
+    r"\mathbf{A}_{\mathrm{new}}^{-1}\right)\bar{\mathbf{T}}"
+    r" = -\mathbf{S}^{-1}\nabla_{\mathbf{W}}\mathbf{A}^{-1},\quad"
+    r"\mathbf{U}^{-1}\left(-\nabla_{\mathbf{W}_{\mathrm{new}}}\right)\bar{\mathbf{T}}"
+    r" = -\mathbf{U}^{-1}\mathbf{U}^{-\top}\nabla_{\mathbf{W}}"
+    r"\bar{\mathbf{T}}^\top\bar{\mathbf{T}}",
+    claim=lambda n: _affine_updates(n)[1::2],
+    expected=lambda n: (_affine_updates(n)[0], _gd_distorted(n)),
+    control=lambda n: _affine_updates(n)[0::2],
+    sizes=(1, 2),
+    simplifier=rational_numerator,
+    note="Undamped K-FAC on one layer with a bias (W is n x (n+1)), under an invertible affine "
+    "map of its input (T_bar = [[T, c], [0, 1]], generic T, c) and an invertible affine map "
+    "s -> U s + d of its pre-activations (d drops out of the statistics): the step taken in the new parameterization changes the network's function exactly "
+    "as the step in the old one, beyond the scalar rescaling of kfac_undamped_rescaling_invariant. "
+    "The control is gradient descent being invariant too: it is not (the second entry). Damping "
+    "breaks the invariance as well (003 slides: 'only for the undamped algorithms'); that is not "
+    "checked here.",
+)

@@ -17,7 +17,7 @@ replaced by the identity, which is why the preconditioner removes the outlier of
 
 from __future__ import annotations
 
-from functools import cache, reduce
+from functools import cache
 
 import sympy as sp
 from sympy import kronecker_product as kron
@@ -25,7 +25,14 @@ from sympy import kronecker_product as kron
 from scalewise import checks
 from scalewise.theory.identity import identity, slip, unpack
 from scalewise.theory.kronecker import homogeneous_second_moment
-from scalewise.theory.symbolic import matrix, symmetric, vec, vector
+from scalewise.theory.symbolic import (
+    cayley_rotation,
+    matrix,
+    product,
+    symmetric,
+    vec,
+    vector,
+)
 
 alpha, eta = sp.symbols("alpha eta", positive=True)
 nu = sp.Symbol("nu", positive=True)
@@ -36,25 +43,6 @@ DAMPED_INVERSE_EIGENVALUE = 1 / (nu + eta)
 DAMPED_STEP_GAIN = nu / (nu + eta)
 """Fraction of the Newton step that the damped step takes along that eigenvector: the
 eigenvalue of ``(H + eta I)^{-1} H``."""
-
-
-def cayley_rotation(dim: int) -> sp.Matrix:
-    """A generic rotation ``(I - K)(I + K)^{-1}`` with symbolic skew-symmetric ``K``: orthogonal
-    with rational entries, so products with it simplify exactly by ``cancel``."""
-    if dim < 1:
-        checks.fail("dim", dim, "an integer >= 1")
-
-    def entry(i: int, j: int) -> sp.Expr:
-        return sp.Symbol(f"q_{min(i, j) + 1}{max(i, j) + 1}", real=True) * sp.sign(j - i)
-
-    skew = sp.Matrix(dim, dim, entry)
-    return ((sp.eye(dim) - skew) * (sp.eye(dim) + skew).inv()).applyfunc(sp.cancel)
-
-
-def product(*factors: sp.MatrixBase) -> sp.Matrix:
-    """The matrix product, cancelling each entry after every multiplication: keeps the rational
-    entries of products with :func:`cayley_rotation` small."""
-    return reduce(lambda left, right: (left * right).applyfunc(sp.cancel), factors)
 
 
 @cache

@@ -14,6 +14,15 @@ identities below need only symmetry and invertibility, and are checked for gener
 layers ``y = w_1 ... w_K x = beta x``, the smallest ``sum_i w_i^2`` that represents ``beta`` is
 ``K |beta|^{2/K}`` (:data:`DEEP_LINEAR_L2_MIN`), attained at ``|w_i| = |beta|^{1/K}``: ``L2`` on
 the weights acts as an ``L_{2/K}`` penalty on the function.
+
+**Deep linear networks of matrices** (001 Sec. 5, footnote). With ``K`` square layers
+``W_K ... W_1 = A`` the footnote's minimum of ``sum_i ||W_i||_F^2`` is
+``K sum_j sigma_j(A)^{2/K} = K ||A||_{2/K}^{2/K}``, the scalar minimum summed over the singular
+values. Proved exactly here, for ``2 x 2`` layers: the balanced factorization built from the SVD
+attains it and satisfies the Lagrange conditions (``K = 2, 3, 4``), and for ``K = 2`` every
+factorization exceeds ``2 ||A||_*`` by a sum of squares, so ``2 ||A||_*`` is the minimum. That
+nothing beats the balanced factorization for ``K >= 3`` is checked numerically
+(``tests/test_theory_kfac.py``), not proved.
 """
 
 from __future__ import annotations
@@ -25,8 +34,18 @@ import sympy as sp
 
 from scalewise import checks
 from scalewise.theory.equilibrium import alpha, lam
-from scalewise.theory.identity import identity, slip
-from scalewise.theory.symbolic import gradient, rational_numerator, symmetric, vector
+from scalewise.theory.identity import identity, slip, unpack
+from scalewise.theory.symbolic import (
+    cayley_rotation,
+    frobenius_sq,
+    gradient,
+    inverse,
+    matrix,
+    product,
+    rational_numerator,
+    symmetric,
+    vector,
+)
 
 beta = sp.Symbol("beta", positive=True)
 """The product ``w_1 ... w_K`` of a scalar deep linear network, its slope (``|beta|`` in
@@ -44,11 +63,6 @@ DEEP_LINEAR_L2_MINIMIZER = beta ** (1 / n_layers)
 
 
 # ---------------------------------------------------------------- C-norm penalty
-
-
-def inverse(matrix: sp.Matrix) -> sp.Matrix:
-    """``matrix^{-1}`` by the adjugate (Cramer's rule): generic symbolic entries stay rational."""
-    return matrix.adjugate() / matrix.det()
 
 
 def preconditioned_step(
@@ -189,6 +203,161 @@ slip(
 )
 
 
+# ---------------------------------------------------------------- deep linear networks of matrices
+
+MATRIX_WIDTH = 2
+"""Width of every layer in the symbolic checks of the footnote (``n x n`` matrices)."""
+
+
+def _svd_target(width: int, singular_values: list[sp.Expr]) -> tuple[sp.Matrix, ...]:
+    """``(A, P, R)``: ``A = P diag(singular_values) R^T`` with generic rotations ``P``, ``R``."""
+    left, right = cayley_rotation(width, "p"), cayley_rotation(width, "q")
+    return product(left, sp.diag(*singular_values), right.T), left, right
+
+
+@cache
+def _balanced_case(num_layers: int) -> tuple[sp.Matrix, ...]:
+    """``(A, P, R, D, W_1, ..., W_K)``: the balanced factorization ``W_K = P D``, ``W_i = D``,
+    ``W_1 = D R^T`` of ``A = P D^K R^T`` with ``D = diag(r_j)``, so the singular values of ``A``
+    are ``sigma_j = r_j^K`` and ``D = Sigma^{1/K}``. ``K >= 2``."""
+    checks.integer("num_layers", num_layers, 2)
+    roots = sp.symbols(f"r1:{MATRIX_WIDTH + 1}", positive=True)
+    target, left, right = _svd_target(MATRIX_WIDTH, [r**num_layers for r in roots])
+    middle = sp.diag(*roots)
+    layers = [middle * right.T, *[middle] * (num_layers - 2), left * middle]
+    return (target, left, right, middle, *layers)
+
+
+def _singular_values(num_layers: int) -> list[sp.Expr]:
+    return [r**num_layers for r in _balanced_case(num_layers)[3].diagonal()]
+
+
+def _chain_product(layers: list[sp.Matrix]) -> sp.Matrix:
+    """``W_K ... W_1`` for ``layers = [W_1, ..., W_K]``."""
+    return product(*reversed(layers))
+
+
+def _balanced_value(num_layers: int) -> tuple[sp.Matrix, sp.Expr]:
+    """``(W_K ... W_1, sum_i ||W_i||_F^2)`` of the balanced factorization."""
+    layers = list(_balanced_case(num_layers)[4:])
+    return _chain_product(layers), sum(frobenius_sq(w) for w in layers)
+
+
+def _schatten_minimum(num_layers: int) -> tuple[sp.Matrix, sp.Expr]:
+    """``(A, K sum_j sigma_j^{2/K})``: the scalar minimum ``K |beta|^{2/K}`` summed over the
+    singular values (:data:`DEEP_LINEAR_L2_MIN`)."""
+    values = _singular_values(num_layers)
+    total = sum(DEEP_LINEAR_L2_MIN.subs({beta: s, n_layers: num_layers}) for s in values)
+    return _balanced_case(num_layers)[0], total
+
+
+def _frobenius_guess(num_layers: int) -> tuple[sp.Matrix, sp.Expr]:
+    """``(A, K ||A||_F^{2/K})``: the scalar formula applied to the Frobenius norm."""
+    values = _singular_values(num_layers)
+    frobenius = sp.sqrt(sum(s**2 for s in values))
+    return (_balanced_case(num_layers)[0],
+            DEEP_LINEAR_L2_MIN.subs({beta: frobenius, n_layers: num_layers}))
+
+
+identity(
+    name="deep_linear_balanced_factorization",
+    topic="regularization",
+    source="001 Sec. 5, footnote to 'Effect on deep linear networks' (Schatten quasi-norm)",
+    statement=r"\mathbf{A} = \mathbf{P}\boldsymbol{\Sigma}\mathbf{R}^\top,\ "
+    r"\mathbf{W}_K = \mathbf{P}\boldsymbol{\Sigma}^{1/K},\ "
+    r"\mathbf{W}_i = \boldsymbol{\Sigma}^{1/K},"
+    r"\ \mathbf{W}_1 = \boldsymbol{\Sigma}^{1/K}\mathbf{R}^\top:\ "
+    r"\mathbf{W}_K\cdots\mathbf{W}_1 = \mathbf{A},\ \sum_{i=1}^K\|\mathbf{W}_i\|_F^2"
+    r" = K\sum_j\sigma_j^{2/K} = K\|\mathbf{A}\|_{2/K}^{2/K}",
+    claim=_balanced_value,
+    expected=_schatten_minimum,
+    control=_frobenius_guess,
+    sizes=(2, 3, 4),
+    simplifier=rational_numerator,
+    note="Sizes are the number K of layers; 2 x 2 matrices, A built from its SVD with generic "
+    "rotations P, R and symbolic singular values. This proves the footnote's value is attained; "
+    "that no factorization does better is proved exactly for K = 2 (two_layer_nuclear_norm_bound), "
+    "shown to be a stationary point for every K (deep_linear_balanced_stationary), and checked "
+    "numerically for K = 2, 3 by minimizing over factorizations. The footnote says L2 'penalizes' "
+    "||A||_{2/K}^{2/K}: the minimum is K times it. The control applies the scalar formula to the "
+    "Frobenius norm, K ||A||_F^{2/K}.",
+)
+
+
+def _lagrange_sides(num_layers: int, multiplier_power: sp.Expr) -> tuple[list, list]:
+    """``(grad sum_i ||W_i||_F^2, grad <Lam, W_K ... W_1>)``, each a list of the gradients in
+    ``W_1 ... W_K`` by differentiation, at the balanced factorization, with the multiplier
+    ``Lam = 2 P D^{multiplier_power} R^T``."""
+    case = _balanced_case(num_layers)
+    left, right, middle, balanced = case[1], case[2], case[3], case[4:]
+    generic = [matrix(f"W{i + 1}", MATRIX_WIDTH, MATRIX_WIDTH) for i in range(num_layers)]
+    multiplier = 2 * left * middle**multiplier_power * right.T
+    coupling = sum(multiplier.multiply_elementwise(_chain_product(generic)))
+    cost = sum(frobenius_sq(w) for w in generic)
+    point = {s: v for w, b in zip(generic, balanced) for s, v in zip(w, b)}
+
+    def gradients(expr: sp.Expr) -> list[sp.Matrix]:
+        return [w.applyfunc(lambda s: expr.diff(s).xreplace(point)) for w in generic]
+
+    return gradients(cost), gradients(coupling)
+
+
+identity(
+    name="deep_linear_balanced_stationary",
+    topic="regularization",
+    source="001 Sec. 5, footnote to 'Effect on deep linear networks' (Schatten quasi-norm)",
+    statement=r"\nabla_{\mathbf{W}_i}\sum_j\|\mathbf{W}_j\|_F^2 = \nabla_{\mathbf{W}_i}"
+    r"\langle\boldsymbol{\Lambda}, \mathbf{W}_K\cdots\mathbf{W}_1\rangle\ (i = 1..K)"
+    r"\ \text{at the balanced factorization},\ "
+    r"\boldsymbol{\Lambda} = 2\mathbf{P}\boldsymbol{\Sigma}^{(2-K)/K}\mathbf{R}^\top",
+    claim=lambda n: _lagrange_sides(n, 2 - n)[0],
+    expected=lambda n: _lagrange_sides(n, 2 - n)[1],
+    control=lambda n: _lagrange_sides(n, -n)[1],
+    sizes=(2, 3, 4),
+    simplifier=rational_numerator,
+    note="The Lagrange conditions of min sum_i ||W_i||_F^2 subject to W_K ... W_1 = A hold at the "
+    "balanced factorization (deep_linear_balanced_factorization) with the multiplier "
+    "2 P Sigma^{(2-K)/K} R^T: it is a stationary point for every K, not only for K = 2 where the "
+    "multiplier is 2 P R^T. Stationarity alone does not make it the minimum. The control is the "
+    "multiplier 2 A^{-T} = 2 P Sigma^{-1} R^T.",
+)
+
+
+@cache
+def _two_layer_case(width: int) -> tuple[sp.Expr, sp.Expr, sp.Expr]:
+    """``(||W_1||^2 + ||W_2||^2 - 2 ||A||_*, ||W_2^T P - W_1 R||_F^2, ||W_2 - W_1^T||_F^2)`` for
+    every factorization ``W_2 W_1 = A`` of ``A = P diag(sigma) R^T``: ``W_1`` generic invertible,
+    ``W_2 = A W_1^{-1}``."""
+    sigmas = list(sp.symbols(f"sigma1:{width + 1}", positive=True))
+    target, left, right = _svd_target(width, sigmas)
+    first = matrix("W", width, width)
+    second = product(target, inverse(first))
+    gap = frobenius_sq(first) + frobenius_sq(second) - 2 * sum(sigmas)
+    return (gap, frobenius_sq(product(second.T, left) - product(first, right)),
+            frobenius_sq(second - first.T))
+
+
+identity(
+    name="two_layer_nuclear_norm_bound",
+    topic="regularization",
+    source="001 Sec. 5, footnote to 'Effect on deep linear networks' (K = 2: nuclear norm)",
+    statement=r"\mathbf{W}_2\mathbf{W}_1 = \mathbf{A}"
+    r" = \mathbf{P}\boldsymbol{\Sigma}\mathbf{R}^\top:"
+    r"\ \|\mathbf{W}_1\|_F^2 + \|\mathbf{W}_2\|_F^2 - 2\|\mathbf{A}\|_*"
+    r" = \|\mathbf{W}_2^\top\mathbf{P} - \mathbf{W}_1\mathbf{R}\|_F^2 \ge 0",
+    claim=unpack(_two_layer_case, lambda gap, _, __: gap),
+    expected=unpack(_two_layer_case, lambda _, square, __: square),
+    control=unpack(_two_layer_case, lambda _, __, naive: naive),
+    sizes=(2,),
+    simplifier=rational_numerator,
+    note="Size is the width n (n x n layers; A invertible, so W_1 is invertible in every "
+    "factorization). The gap is a sum of squares, so ||W_1||_F^2 + ||W_2||_F^2 >= 2 ||A||_*, with "
+    "equality exactly when W_2^T P = W_1 R, the balanced factorizations (up to W_1 -> Q W_1, "
+    "W_2 -> W_2 Q^T with Q orthogonal): for K = 2 the footnote's "
+    "minimum 2 ||A||_* is proved exactly. The control drops the rotations, ||W_2 - W_1^T||_F^2.",
+)
+
+
 # ---------------------------------------------------------------- NumPy forms for sim/ and models/
 
 _deep_linear_l2_min = sp.lambdify((beta, n_layers), DEEP_LINEAR_L2_MIN, "numpy")
@@ -203,3 +372,17 @@ def deep_linear_l2_min(slope: np.ndarray | float, num_layers: int) -> np.ndarray
     """
     checks.integer("num_layers", num_layers, 1)
     return _deep_linear_l2_min(np.abs(np.asarray(slope, dtype=float)), num_layers)
+
+
+def deep_linear_matrix_l2_min(target: np.ndarray, num_layers: int) -> float:
+    """``K sum_j sigma_j^{2/K} = K ||A||_{2/K}^{2/K}``: the smallest ``sum_i ||W_i||_F^2`` over
+    factorizations ``W_K ... W_1 = A`` (001 Sec. 5, footnote): the scalar minimum
+    :func:`deep_linear_l2_min` summed over the singular values of ``target``, which the balanced
+    factorization attains (identity ``deep_linear_balanced_factorization``).
+
+    >>> round(deep_linear_matrix_l2_min(np.diag([4.0, 1.0]), 2), 12)
+    10.0
+    """
+    checks.integer("num_layers", num_layers, 1)
+    singular_values = np.linalg.svd(np.asarray(target, dtype=float), compute_uv=False)
+    return float(np.sum(deep_linear_l2_min(singular_values, num_layers)))

@@ -8,7 +8,7 @@ partial derivatives, and the exact normal form of rational functions.
 
 from __future__ import annotations
 
-from functools import cache
+from functools import cache, reduce
 
 import sympy as sp
 from sympy.core.function import AppliedUndef
@@ -50,9 +50,39 @@ def unvec(column: sp.MatrixBase, rows: int) -> sp.Matrix:
     return sp.Matrix(column).reshape(len(column) // rows, rows).T
 
 
+def inverse(square: sp.MatrixBase) -> sp.Matrix:
+    """``square^{-1}`` by the adjugate (Cramer's rule): generic symbolic entries stay rational."""
+    return sp.Matrix(square).adjugate() / sp.Matrix(square).det()
+
+
+def cayley_rotation(dim: int, name: str = "q") -> sp.Matrix:
+    """A generic rotation ``(I - K)(I + K)^{-1}`` with symbolic skew-symmetric ``K`` (entries
+    ``name_{ij}``): orthogonal with rational entries, so products with it simplify exactly by
+    ``cancel``."""
+    if dim < 1:
+        checks.fail("dim", dim, "an integer >= 1")
+
+    def entry(i: int, j: int) -> sp.Expr:
+        return sp.Symbol(f"{name}_{min(i, j) + 1}{max(i, j) + 1}", real=True) * sp.sign(j - i)
+
+    skew = sp.Matrix(dim, dim, entry)
+    return ((sp.eye(dim) - skew) * (sp.eye(dim) + skew).inv()).applyfunc(sp.cancel)
+
+
+def product(*factors: sp.MatrixBase) -> sp.Matrix:
+    """The matrix product, cancelling each entry after every multiplication: keeps the rational
+    entries of products with :func:`cayley_rotation` small."""
+    return reduce(lambda left, right: (left * right).applyfunc(sp.cancel), factors)
+
+
 def gradient(f: sp.Expr, x: sp.MatrixBase) -> sp.Matrix:
     """``grad f`` with respect to the column ``x``, as a column."""
     return sp.Matrix([f.diff(xi) for xi in x])
+
+
+def frobenius_sq(m: sp.MatrixBase) -> sp.Expr:
+    """``||m||_F^2``, the sum of the squared entries."""
+    return sum(entry**2 for entry in m)
 
 
 def norm(x: sp.MatrixBase) -> sp.Expr:
