@@ -429,6 +429,7 @@ class Agreement:
 
 
 def agreement(measured: Measured) -> Agreement:
+    """The :class:`Agreement` of ``measured``, read from its suite's committed report."""
     records, bounds = _reference(measured.suite)
     errors = [float(r["rel_error"]) for r in records if measured.matches(r)]
     finite = [e for e in errors if not math.isnan(e)]
