@@ -9,13 +9,21 @@ import pytest
 from scalewise.cli import main
 from scalewise.theory.catalogue import catalogue_markdown, results_table, witness_lines
 from scalewise.theory.identity import CheckResult
+from scalewise.validation.coverage import coverage_markdown
 
 CATALOGUE = Path(__file__).resolve().parents[1] / "docs" / "identities.md"
+COVERAGE = CATALOGUE.with_name("coverage.md")
 
 
 def test_committed_catalogue_is_current() -> None:
     assert CATALOGUE.read_text() == catalogue_markdown(), (
         "docs/identities.md is stale: run `scalewise docs`"
+    )
+
+
+def test_committed_coverage_is_current() -> None:
+    assert COVERAGE.read_text() == coverage_markdown(), (
+        "docs/coverage.md is stale: run `scalewise docs`"
     )
 
 
@@ -54,6 +62,21 @@ def test_failed_result_is_shown_as_failed() -> None:
 def test_docs_check_detects_a_stale_page(tmp_path: Path) -> None:
     page = tmp_path / "identities.md"
     assert main(["docs", "--out", str(page)]) == 0
+    assert (tmp_path / "coverage.md").read_text() == coverage_markdown()
     assert main(["docs", "--out", str(page), "--check"]) == 0
     page.write_text(page.read_text() + "edited by hand\n")
     assert main(["docs", "--out", str(page), "--check"]) == 1
+
+
+def test_docs_check_detects_a_stale_coverage_page(tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    page, coverage = tmp_path / "identities.md", tmp_path / "elsewhere" / "coverage.md"
+    args = ["docs", "--out", str(page), "--coverage-out", str(coverage)]
+    assert main(args) == 0
+    assert main([*args, "--check"]) == 0
+    coverage.write_text(coverage.read_text().replace("not covered", "proved"))
+    capsys.readouterr()
+    assert main([*args, "--check"]) == 1
+    out = capsys.readouterr().out
+    assert f"{coverage} is stale: run `scalewise docs --out {page} --coverage-out {coverage}`" in out
+    assert f"{page} is up to date" in out

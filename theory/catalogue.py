@@ -182,6 +182,8 @@ def catalogue_markdown() -> str:
         "Each identity is checked exactly in SymPy (`scalewise proofs`), and each has a negative",
         "control, a deliberately wrong variant, rejected only with a witness: an exact point at",
         "which claim and control differ (`scalewise proofs --witnesses`).",
+        "What proves, simulates or measures each equation, figure and claim of the seeds:",
+        "[coverage.md](coverage.md).",
         "",
         "Seeds (in `shared/seeds/`):",
         "",
