@@ -309,8 +309,9 @@ ITEMS: tuple[Item, ...] = (
     _slide("003", "Invariance",
            "Newton, Gauss-Newton and natural gradient are invariant to affine "
            "reparameterization; damping is not",
-           note="Proved only for K-FAC and a rescaling of the weights (000 'Three "
-                "Mechanisms')."),
+           note="Proved for undamped K-FAC under an affine map of a layer's activations and "
+                "of its pre-activations; Newton's and the natural gradient's invariance, and "
+                "damping breaking it, are not checked."),
     _slide("003", "Proximal Optimization",
            "an update trades off the batch loss, a function-space and a weight-space distance"),
     _slide("003", "Computation: Hessian-Free Optimization",
