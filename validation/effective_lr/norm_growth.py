@@ -13,8 +13,6 @@ effective LR per learning rate, its spread across them -> bounds -> table and fi
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
@@ -22,6 +20,7 @@ from matplotlib.figure import Figure
 from scalewise.theory import equilibrium as eq
 from scalewise.validation.effective_lr.plots import grid, legend
 from scalewise.validation.effective_lr.runs import (
+    FixedRuns,
     Measured,
     Setting,
     config,
@@ -46,16 +45,9 @@ SPREAD_LIMIT = 0.05  # the late effective LR's largest deviation from its mean a
 LATE = 0.1  # the late effective LR is averaged over this last fraction of the run
 
 
-@dataclass(frozen=True)
-class Scale:
-    networks: tuple[str, ...]
-    seeds: int
-    steps: int
-
-
 SCALES = {
-    Size.SMOKE: Scale(networks=("mlp-bn",), seeds=1, steps=60),
-    Size.REFERENCE: Scale(networks=("mlp-bn", "mlp-wn"), seeds=2, steps=1500),
+    Size.SMOKE: FixedRuns(networks=("mlp-bn",), seeds=1, steps=60),
+    Size.REFERENCE: FixedRuns(networks=("mlp-bn", "mlp-wn"), seeds=2, steps=1500),
 }
 
 

@@ -58,6 +58,16 @@ BASE = {"data.name": "digits", "probe_every": 1, "costly_probe_every": 0, "unit_
 
 
 @dataclass(frozen=True)
+class FixedRuns:
+    """The size of an experiment whose runs have a fixed length: its ``networks`` (keys of
+    :data:`NETWORKS`), ``seeds`` per network and setting, and ``steps`` per run."""
+
+    networks: tuple[str, ...]
+    seeds: int
+    steps: int
+
+
+@dataclass(frozen=True)
 class Setting:
     """An optimizer (a :class:`scalewise.vocabulary.Optimizer` value) with its learning rate,
     weight decay (applied in the optimizer's own form: L2 where coupled, the shrink where

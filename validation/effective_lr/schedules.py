@@ -29,6 +29,7 @@ from scalewise.validation.effective_lr.driven_sgd import driven_norm_sq
 from scalewise.validation.effective_lr.equilibrium import SETTINGS, scaled
 from scalewise.validation.effective_lr.plots import grid, legend
 from scalewise.validation.effective_lr.runs import (
+    FixedRuns,
     Measured,
     config,
     measure,
@@ -53,16 +54,9 @@ RECORD_POINTS = 16
 RISE_WINDOW = 0.02  # share of the run averaged at each end of the rise
 
 
-@dataclass(frozen=True)
-class Scale:
-    networks: tuple[str, ...]
-    seeds: int
-    steps: int
-
-
 SCALES = {
-    Size.SMOKE: Scale(networks=("mlp-bn",), seeds=1, steps=90),
-    Size.REFERENCE: Scale(networks=("mlp-bn", "mlp-wn"), seeds=2, steps=2000),
+    Size.SMOKE: FixedRuns(networks=("mlp-bn",), seeds=1, steps=90),
+    Size.REFERENCE: FixedRuns(networks=("mlp-bn", "mlp-wn"), seeds=2, steps=2000),
 }
 
 

@@ -12,8 +12,6 @@ schedule (:func:`.driven_sgd.driven_norm_sq`) -> the layer's effective LR (the u
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
@@ -21,7 +19,14 @@ from matplotlib.figure import Figure
 from scalewise.validation.effective_lr.driven_sgd import driven_norm_sq
 from scalewise.validation.effective_lr.equilibrium import SETTINGS, scaled
 from scalewise.validation.effective_lr.plots import grid, legend, plot_pair
-from scalewise.validation.effective_lr.runs import Measured, config, measure, seeds, step_lrs
+from scalewise.validation.effective_lr.runs import (
+    FixedRuns,
+    Measured,
+    config,
+    measure,
+    seeds,
+    step_lrs,
+)
 from scalewise.validation.markdown import markdown_table
 from scalewise.validation.report import Bound, Record, Report, curve_frame, record, spread_steps
 from scalewise.validation.suite import Settings, Size
@@ -32,16 +37,9 @@ LIMIT = 0.05  # the driven effective LR, every recorded step, layer and seed
 RECORD_POINTS = 12
 
 
-@dataclass(frozen=True)
-class Scale:
-    networks: tuple[str, ...]
-    seeds: int
-    steps: int  # the decays come at a third and two thirds of the run
-
-
 SCALES = {
-    Size.SMOKE: Scale(networks=("mlp-bn",), seeds=1, steps=90),
-    Size.REFERENCE: Scale(networks=("mlp-bn", "mlp-wn"), seeds=2, steps=1500),
+    Size.SMOKE: FixedRuns(networks=("mlp-bn",), seeds=1, steps=90),
+    Size.REFERENCE: FixedRuns(networks=("mlp-bn", "mlp-wn"), seeds=2, steps=1500),
 }
 
 
