@@ -52,7 +52,7 @@ CONTRACT = {
     "approach": {"rate"},
     "norm_growth": {"growth", "late_effective_lr_spread"},
     "schedules": {"norm_sq", "grad_norm", "grad_weight_ratio", "grad_weight_ratio_outside",
-                  "grad_rise", "grad_rise_quasi_static"},
+                  "grad_weight_ratio_per_step", "grad_rise", "grad_rise_quasi_static"},
 }
 
 
@@ -199,6 +199,13 @@ def test_rise_is_the_end_over_the_value_where_the_rate_has_halved() -> None:
     assert schedules.rise(values, lr) == pytest.approx(3.0, rel=1e-12)
     shifted = pd.Series(np.where(np.arange(200) < 100, 1.0, 3.0))  # the step before the half
     assert schedules.rise(shifted, lr) == pytest.approx(1.0, rel=1e-12)
+
+
+def test_window_mean_is_the_centred_mean_over_the_window() -> None:
+    values = np.arange(200, dtype=float)[:, None] * [1.0, 2.0]  # a window of 4 steps
+    means = schedules.window_mean(values)
+    np.testing.assert_allclose(means[50], values[48:52].mean(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(means[0], values[:2].mean(axis=0), rtol=1e-12)  # clipped
 
 
 def test_smoke_schedules_drive_every_schedule_and_say_what_the_correction_did(

@@ -8,11 +8,12 @@ scale-invariant unit, the exact per-step map (001 Eq. 23) under the run's learni
 decay of each step, driven by the unit's measured ``g_k`` (:func:`.driven_sgd.driven_norm_sq`)
 -> the layer's ``||W||^2 = sum_i ||w_i||^2`` and ``||grad J(W)|| = sqrt(sum_i g_i^2 /
 ||w_i||^2)`` (001 Eq. 18), driven and measured, at steps spread over the run; theory's
-quasi-static gradient-to-weight ratio ``||grad J(W)|| / ||W||`` (each unit at the equilibrium
-of the current rates and its ``g_k``, about ``sqrt(2 lam_k / eta_k)``) in its regime: the
-schedule slow against the time constant (:func:`scalewise.sim.norm_schedules.schedule_speed`
-below :data:`SLOW`) once the initial norm is forgotten (five time constants,
-:func:`~scalewise.sim.norm_schedules.elapsed_time_constants`), the other steps shown; the end-of-training rise of ``||grad J(W)||`` with and
+quasi-static gradient-to-weight ratio (each unit at the equilibrium of the current rates and its
+``sqrt(E[g^2])``, about ``sqrt(2 lam_k / eta_k)``) against the measured ratio of sums
+``sqrt(E||grad J(W)||^2 / E||W||^2)`` over a window (:func:`window_mean`) in its regime: the
+quasi-static target, at the schedule's rates and the measured ``E[g^2]``, moving by less than
+:data:`SLOW` over the last five time constants (:func:`target_drift`; the norm forgets what came
+before, the initial norm included), the other steps shown; the end-of-training rise of ``||grad J(W)||`` with and
 without the corrected decay -> bounds -> a table and a figure.
 """
 
@@ -48,10 +49,10 @@ SCHEDULES = {"cosine": {"optimizer.schedule": "warmup-cosine"},
              "wsd": {"optimizer.schedule": "warmup-stable-decay", "optimizer.decay_fraction": 0.3}}
 """The schedules, by label: cosine to zero over the run, and warmup-stable-decay (no warmup
 here) decaying linearly over its last 30% of steps."""
-SLOW = 0.1  # the quasi-static target moves less than 10% per time constant
+SLOW = 0.1  # the quasi-static target moved less than 10% over the last five time constants
 LIMIT = 0.10  # driven ||W||^2 and ||grad J(W)||; quasi-static ratio where slow; the rise
 RECORD_POINTS = 16
-RISE_WINDOW = 0.02  # share of the run averaged at each end of the rise
+WINDOW = 0.02  # share of the run in a window of the expectations, and at each end of the rise
 
 
 SCALES = {
@@ -95,14 +96,16 @@ def schedules(report: Report, settings: Settings) -> None:
     report.add_curves(pd.concat([_curve_frame(c) for c in curves if c.seed == settings.seed],
                                 ignore_index=True))
     report.bounds += BOUNDS
-    excluded = [line for m in measured for line in m.excluded(margin=0.0)]
+    excluded = [f"{label}: {line}" for m, label in zip(measured, labels)
+                for line in m.excluded(margin=0.0)]
     section = report.section("Norms under decaying schedules and the corrected decay",
                              _text(records, curves, excluded, len(measured)))
     section.figure("schedules", _figure(curves, settings.seed),
-                   "Gradient-to-weight ratio ||grad J(W)|| / ||W|| per step: measured (solid), "
-                   "the driven map (dashed) and theory's quasi-static value (dotted); grey "
-                   "outside its regime (the schedule not slow against the time constant, or "
-                   "the first five time constants).")
+                   "Gradient-to-weight ratio sqrt(E||grad J(W)||^2 / E||W||^2) over windows of "
+                   f"{WINDOW:.0%} of the run: measured (solid; faint: each step's own), the "
+                   "driven map (dashed) and theory's quasi-static value (dotted); grey "
+                   "outside its regime (its target moved by 10% or more over the last five "
+                   "time constants).")
 
 
 BOUNDS = [
@@ -110,9 +113,9 @@ BOUNDS = [
           "driven by the measured g_k (max over recorded steps, layers and seeds)"),
     Bound(EXPERIMENT, "grad_norm", LIMIT, description="||grad J(W)|| under the schedule, the "
           "exact map driven by the measured g_k (max)"),
-    Bound(EXPERIMENT, "grad_weight_ratio", LIMIT, description="||grad J(W)|| / ||W|| against "
-          "theory's quasi-static value where the schedule is slow against the time constant, "
-          "after five time constants (max)"),
+    Bound(EXPERIMENT, "grad_weight_ratio", LIMIT, description="sqrt(E||grad J(W)||^2 / "
+          "E||W||^2) over a window against theory's quasi-static value where the schedule is "
+          "slow against the time constant, after five time constants (max)"),
     Bound(EXPERIMENT, "grad_rise", LIMIT, description="end-of-training rise of ||grad J(W)||, "
           "measured against the driven map (max)"),
 ]
@@ -126,27 +129,55 @@ def layer_curves(m: Measured, label: str, layer: str, mask: np.ndarray) -> Curve
     g = unit_grad_norm(v)
     lr, decay = step_decays(m, len(g))
     driven = np.vstack([v["norm_sq"][:1], predicted[:-1]])  # x_0 .. x_{K-1}, as measured
+    g_sq = window_mean(g**2)  # E[g_i^2] around each step
     quasi = norm_schedules.quasi_static_norm_sq("sgd", np.broadcast_to(lr, g.shape),
-                                                np.broadcast_to(decay, g.shape), scale=g)
-    speed = norm_schedules.schedule_speed("sgd", lr, decay, scale=1.0)[:, 0]
+                                                np.broadcast_to(decay, g.shape),
+                                                scale=np.sqrt(g_sq))
     elapsed = norm_schedules.elapsed_time_constants("sgd", lr, decay)[:, 0]
     frame = pd.DataFrame({
         "norm_sq": v["norm_sq"].sum(axis=1), "norm_sq_driven": driven.sum(axis=1),
         "grad_norm": np.sqrt(v["grad_sq"].sum(axis=1)),
         "grad_norm_driven": np.sqrt((g**2 / driven).sum(axis=1)),
-        "grad_norm_quasi_static": np.sqrt((g**2 / quasi).sum(axis=1)),
-        "ratio_quasi_static": np.sqrt((g**2 / quasi).sum(axis=1) / quasi.sum(axis=1)),
-        "in_regime": (np.append(speed, speed[-1]) < SLOW)
-        & (elapsed >= SETTLING_TIME_CONSTANTS)})
-    frame["ratio"] = frame["grad_norm"] / np.sqrt(frame["norm_sq"])
-    frame["ratio_driven"] = frame["grad_norm_driven"] / np.sqrt(frame["norm_sq_driven"])
+        "grad_norm_quasi_static": np.sqrt((g_sq / quasi).sum(axis=1)),
+        "ratio": _ratio(window_mean(v["grad_sq"]), window_mean(v["norm_sq"])),
+        "ratio_driven": _ratio(window_mean(g**2 / driven), window_mean(driven)),
+        "ratio_quasi_static": _ratio(g_sq / quasi, quasi),
+        "in_regime": target_drift(quasi.sum(axis=1), elapsed) < SLOW})
+    frame["ratio_per_step"] = frame["grad_norm"] / np.sqrt(frame["norm_sq"])
     return Curves(label, m.layer(layer), m.seed, frame, lr[:, 0])
+
+
+def target_drift(target: np.ndarray, elapsed: np.ndarray) -> np.ndarray:
+    """The largest ``|ln target_j - ln target_k|`` over the steps ``j`` of the last
+    :data:`~scalewise.validation.estimators.SETTLING_TIME_CONSTANTS` time constants before each
+    step ``k`` (``elapsed``: :func:`~scalewise.sim.norm_schedules.elapsed_time_constants`); inf
+    before that many have passed. The norm relaxes towards the target at one e-fold per time
+    constant, so it holds the quasi-static value only where the target has been still that
+    long: a slow schedule, and ``g`` no longer falling with the loss."""
+    log_target = np.log(target)
+    first = np.searchsorted(elapsed, elapsed - SETTLING_TIME_CONSTANTS)
+    drift = np.array([np.abs(log_target[j:k + 1] - log_target[k]).max()
+                      for k, j in enumerate(first)])
+    return np.where(elapsed >= SETTLING_TIME_CONSTANTS, drift, np.inf)
+
+
+def window_mean(values: np.ndarray) -> np.ndarray:
+    """The centred moving mean of ``values`` over :data:`WINDOW` of the run, along the steps
+    (axis 0): the expectation at each step, a minibatch's noise averaged out."""
+    width = max(int(WINDOW * len(values)), 1)
+    return pd.DataFrame(values).rolling(width, center=True, min_periods=1).mean().to_numpy()
+
+
+def _ratio(grad_sq: np.ndarray, norm_sq: np.ndarray) -> np.ndarray:
+    """``sqrt(sum_i E||grad J(w_i)||^2 / sum_i E||w_i||^2)`` per step, from per-unit
+    expectations ``(steps, units)``: the layer's gradient-to-weight ratio as a ratio of sums."""
+    return np.sqrt(grad_sq.sum(axis=1) / norm_sq.sum(axis=1))
 
 
 def rise(values: pd.Series, lr: np.ndarray) -> float:
     """``values`` at the end of the run over their value where the learning rate has fallen to
-    half its peak, each the mean over :data:`RISE_WINDOW` of the run."""
-    width = max(int(RISE_WINDOW * len(values)), 1)
+    half its peak, each the mean over :data:`WINDOW` of the run."""
+    width = max(int(WINDOW * len(values)), 1)
     half = int(np.argmax(lr <= lr.max() / 2))
     return float(values.iloc[-width:].mean() / values.iloc[half:half + width].mean())
 
@@ -160,6 +191,10 @@ def _records(c: Curves) -> list[Record]:
                        f"grad_weight_ratio{'' if frame.loc[k, 'in_regime'] else '_outside'}@{k}",
                        predicted=frame.loc[k, "ratio_quasi_static"], measured=frame.loc[k, "ratio"])
                 for k in steps]
+    records += [record(EXPERIMENT, c.label, c.layer, f"grad_weight_ratio_per_step@{k}",
+                       predicted=frame.loc[k, "ratio_quasi_static"],
+                       measured=frame.loc[k, "ratio_per_step"])
+                for k in steps if frame.loc[k, "in_regime"]]
     records += [record(EXPERIMENT, c.label, c.layer, "grad_rise",
                        predicted=rise(frame["grad_norm_driven"], c.lr),
                        measured=rise(frame["grad_norm"], c.lr)),
@@ -174,7 +209,8 @@ def _curve_frame(c: Curves) -> pd.DataFrame:
     parts = [curve_frame(EXPERIMENT, c.label, c.layer, "grad_weight_ratio", source, steps,
                          c.frame[column])
              for source, column in (("measured", "ratio"), ("driven", "ratio_driven"),
-                                    ("quasi-static", "ratio_quasi_static"))]
+                                    ("quasi-static", "ratio_quasi_static"),
+                                    ("measured, per step", "ratio_per_step"))]
     return pd.concat(parts, ignore_index=True)
 
 
@@ -192,15 +228,20 @@ def _text(records: list[Record], curves: list[Curves], excluded: list[str], runs
         "$\\lambda\\eta_k^2/\\eta_{\\max}$). The driven prediction runs each scale-invariant "
         "unit's exact map (001 Eq. 23) under the run's $\\eta_k$ and $\\lambda_k$ from its "
         "measured $g_k$; $\\|\\nabla J(W)\\| = \\sqrt{\\sum_i g_i^2/\\|w_i\\|^2}$ (001 Eq. 18). "
-        "Theory's quasi-static ratio puts every unit at the equilibrium of the current rates, "
-        "$\\|\\nabla J\\|/\\|w\\| \\approx \\sqrt{2\\lambda_k/\\eta_k}$; it is compared in its regime, "
-        f"where the schedule moves that equilibrium by less than {SLOW:.0%} per time constant "
-        f"after the first {SETTLING_TIME_CONSTANTS:g} time constants ({share:.0%} of the "
+        "Theory's quasi-static ratio puts every unit at the equilibrium of the current rates and "
+        "its $\\sqrt{\\mathbb{E}[g^2]}$, $\\|\\nabla J\\|/\\|w\\| \\approx \\sqrt{2\\lambda_k/\\eta_k}$; "
+        "measured as the expectation the balance is about, the ratio of sums "
+        "$\\sqrt{\\mathbb{E}\\|\\nabla J(W)\\|^2/\\mathbb{E}\\|W\\|^2}$ over a centred window of "
+        f"{WINDOW:.0%} of the run (the per-step ratio, one minibatch's gradient, is recorded "
+        "for contrast as `grad_weight_ratio_per_step`). It is compared in its regime, "
+        f"where that equilibrium (at the schedule's rates and the measured "
+        "$\\mathbb{E}[g^2]$, which falls with the loss) moved by less than "
+        f"{SLOW:.0%} over the last {SETTLING_TIME_CONSTANTS:g} time constants ({share:.0%} of the "
         "steps), and shown elsewhere (`grad_weight_ratio_outside`). Largest relative error "
         "per schedule:",
         "", markdown_table(errors.rename_axis("schedule")),
         "", "End-of-training rise of $\\|\\nabla J(W)\\|$ (its mean over the last "
-        f"{RISE_WINDOW:.0%} of the run over its mean where $\\eta_k$ has fallen to half its "
+        f"{WINDOW:.0%} of the run over its mean where $\\eta_k$ has fallen to half its "
         "peak), measured, mean over layers and seeds: "
         + ", ".join(f"{name} {cell(value)}" for name, value in rises.items()) + ".",
         "", _rise_sentence(rises),
@@ -232,7 +273,9 @@ def _figure(curves: list[Curves], seed: int) -> Figure:
     for c in shown:
         ax = axes[layers.index(c.layer), labels.index(c.label)]
         frame = c.frame
-        ax.plot(frame.index, frame["ratio"], "-", color="C0", lw=1.0, label="measured")
+        ax.plot(frame.index, frame["ratio_per_step"], "-", color="C0", lw=0.5, alpha=0.3,
+                label="measured, per step")
+        ax.plot(frame.index, frame["ratio"], "-", color="C0", lw=1.2, label="measured")
         ax.plot(frame.index, frame["ratio_driven"], "--", color="C1", lw=1.0, label="driven")
         ax.plot(frame.index, frame["ratio_quasi_static"], ":", color="C2", lw=1.4,
                 label="quasi-static")
