@@ -114,8 +114,9 @@ BOUNDS = [
     Bound(EXPERIMENT, "grad_norm", LIMIT, description="||grad J(W)|| under the schedule, the "
           "exact map driven by the measured g_k (max)"),
     Bound(EXPERIMENT, "grad_weight_ratio", LIMIT, description="sqrt(E||grad J(W)||^2 / "
-          "E||W||^2) over a window against theory's quasi-static value where the schedule is "
-          "slow against the time constant, after five time constants (max)"),
+          "E||W||^2) over a window against theory's quasi-static value, where its target (the "
+          "schedule's rates, the measured E[g^2]) moved by less than 10% over the last five "
+          "time constants (max)"),
     Bound(EXPERIMENT, "grad_rise", LIMIT, description="end-of-training rise of ||grad J(W)||, "
           "measured against the driven map (max)"),
 ]
