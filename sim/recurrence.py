@@ -117,7 +117,7 @@ def run_recurrence(spec: SimulationSpec, memory_limit: float = MEMORY_LIMIT_BYTE
         norm_sq[...] = 1.0
         norm_sq[0] = x
         x = np.ones_like(x)
-    elif compiled.available() and _COMPILED_FORM and _compiled_pays(spec):
+    elif _COMPILED_FORM and _compiled_pays(spec) and compiled.available():  # imports numba
         _iterate_compiled(spec, x, norm_sq)
     else:
         x = _iterate_numpy(spec, x, norm_sq)
