@@ -88,9 +88,7 @@ def _compare(path: str, run_id: str, versions: dict[str, str]) -> None:
     st.caption("Thin: measured (the layer mean over its units); thick translucent: the "
                "recurrence 001 Eq. (23) driven by the layer's measured gradient norms, and the "
                "equilibrium (001 Eq. 24-25) where the layer is decayed. Below: measured / driven.")
-    comparison = layer_view(table, layer)
-    show_comparison(comparison, f"comparison_{run_id}_{layer}".replace("/", "_"))
-    ratio_metrics(comparison, "at the last step", panel=comparison.panels[0])
+    _chart(layer_view(table, layer), f"comparison_{run_id}_{layer}")
     with st.expander("Relative errors of every layer"):
         st.caption("driven: median over steps and at the last step; equilibrium: against the "
                    "measured mean of the last quarter of the run, meaningful only once the run "
@@ -121,10 +119,15 @@ def _units(path: str, run_id: str, versions: dict[str, str]) -> None:
     st.caption("Left: the unit's measured ‖w‖² and sim.drive fed its own gradient norm at unit "
                "weight norm √(grad_sq · norm_sq) (001 Eq. 18, 23). Right: measured / predicted "
                "over every unit of the layer, its median and the band of 90% of the units.")
-    comparison = unit_view(units, unit)
-    show_comparison(comparison, f"units_{run_id}_{layer}_{unit}".replace("/", "_"))
-    ratio_metrics(comparison, "at the last step", panel=comparison.panels[0])
+    _chart(unit_view(units, unit), f"units_{run_id}_{layer}_{unit}")
     _seeds(path, run_id, versions, layer)
+
+
+def _chart(comparison, key: str) -> None:
+    """A comparison's chart (``key`` names its downloads) and measured / predicted at its last
+    step."""
+    show_comparison(comparison, key.replace("/", "_"))
+    ratio_metrics(comparison, "at the last step", panel=comparison.panels[0])
 
 
 def _seeds(path: str, run_id: str, versions: dict[str, str], layer: str) -> None:
