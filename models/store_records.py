@@ -27,8 +27,9 @@ UnitRow = tuple[int, str, str, str, bytes, bytes]  # (step, layer, names, dtype,
 def metric_frame(connection: sqlite3.Connection | sqlite3.Cursor, run_id: str) -> pd.DataFrame:
     rows = connection.execute("SELECT step, layer, name, value FROM metrics WHERE run = ? "
                               "ORDER BY step, rowid", (run_id,)).fetchall()
-    frame = pd.DataFrame(rows, columns=list(METRIC_COLUMNS))
-    return frame.astype({"step": "int64", "layer": str, "name": str, "value": "float64"})
+    step, layer, name, value = zip(*rows) if rows else ((), (), (), ())
+    return pd.DataFrame({"step": np.array(step, np.int64), "layer": pd.array(layer, dtype=str),
+                         "name": pd.array(name, dtype=str), "value": np.array(value, np.float64)})
 
 
 def unit_rows(connection: sqlite3.Connection | sqlite3.Cursor, run_id: str) -> list[UnitRow]:
@@ -51,7 +52,7 @@ def metrics_digest(record: tuple | None, frame: pd.DataFrame) -> str:
     digest.update(frame["step"].to_numpy(np.int64).tobytes())
     digest.update(frame["value"].to_numpy(np.float64).tobytes())
     for column in ("layer", "name"):
-        digest.update("\x1f".join(frame[column]).encode())
+        digest.update("\x1f".join(frame[column].tolist()).encode())
     return f"{len(frame)}:{digest.hexdigest()}"
 
 

@@ -14,9 +14,9 @@ Which optimizer has an exact, a leading-order or no equilibrium is also stated i
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, partial
 from types import MappingProxyType
 
 import numpy as np
@@ -158,7 +158,7 @@ _PER_COORDINATE = (
     "v give O(1/d) relative corrections (about 1% at d = 32 on a sphere simulation)"
 )
 
-EQUILIBRIA: Mapping[str, Equilibrium] = MappingProxyType(
+_CLASSIC: Mapping[str, Equilibrium] = MappingProxyType(
     {
         "sgd": Equilibrium(
             optimizer="sgd",
@@ -221,26 +221,54 @@ EQUILIBRIA: Mapping[str, Equilibrium] = MappingProxyType(
             source="001 Sec. 2 (RMSprop); identities adam_l2_*, "
             "rmsprop_approach_rate_leading_order",
         ),
-        **{name: Equilibrium(
-            optimizer=name,
-            norm_sq=beyond.norm_sq(name),
-            effective_lr=beyond.effective_lr(name),
-            angular_update=sp.acos(beyond.cos_angle(name)),
-            approach_rate=beyond.approach_rate(name),
-            exact=name == "nesterov",
-            assumptions=_MEAN_FIELD_ASSUMPTIONS + {
-                "nesterov": "; torch SGD(nesterov=True), coupled weight decay; exact for the "
-                "mean-field recurrence (the approach rate: the adiabatic slope, buffer relaxed)",
-                "muon": "; torch Muon on a 1 x d weight (exact polar factor s/||s||), decoupled "
-                "decay; the step's correlations at the stationary ||s||, the buffer relaxed "
-                "(1/(1-mu) << 1/(alpha lam))",
-                "lion": "; Lion's sign step of size alpha sqrt(d), decoupled decay; its "
-                "correlations by Bussgang's gain sqrt(2/pi) at the stationary ||s|| (d large), "
-                "the buffer relaxed (1/(1-beta2) << 1/(alpha lam))"}[name],
-            source=f"theory.lion_muon_nesterov; identities {name}_*, scale_free_*",
-        ) for name in beyond.OPTIMIZERS},
     }
 )
+
+
+def _beyond(name: str) -> Equilibrium:
+    """Nesterov SGD's, Muon's or Lion's closed forms, derived by SymPy."""
+    return Equilibrium(
+        optimizer=name,
+        norm_sq=beyond.norm_sq(name),
+        effective_lr=beyond.effective_lr(name),
+        angular_update=sp.acos(beyond.cos_angle(name)),
+        approach_rate=beyond.approach_rate(name),
+        exact=name == "nesterov",
+        assumptions=_MEAN_FIELD_ASSUMPTIONS + {
+            "nesterov": "; torch SGD(nesterov=True), coupled weight decay; exact for the "
+            "mean-field recurrence (the approach rate: the adiabatic slope, buffer relaxed)",
+            "muon": "; torch Muon on a 1 x d weight (exact polar factor s/||s||), decoupled "
+            "decay; the step's correlations at the stationary ||s||, the buffer relaxed "
+            "(1/(1-mu) << 1/(alpha lam))",
+            "lion": "; Lion's sign step of size alpha sqrt(d), decoupled decay; its "
+            "correlations by Bussgang's gain sqrt(2/pi) at the stationary ||s|| (d large), "
+            "the buffer relaxed (1/(1-beta2) << 1/(alpha lam))"}[name],
+        source=f"theory.lion_muon_nesterov; identities {name}_*, scale_free_*",
+    )
+
+
+class _BuiltOnUse(Mapping[str, Equilibrium]):
+    """A read-only mapping whose values are built at their first use and kept: deriving the
+    closed forms of Nesterov SGD, Muon and Lion takes SymPy seconds, which importing this module
+    (and every page of the explorer) should not pay."""
+
+    def __init__(self, ready: Mapping[str, Equilibrium],
+                 builders: Mapping[str, Callable[[], Equilibrium]]) -> None:
+        self._values = {name: (lambda e=e: e) for name, e in ready.items()}
+        self._values.update({name: cache(build) for name, build in builders.items()})
+
+    def __getitem__(self, name: str) -> Equilibrium:
+        return self._values[name]()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+
+EQUILIBRIA: Mapping[str, Equilibrium] = _BuiltOnUse(
+    _CLASSIC, {name: partial(_beyond, name) for name in beyond.OPTIMIZERS})
 """Equilibrium closed forms by optimizer name (``"sgd"``, ``"sgdm"``, ``"adam"``, ``"adamw"``,
 ``"rmsprop"``, ``"nesterov"``, ``"muon"``, ``"lion"``)."""
 

@@ -61,8 +61,8 @@ def _decay_mode(name: Optimizer) -> WeightDecayMode:
 
 def wide(metrics: pd.DataFrame, name: str) -> pd.DataFrame:
     """Metric ``name`` as a (steps, layers) table indexed by step."""
-    rows = metrics[metrics["name"] == name]
-    return rows.pivot_table(index="step", columns="layer", values="value", aggfunc="last")
+    rows = metrics[metrics["name"] == name].drop_duplicates(["step", "layer"], keep="last")
+    return rows.pivot(index="step", columns="layer", values="value")
 
 
 def normalized_layers(metrics: pd.DataFrame) -> list[str]:

@@ -16,7 +16,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
 
 from scalewise import checks
 
@@ -58,6 +57,8 @@ def interval(values: np.ndarray, confidence: float = CONFIDENCE) -> Interval:
     mean = float(finite.mean())
     if n == 1:
         return Interval(mean, math.nan, math.nan, 1)
+    from scipy import stats  # here, not at the top: importing it takes most of a second
+
     half = float(stats.t.ppf((1 + confidence) / 2, n - 1) * finite.std(ddof=1) / math.sqrt(n))
     return Interval(mean, mean - half, mean + half, n)
 
