@@ -1,8 +1,10 @@
 """The explorer in a real browser: ``streamlit run app.py`` on a loopback port, every page loaded
 in headless Chromium by both its URLs (its navigation path and ``?page=KEY``, which moves to that
 path), rendered with its charts, free of error elements, screenshotted; nothing overflows
-horizontally at 1400 and at 800 px; and the time of a first load and of the re-render after each
-of the pages' main widgets changes, recorded.
+horizontally at 1400 and at 800 px; no maths fails to typeset (KaTeX's error marks, or LaTeX
+commands left as raw text); and the time of a first load and of the re-render after each of the
+pages' main widgets changes, recorded. The store holds one small run with per-unit records, so
+the measurement page's run, layer and unit pickers are exercised.
 
 Chromium is driven over its DevTools protocol (``--remote-debugging-port``) rather than with
 ``--dump-dom``/``--screenshot``: those fire at page load, before Streamlit's websocket has
@@ -36,7 +38,8 @@ from pathlib import Path
 
 import pytest
 
-from scalewise.models.store import STORE_ENV
+from scalewise import models
+from scalewise.models.store import STORE_ENV, RunStore
 
 CHROMIUM = Path(os.environ.get("SCALEWISE_CHROMIUM", "/usr/bin/chromium"))
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,11 +59,13 @@ sync_client = pytest.importorskip("websockets.sync.client",
 class Change:
     """A change of one of a page's main widgets: ``script`` (JavaScript) returns the centre of
     the element to click, or focuses it to press ``key``; it returns null while the widget is
-    not on the page yet."""
+    not on the page yet. ``opener``, where given, is clicked first, untimed (a select box, whose
+    ``script`` then finds an option of the list it opened)."""
 
     label: str
     script: str
     key: str = ""
+    opener: str = ""
 
 
 def slider(index: int) -> str:
@@ -70,13 +75,33 @@ def slider(index: int) -> str:
             "if (!s) return null; s.focus(); return {focused: true}; })()")
 
 
-def click(selector: str, index: int = 0) -> str:
-    return (f"(() => {{ const e = document.querySelectorAll({json.dumps(selector)})[{index}]; "
+def centre(element: str) -> str:
+    """The centre of the element the JavaScript expression ``element`` finds (null while there
+    is none), scrolled into view."""
+    return (f"(() => {{ const e = {element}; "
             "if (!e) return null; e.scrollIntoView({block: 'center'}); const r = e.getBoundingClientRect(); "
             "return {x: r.x + r.width / 2, y: r.y + r.height / 2}; })()")
 
 
+def click(selector: str, index: int = 0, text: str | None = None) -> str:
+    """The ``index``-th element matching ``selector`` (of those whose text is ``text``, where
+    given)."""
+    found = f"[...document.querySelectorAll({json.dumps(selector)})]"
+    if text is not None:
+        found += f".filter(e => e.innerText.trim() === {json.dumps(text)})"
+    return centre(f"{found}[{index}]")
+
+
+def select_box(label: str) -> str:
+    """The button that opens the select box labelled ``label``."""
+    return centre("[...document.querySelectorAll('[data-testid=\"stSelectbox\"]')].find(b => "
+                  "b.querySelector('[data-testid=\"stWidgetLabel\"]')?.innerText.trim() === "
+                  f"{json.dumps(label)})?.querySelector('button[aria-label=\"Open\"]')")
+
+
 STEP_UP = '[data-testid="stNumberInputStepUp"]'
+OPTION = '[role="option"]'
+STORED_RUN_STEPS = 20
 
 
 @dataclass(frozen=True)
@@ -104,7 +129,8 @@ PAGES = [
         Change("steps", slider(0), "ArrowLeft"),
     )),
     PageCase("measurement", "Theory vs measurement", 2, (
-        Change("your runs", click('[data-testid="stRadio"] label', 1)),
+        Change("your runs", click('[data-testid="stRadio"] label', text="Your runs")),
+        Change("unit", click(OPTION, 1), opener=select_box("Unit")),
     )),
     PageCase("identities", "Identities", 0, (
         Change("seed filter", click('[data-testid="stButtonGroup"] button', 1)),
@@ -127,7 +153,17 @@ STATE = """(() => {
   const exceptions = document.querySelectorAll('[data-testid="stException"]').length;
   const errors = [...document.querySelectorAll('[data-testid="stAlertContentError"]')]
                  .map(e => e.innerText);
-  return {heading, running, charts, exceptions, errors, path: location.pathname,
+  const main = document.querySelector('[data-testid="stMain"]');
+  const texts = main ? document.createTreeWalker(main, NodeFilter.SHOW_TEXT) : null;
+  const raw_tex = [];  // LaTeX commands shown as text, outside typeset maths and code
+  while (texts && texts.nextNode()) {
+    const node = texts.currentNode;
+    if (/\\\\[a-zA-Z]{2,}/.test(node.data) && !node.parentElement.closest('.katex, code, pre'))
+      raw_tex.push(node.data.trim().slice(0, 80));
+  }
+  const tex_errors = [...document.querySelectorAll('.katex-error')].map(e => e.title);
+  return {heading, running, charts, exceptions, errors, raw_tex, tex_errors,
+          path: location.pathname,
           search: location.search, changed: window.__changed || 0, now: performance.now()};
 })()"""
 
@@ -210,7 +246,13 @@ def process(args: list[str], **kwargs) -> Iterator[subprocess.Popen]:
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory) -> Iterator[str]:
     port = free_port()
-    env = {**os.environ, STORE_ENV: str(tmp_path_factory.mktemp("store") / "runs.sqlite")}
+    store = tmp_path_factory.mktemp("store") / "runs.sqlite"
+    config = models.override(models.preset("digits-bn-sgd"), {
+        "steps": STORED_RUN_STEPS, "device": "cpu", "unit_probe_every": 1,
+        "costly_probe_every": 0})
+    with RunStore(store) as opened:
+        models.train(config, store=opened, progress=False)
+    env = {**os.environ, STORE_ENV: str(store)}
     args = [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"),
             "--server.headless", "true", "--server.address", "127.0.0.1",
             "--server.port", str(port), "--browser.gatherUsageStats", "false"]
@@ -339,6 +381,9 @@ def test_page_renders_in_chromium(case: PageCase, url: str, app_url: str, browse
     path = shoot(browser, screenshots / f"{case.key}-{url}.png")
     assert found["exceptions"] == 0 and not found["errors"], (
         f"page {case.key!r} shows an exception or error {found['errors']}; see {path}")
+    assert not found["tex_errors"] and not found["raw_tex"], (
+        f"page {case.key!r} has maths that did not typeset: {found['tex_errors']} "
+        f"{found['raw_tex'][:5]}; see {path}")
     assert path.read_bytes().startswith(b"\x89PNG") and path.stat().st_size > 10_000
 
 
@@ -364,6 +409,10 @@ def test_rerender_after_a_widget_change(case: PageCase, app_url: str, browser: D
     recorded = timings["rerender"].setdefault(case.key, {})
     for change in case.changes:
         time.sleep(QUIET)
+        if change.opener:
+            press(browser, wait_until(lambda: browser.evaluate(change.opener), RENDER_TIMEOUT,
+                                      f"{change.label}'s select box appearing on {case.key}"))
+            time.sleep(QUIET)
         target = wait_until(lambda: browser.evaluate(change.script), RENDER_TIMEOUT,
                             f"{change.label}'s widget appearing on {case.key}")
         start = browser.evaluate(WATCH)
@@ -372,9 +421,7 @@ def test_rerender_after_a_widget_change(case: PageCase, app_url: str, browser: D
                 browser.call("Input.dispatchKeyEvent", type=kind, key=change.key,
                              code=change.key, windowsVirtualKeyCode=KEY_CODES[change.key])
         else:
-            for kind in ("mousePressed", "mouseReleased"):
-                browser.call("Input.dispatchMouseEvent", type=kind, x=target["x"],
-                             y=target["y"], button="left", clickCount=1)
+            press(browser, target)
 
         def settled() -> dict | None:
             now = state(browser, case.header)
@@ -386,6 +433,15 @@ def test_rerender_after_a_widget_change(case: PageCase, app_url: str, browser: D
         assert found["changed"] > start, f"{change.label} changed nothing on {case.key}"
         recorded[change.label] = round((found["changed"] - start) / 1000, 3)
         assert found["exceptions"] == 0 and not found["errors"], (case.key, change.label, found)
+        assert not found["tex_errors"] and not found["raw_tex"], (case.key, change.label, found)
+
+
+def press(browser: DevTools, target: dict) -> None:
+    """A left click at ``target``'s ``x`` and ``y``."""
+    for kind in ("mousePressed", "mouseReleased"):
+        browser.call("Input.dispatchMouseEvent", type=kind, x=target["x"], y=target["y"],
+                     button="left", clickCount=1)
 
 
 KEY_CODES = {"ArrowRight": 39, "ArrowLeft": 37}
+
