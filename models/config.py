@@ -177,6 +177,10 @@ class ModelConfig(_Validated):
     ``invariant_init_scale`` multiplies the initial scale-invariant weights (those a
     normalization follows): by scale invariance the network computes the same function, from
     another weight norm (to start a run above or below its equilibrium norm).
+
+    ``norm_eps`` is batch and layer norm's ``eps`` (``x / sqrt(var + eps)``; torch's default
+    1e-5), which makes a normalized unit scale invariant only up to about ``eps / var``: a
+    smaller one is a control for what it costs the theory of scale-invariant weights.
     """
 
     PREFIX: ClassVar[str] = "model."
@@ -190,6 +194,7 @@ class ModelConfig(_Validated):
     knockout_shift: float = 0.0
     input_shift: float = 0.0
     invariant_init_scale: float = 1.0
+    norm_eps: float = 1e-5
 
     def __post_init__(self) -> None:
         _coerce_enum(self, "arch", Arch)
@@ -201,6 +206,7 @@ class ModelConfig(_Validated):
         _check_float(self, "knockout_shift", 0.0)
         _check_float(self, "input_shift", -math.inf)
         _check_float(self, "invariant_init_scale", 0.0, low_open=True)
+        _check_float(self, "norm_eps", 0.0, low_open=True)
         self._check_options()
 
     @property
@@ -540,6 +546,7 @@ class TrainConfig(_Validated):
 LATER_FIELDS: Mapping[str, Any] = {
     "model.norm_position": NormPosition.BEFORE, "model.knockout_spread": 0.0,
     "model.knockout_shift": 0.0, "model.input_shift": 0.0, "model.invariant_init_scale": 1.0,
+    "model.norm_eps": 1e-5,
     "optimizer.statistics": dataclasses.asdict(InputStatisticsConfig()),
     "precision": Precision.FLOAT32, "unit_probe_every": 0, "unit_sample": 512,
     "optimizer.decay_fraction": 0.2, "optimizer.corrected_decay": False,

@@ -275,6 +275,8 @@ def _resnet(config: ModelConfig, in_shape: tuple[int, ...], num_classes: int) ->
 
 
 _BUILDERS = {Arch.MLP: _mlp, Arch.VGG: _vgg, Arch.RESNET: _resnet}
+_WITH_EPS = (nn.modules.batchnorm._BatchNorm, nn.LayerNorm, nn.GroupNorm)
+"""The normalizations whose ``eps`` :attr:`ModelConfig.norm_eps` sets."""
 
 
 def build_model(
@@ -306,6 +308,8 @@ def build_model(
         with torch.no_grad():
             for invariant in scale_invariant_params(model):
                 invariant.param.mul_(config.invariant_init_scale)
+    for norm in (m for m in model.modules() if isinstance(m, _WITH_EPS)):
+        norm.eps = config.norm_eps
     knockouts = [m for m in model.modules() if isinstance(m, KnockOut)]
     for index, knockout in enumerate(knockouts):
         knockout.seed = int(np.random.SeedSequence([seed, index]).generate_state(1)[0])

@@ -224,6 +224,41 @@ def test_precision_converts_the_float32_initialization() -> None:
         assert q.dtype is torch.float64 and torch.equal(p.double(), q)
 
 
+@pytest.mark.parametrize("arch, norm", [("mlp", "batch"), ("mlp", "layer"), ("vgg", "layer"),
+                                        ("resnet", "batch")])
+def test_norm_eps_sets_every_normalization(arch: str, norm: str) -> None:
+    from scalewise.models.config import ModelConfig
+    from scalewise.models.networks import _WITH_EPS, build_model
+
+    net = build_model(ModelConfig(arch=arch, norm=norm, width=4, depth=1, norm_eps=1e-9),
+                      (3, 8, 8), 10, seed=0)
+    found = [m.eps for m in net.modules() if isinstance(m, _WITH_EPS)]
+    assert found and all(eps == 1e-9 for eps in found)
+
+
+def test_a_tiny_norm_eps_makes_batch_norm_scale_invariant() -> None:
+    """Rescaling the scale-invariant weights 3x changes the float64 output by about
+    ``eps / var`` with torch's eps (the control) and not at all with 1e-12 (to rounding)."""
+    from scalewise.models.config import ModelConfig
+    from scalewise.models.networks import build_model
+
+    x = torch.randn(16, 1, 8, 8, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    changes = {}
+    for eps in (1e-5, 1e-12):
+        nets = [build_model(ModelConfig(width=8, depth=2, norm_eps=eps, invariant_init_scale=c),
+                            (1, 8, 8), 10, seed=3, dtype=torch.float64) for c in (1.0, 3.0)]
+        changes[eps] = float((nets[0](x) - nets[1](x)).abs().max())
+    assert changes[1e-5] > 1e-7 and changes[1e-12] < 1e-11, changes
+
+
+@pytest.mark.parametrize("eps", [0.0, -1e-5, float("nan")])
+def test_norm_eps_must_be_positive(eps: float) -> None:
+    from scalewise.models.config import ModelConfig
+
+    with pytest.raises(ValueError, match="model.norm_eps"):
+        ModelConfig(norm_eps=eps)
+
+
 def test_invariant_init_scale_changes_the_norms_not_the_function() -> None:
     from scalewise.models.config import ModelConfig
     from scalewise.models.networks import build_model, scale_invariant_params

@@ -3,7 +3,9 @@
 ``g_k = ||grad J(w_hat_k)||``, whatever the gradients' directions.
 
 Config: the SGD runs of the equilibrium experiment (with decay) and the same without decay
-(one seed), on every network of the size. Runs -> per scale-invariant
+(one seed), on every network of the size and on the batch-norm networks' controls with ``eps``
+1e-9 (:func:`~.runs.eps_controls`), which tell what torch's ``eps`` of 1e-5 costs the
+recurrence. Runs -> per scale-invariant
 unit (median ``|cos(w, grad J)|`` below :data:`~.runs.INVARIANCE_TOLERANCE`), the exact map
 fed the unit's measured ``g_k`` from its measured ``||w_0||^2`` against the measured
 ``||w_{k+1}||^2`` over the whole run -> one record per unit at its worst step -> bounds on the
@@ -26,8 +28,11 @@ from scalewise.validation.effective_lr.equilibrium import (
 )
 from scalewise.validation.effective_lr.plots import grid
 from scalewise.validation.effective_lr.runs import (
+    CONTROL_SUFFIX,
+    EPS_CONTROL,
     Measured,
     config,
+    eps_controls,
     measure,
     step_decays,
     unit_grad_norm,
@@ -44,7 +49,10 @@ MAX_LIMIT = 1e-3  # the largest unit error
 
 def driven_sgd(report: Report, settings: Settings) -> None:
     """The per-unit driven recurrence against every SGD run's measured norms."""
-    measured = [*equilibrium_runs(settings, optimizers=("sgd",)), *no_decay_runs(settings)]
+    controls = eps_controls(settings.scale(SCALES).networks)
+    measured = [*equilibrium_runs(settings, optimizers=("sgd",)),
+                *equilibrium_runs(settings, optimizers=("sgd",), networks=controls),
+                *no_decay_runs(settings, controls)]
     records, worst, budgets, steps = [], {}, {}, {}
     for m in measured:
         for layer, mask in m.compared(margin=0.0).items():
@@ -64,16 +72,16 @@ def driven_sgd(report: Report, settings: Settings) -> None:
                    "per network and layer; the dashed lines are the declared bounds.")
 
 
-def no_decay_runs(settings: Settings) -> list[Measured]:
+def no_decay_runs(settings: Settings, controls: tuple[str, ...]) -> list[Measured]:
     """SGD without weight decay at the equilibrium setting's learning rate, every network of
-    the size, one seed, from the default initial norm (a small one, as the growth experiment
-    starts from, brings normalization's ``eps`` closer)."""
+    the size and ``controls``, one seed, from the default initial norm (a small one, as the
+    growth experiment starts from, brings normalization's ``eps`` closer)."""
     scale = settings.scale(SCALES)
     sgd = scaled(next(s for s in SETTINGS if s.optimizer == "sgd"), settings).scaled(
         weight_decay=0.0)
     jobs = [(net, sgd, settings.seed,
              config(net, sgd, seed=settings.seed, steps=sgd.steps(scale.min_steps)))
-            for net in scale.networks]
+            for net in (*scale.networks, *controls)]
     return measure(jobs, settings, desc="effective-lr runs without decay")
 
 
@@ -186,11 +194,31 @@ def _text(records: list[Record], excluded: list[str], runs: int,
         f"{explained:.1%} of the units' errors lie within their radial budget (x 1.05 and 1e-5 "
         "for float32 records): "
         + ("the misses come from the radial part, that is from normalization's eps."
-           if explained > 0.99 else "not every miss is the radial part's.")]
+           if explained > 0.99 else "not every miss is the radial part's."),
+        *_control_lines(table)]
     if excluded:
         lines += ["", f"Left out, not scale invariant ({len(excluded)}):", "",
                   *(f"- {line}" for line in excluded)]
     return "\n".join(lines)
+
+
+def _control_lines(table: pd.DataFrame) -> list[str]:
+    """Each control layer's median and largest unit error beside those of the same layer with
+    torch's ``eps`` (rows of ``table``, indexed by optimizer and layer)."""
+    pairs = [(key, (key[0], key[1].replace(CONTROL_SUFFIX, "", 1))) for key in table.index
+             if CONTROL_SUFFIX in key[1]]
+    pairs = [(control, default) for control, default in pairs if default in table.index]
+    if not pairs:
+        return []
+    eps = np.format_float_scientific(EPS_CONTROL, trim="-", exp_digits=1)
+
+    def errors(key: tuple[str, str]) -> str:
+        return f"{table.loc[key, 'median']:.1e} / {table.loc[key, 'max']:.1e}"
+
+    return ["", f"Batch norm's eps, tested: the same networks with eps {eps} instead of torch's "
+                f"1e-5 (networks named with `{CONTROL_SUFFIX}`), median / largest unit error:", "",
+            *(f"- {default[0]} {default[1]}: {errors(default)} with eps 1e-5, "
+              f"{errors(control)} with eps {eps}" for control, default in pairs)]
 
 
 def _figure(worst: dict[tuple[str, str, int], np.ndarray]) -> Figure:

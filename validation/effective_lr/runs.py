@@ -51,10 +51,25 @@ NETWORKS = {
                   "model.norm": "batch"},
 }
 """The networks, named by architecture and normalization as the records' layers are."""
+EPS_CONTROL = 1e-9
+"""Batch norm's ``eps`` in the control networks (torch's default is 1e-5): against the variance
+of any compared layer (at least :data:`MARGIN` times 1e-5) it leaves the loss scale invariant to
+float32 rounding, so a control tells what the default ``eps`` costs the theory of scale-invariant
+weights."""
+CONTROL_SUFFIX = "-eps1e-9"
+NETWORKS.update({f"{net}{CONTROL_SUFFIX}": {**NETWORKS[net], "model.norm_eps": EPS_CONTROL}
+                 for net in ("mlp-bn", "cnn-bn")})
 DIGITS = ("mlp-bn", "mlp-ln", "mlp-wn", "cnn-bn")
 """The networks trained on the digits, which ship with scikit-learn: every size trains them;
 the CIFAR-10 ResNet (meant for a GPU) joins where ``Settings.data_root`` holds the data."""
 BASE = {"data.name": "digits", "probe_every": 1, "costly_probe_every": 0, "unit_sample": None}
+
+
+def eps_controls(networks: Iterable[str]) -> tuple[str, ...]:
+    """The control (batch norm's ``eps`` at :data:`EPS_CONTROL`) of each of ``networks`` that
+    has one."""
+    return tuple(f"{net}{CONTROL_SUFFIX}" for net in networks
+                 if f"{net}{CONTROL_SUFFIX}" in NETWORKS)
 
 
 @dataclass(frozen=True)
