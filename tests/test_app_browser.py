@@ -59,8 +59,8 @@ sync_client = pytest.importorskip("websockets.sync.client",
 class Change:
     """A change of one of a page's main widgets: ``script`` (JavaScript) returns the centre of
     the element to click, or focuses it to press ``key``; it returns null while the widget is
-    not on the page yet. ``opener``, where given, is clicked first, untimed (a select box, whose
-    ``script`` then finds an option of the list it opened)."""
+    not on the page yet. ``opener``, where given, is clicked first, untimed, until ``script``
+    finds its target (a select box, whose ``script`` finds an option of the list it opened)."""
 
     label: str
     script: str
@@ -409,11 +409,7 @@ def test_rerender_after_a_widget_change(case: PageCase, app_url: str, browser: D
     recorded = timings["rerender"].setdefault(case.key, {})
     for change in case.changes:
         time.sleep(QUIET)
-        if change.opener:
-            press(browser, wait_until(lambda: browser.evaluate(change.opener), RENDER_TIMEOUT,
-                                      f"{change.label}'s select box appearing on {case.key}"))
-            time.sleep(QUIET)
-        target = wait_until(lambda: browser.evaluate(change.script), RENDER_TIMEOUT,
+        target = wait_until(lambda: shown(browser, change), RENDER_TIMEOUT,
                             f"{change.label}'s widget appearing on {case.key}")
         start = browser.evaluate(WATCH)
         if change.key:
@@ -434,6 +430,19 @@ def test_rerender_after_a_widget_change(case: PageCase, app_url: str, browser: D
         recorded[change.label] = round((found["changed"] - start) / 1000, 3)
         assert found["exceptions"] == 0 and not found["errors"], (case.key, change.label, found)
         assert not found["tex_errors"] and not found["raw_tex"], (case.key, change.label, found)
+
+
+def shown(browser: DevTools, change: Change) -> dict | None:
+    """Where to click or press for ``change``, once its widget is on the page; a select box is
+    opened first (again, if a re-render of the page closed it)."""
+    target = browser.evaluate(change.script)
+    if target or not change.opener:
+        return target
+    opener = browser.evaluate(change.opener)
+    if opener:
+        press(browser, opener)
+        time.sleep(QUIET)
+    return browser.evaluate(change.script)
 
 
 def press(browser: DevTools, target: dict) -> None:
