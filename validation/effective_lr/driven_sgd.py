@@ -204,21 +204,28 @@ def _text(records: list[Record], excluded: list[str], runs: int,
 
 def _control_lines(table: pd.DataFrame) -> list[str]:
     """Each control layer's median and largest unit error beside those of the same layer with
-    torch's ``eps`` (rows of ``table``, indexed by optimizer and layer)."""
-    pairs = [(key, (key[0], key[1].replace(CONTROL_SUFFIX, "", 1))) for key in table.index
-             if CONTROL_SUFFIX in key[1]]
-    pairs = [(control, default) for control, default in pairs if default in table.index]
-    if not pairs:
+    torch's ``eps`` (rows of ``table``, indexed by optimizer and layer); a control layer that the
+    default ``eps`` left out (not scale invariant there) with its radial budget."""
+    controls = [key for key in table.index if CONTROL_SUFFIX in key[1]]
+    if not controls:
         return []
     eps = np.format_float_scientific(EPS_CONTROL, trim="-", exp_digits=1)
 
     def errors(key: tuple[str, str]) -> str:
         return f"{table.loc[key, 'median']:.1e} / {table.loc[key, 'max']:.1e}"
 
+    def line(control: tuple[str, str]) -> str:
+        default = (control[0], control[1].replace(CONTROL_SUFFIX, "", 1))
+        if default in table.index:
+            return (f"- {default[0]} {default[1]}: {errors(default)} with eps 1e-5, "
+                    f"{errors(control)} with eps {eps}")
+        return (f"- {control[0]} {control[1]}: {errors(control)} with eps {eps}, a layer left "
+                "out with eps 1e-5 (not scale invariant there); its radial budget "
+                f"{table.loc[control, 'radial budget (median unit)']:.1e}")
+
     return ["", f"Batch norm's eps, tested: the same networks with eps {eps} instead of torch's "
                 f"1e-5 (networks named with `{CONTROL_SUFFIX}`), median / largest unit error:", "",
-            *(f"- {default[0]} {default[1]}: {errors(default)} with eps 1e-5, "
-              f"{errors(control)} with eps {eps}" for control, default in pairs)]
+            *(line(control) for control in controls)]
 
 
 def _figure(worst: dict[tuple[str, str, int], np.ndarray]) -> Figure:
