@@ -9,9 +9,9 @@ wrappers (``explorer/computations.py``), then the chart: the page's
 Every page is loaded once first (each case computed, not timed), as a user's change follows
 the page's first load, which pays the imports and the first calls into torch and SymPy; the
 change is then timed with the page's caches emptied. Target: the compute under 50 ms cold where
-the page's default inputs allow it, at most 100 ms for any; the rows say which
-do not. Drawing in the browser is not timed here (``tests/test_app_browser.py`` records a
-page's first load and its re-render after a widget change). The measurement page's run is
+the page's default inputs allow it, at most 100 ms for any; the rows say which do not. Drawing
+in the browser is not timed here (``tests/test_app_browser.py`` records a page's first load and
+its re-render after a widget change). The measurement page's run is
 trained once into a temporary store before timing.
 """
 
