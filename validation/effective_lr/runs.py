@@ -52,10 +52,11 @@ NETWORKS = {
 }
 """The networks, named by architecture and normalization as the records' layers are."""
 EPS_CONTROL = 1e-9
-"""Batch norm's ``eps`` in the control networks (torch's default is 1e-5): against the variance
-of any compared layer (at least :data:`MARGIN` times 1e-5) it leaves the loss scale invariant to
-float32 rounding, so a control tells what the default ``eps`` costs the theory of scale-invariant
-weights."""
+"""Batch norm's ``eps`` in the control networks (torch's default is 1e-5): a layer whose
+variance stays well above 1e-5 is scale invariant with it to float32 rounding, so a control tells
+what the default ``eps`` costs the theory of scale-invariant weights; a layer that shrinks far
+below 1e-5 can meet this ``eps`` too (the margin and ``|cos(w, grad J)|`` are judged against
+each network's own ``eps``)."""
 CONTROL_SUFFIX = "-eps1e-9"
 NETWORKS.update({f"{net}{CONTROL_SUFFIX}": {**NETWORKS[net], "model.norm_eps": EPS_CONTROL}
                  for net in ("mlp-bn", "cnn-bn")})

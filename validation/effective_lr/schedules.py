@@ -165,8 +165,13 @@ def target_drift(target: np.ndarray, elapsed: np.ndarray) -> np.ndarray:
 def window_mean(values: np.ndarray) -> np.ndarray:
     """The centred moving mean of ``values`` over :data:`WINDOW` of the run, along the steps
     (axis 0): the expectation at each step, a minibatch's noise averaged out."""
-    width = max(int(WINDOW * len(values)), 1)
-    return pd.DataFrame(values).rolling(width, center=True, min_periods=1).mean().to_numpy()
+    return (pd.DataFrame(values).rolling(_window(len(values)), center=True, min_periods=1)
+            .mean().to_numpy())
+
+
+def _window(steps: int) -> int:
+    """The steps in :data:`WINDOW` of a run of ``steps`` (at least one)."""
+    return max(int(WINDOW * steps), 1)
 
 
 def _ratio(grad_sq: np.ndarray, norm_sq: np.ndarray) -> np.ndarray:
@@ -178,7 +183,7 @@ def _ratio(grad_sq: np.ndarray, norm_sq: np.ndarray) -> np.ndarray:
 def rise(values: pd.Series, lr: np.ndarray) -> float:
     """``values`` at the end of the run over their value where the learning rate has fallen to
     half its peak, each the mean over :data:`WINDOW` of the run."""
-    width = max(int(WINDOW * len(values)), 1)
+    width = _window(len(values))
     half = int(np.argmax(lr <= lr.max() / 2))
     return float(values.iloc[-width:].mean() / values.iloc[half:half + width].mean())
 
