@@ -14,7 +14,7 @@ the loops interchanged as the engine's, on one core and, with OpenMP, on all cor
 
 Sphere engine (Adam, 256 runs x dim 512, 2000 steps): the compiled kernel, the NumPy engine and
 the torch implementation on the CPU (the slower two on a tenth of the steps: throughput does not
-depend on the number of steps). Then the time to draw and to write every figure.
+depend on the number of steps), each the median of the repeats. Then the time to draw and to write every figure.
 
 Rates are element-steps (recurrence) or coordinate-steps (sphere) per second of wall time, and
 per second of CPU time of this process (all its threads: the rate of one busy core); a ratio is
@@ -184,9 +184,10 @@ def sphere_rows(runs: int, dim: int, steps: int, repeat: int) -> list[Row]:
              *_median_rate(runs * dim * steps, simulate(steps), repeat))]
     if compiled.available():
         rows.append((f"sphere engine, NumPy (fast path off), {short} steps",
-                     *_median_rate(runs * dim * short, _without_fast_path(simulate(short)), 1)))
+                     *_median_rate(runs * dim * short, _without_fast_path(simulate(short)),
+                                   repeat)))
     rows.append((f"sphere engine, torch on the CPU (device='cpu'), {short} steps",
-                 *_median_rate(runs * dim * short, simulate(short, "cpu"), 1)))
+                 *_median_rate(runs * dim * short, simulate(short, "cpu"), repeat)))
     return rows
 
 

@@ -47,6 +47,7 @@ Nothing written is lost, doubled or silently corrupt:
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import importlib.util
 import os
@@ -515,6 +516,13 @@ class RunStore:
 
 def _config(text: str, run_id: str, path: Path) -> TrainConfig:
     try:
-        return TrainConfig.from_json(text)
+        return _parsed_config(text)
     except ValueError as error:
         raise StoreFault(f"run {run_id} in {path} has a damaged config record: {error}") from None
+
+
+@functools.lru_cache(maxsize=256)
+def _parsed_config(text: str) -> TrainConfig:
+    """A stored config parsed and validated once per text (a frozen value; parsing takes
+    milliseconds and the explorer reads the same runs over and over)."""
+    return TrainConfig.from_json(text)

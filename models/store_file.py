@@ -197,9 +197,13 @@ def _not_a_store(error: sqlite3.Error, path: Path, timeout: float) -> StoreFault
 
 
 def _state(path: Path) -> tuple[object, ...]:
-    """What changes whenever the file does: the store's and its write-ahead log's stat."""
+    """What changes whenever the file does: the store's stat and, when it holds anything, its
+    write-ahead log's. An empty log holds no page, and SQLite makes a new one at every first
+    open and removes it at the last close: its stat would change at every read."""
     wal = path.with_name(path.name + "-wal")
     stats = [path.stat(), wal.stat() if wal.exists() else None]
+    if stats[1] is not None and stats[1].st_size == 0:
+        stats[1] = None
     return (str(path), *((s.st_ino, s.st_size, s.st_mtime_ns) if s else None for s in stats))
 
 

@@ -12,10 +12,11 @@ same operations in the same order, so their results are equal to the last bit:
 
 * the compiled loop (:mod:`sim.recurrence_kernel`, where numba is installed: see
   :mod:`sim.compiled` for why numba), which holds each chunk of the grid in the L1 cache through
-  all its steps and splits the chunks over the cores; the coefficients are computed once when
-  they are constant, else for blocks of steps (:data:`COEFFICIENT_BLOCK_BYTES`);
-* the NumPy loop, three in-place array operations per step (the coefficients recomputed only
-  when the learning rate or gradient norm changes), where numba is absent or disabled.
+  all its steps and splits the chunks over the cores;
+* the NumPy loop, three in-place array operations per step, where numba is absent or disabled.
+
+Both take the coefficients computed once when they are constant, else for blocks of steps at a
+time (:data:`COEFFICIENT_BLOCK_BYTES`), as arrays: no per-step call into theory's expression.
 
 With per-step renormalisation (001 Sec. 4.3: rescale ``w`` to unit norm after every step) the
 recurrence is ``x_{k+1} = 1`` and the effective learning rate equals the learning rate.
@@ -23,7 +24,7 @@ recurrence is ``x_{k+1} = 1`` and the effective learning rate equals the learnin
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import sympy as sp
@@ -84,11 +85,6 @@ def footprint(shape: tuple[int, ...]) -> Footprint:
                      per_record=5 * 8 * size)
 
 
-def _coefficients(spec: SimulationSpec, k: int) -> list[np.ndarray]:
-    args = (spec.lr_at(k), spec.weight_decay, spec.grad_norm_at(k))
-    return [np.broadcast_to(term(*args), spec.shape) for _, term in _NORM_SQ_TERMS]
-
-
 def _step_norm_sq(x: np.ndarray, coefficients: list[np.ndarray], out: np.ndarray,
                   term: np.ndarray) -> None:
     """``out = sum_p c_p x^p`` in place; ``term`` is scratch space of ``x``'s shape."""
@@ -138,43 +134,44 @@ def _compiled_pays(spec: SimulationSpec) -> bool:
             or spec.steps * float(np.prod(spec.shape)) >= COMPILED_MIN_WORK)
 
 
-def _iterate_numpy(spec: SimulationSpec, x: np.ndarray, norm_sq: np.ndarray) -> np.ndarray:
-    """The NumPy loop: ``x`` after ``spec.steps`` steps; records into ``norm_sq``."""
-    out, term = np.empty_like(x), np.empty_like(x)
-    coefficients = _coefficients(spec, 0)
-    # coefficients change only where the learning rate or the gradient norm does
-    changes = np.flatnonzero(np.diff(spec.lr_factors)) + 1
-    refresh = np.zeros(spec.steps, dtype=bool)
-    refresh[changes] = True
-    refresh[1:] |= spec.grad_norm_per_step
-    for k in range(spec.steps):
-        if k % spec.record_every == 0:
-            norm_sq[k // spec.record_every] = x
-        if refresh[k]:
-            coefficients = _coefficients(spec, k)
-        _step_norm_sq(x, coefficients, out, term)
-        x, out = out, x
-    return x
-
-
-def _iterate_compiled(spec: SimulationSpec, x: np.ndarray, norm_sq: np.ndarray) -> None:
-    """The compiled loop on ``x`` in place, with the NumPy loop's coefficients: computed once
-    when constant, else for blocks of steps at a time (the same values, elementwise)."""
-    from scalewise.sim import recurrence_kernel
-
-    flat_x, flat_records = x.reshape(-1), norm_sq.reshape(len(norm_sq), -1)
+def _coefficient_blocks(spec: SimulationSpec) -> Iterator[tuple[np.ndarray, list[np.ndarray]]]:
+    """The coefficients of theory's terms for blocks of steps at once, ``(ks, [c_p of shape
+    (len(ks), *spec.shape)])`` within :data:`COEFFICIENT_BLOCK_BYTES`: one block of step 0
+    alone when they are the same at every step."""
     if spec.has_static_coefficients:
         blocks = [np.arange(1)]
     else:
-        per_block = max(1, COEFFICIENT_BLOCK_BYTES // (16 * flat_x.size))
+        size = 8 * len(_NORM_SQ_TERMS) * float(np.prod(spec.shape))
+        per_block = max(1, int(COEFFICIENT_BLOCK_BYTES // size))
         blocks = [np.arange(k, min(k + per_block, spec.steps))
                   for k in range(0, spec.steps, per_block)]
     for ks in blocks:
         args = (spec.lr_at_steps(ks), spec.weight_decay, spec.grad_norm_at_steps(ks))
-        shape = (len(ks), *spec.shape)
-        c_neg, c_pos = (np.ascontiguousarray(np.broadcast_to(term(*args),
-                                                             shape)).reshape(len(ks), -1)
-                        for _, term in _NORM_SQ_TERMS)
+        yield ks, [np.broadcast_to(term(*args), (len(ks), *spec.shape))
+                   for _, term in _NORM_SQ_TERMS]
+
+
+def _iterate_numpy(spec: SimulationSpec, x: np.ndarray, norm_sq: np.ndarray) -> np.ndarray:
+    """The NumPy loop: ``x`` after ``spec.steps`` steps; records into ``norm_sq``."""
+    out, term = np.empty_like(x), np.empty_like(x)
+    for ks, block in _coefficient_blocks(spec):
+        steps = range(spec.steps) if spec.has_static_coefficients else ks
+        for k in steps:
+            if k % spec.record_every == 0:
+                norm_sq[k // spec.record_every] = x
+            row = 0 if spec.has_static_coefficients else k - ks[0]
+            _step_norm_sq(x, [c[row] for c in block], out, term)
+            x, out = out, x
+    return x
+
+
+def _iterate_compiled(spec: SimulationSpec, x: np.ndarray, norm_sq: np.ndarray) -> None:
+    """The compiled loop on ``x`` in place, with the NumPy loop's coefficients."""
+    from scalewise.sim import recurrence_kernel
+
+    flat_x, flat_records = x.reshape(-1), norm_sq.reshape(len(norm_sq), -1)
+    for ks, (c_neg, c_pos) in _coefficient_blocks(spec):
+        c_neg, c_pos = (np.ascontiguousarray(c).reshape(len(ks), -1) for c in (c_neg, c_pos))
         steps = spec.steps if spec.has_static_coefficients else len(ks)
         compiled.launch(recurrence_kernel.iterate, flat_x, c_pos, c_neg, steps, int(ks[0]),
                         spec.record_every, flat_records)

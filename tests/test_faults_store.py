@@ -22,6 +22,7 @@ import torch
 
 from scalewise.cli import main
 from scalewise.cli.exits import FAULT, OK
+from scalewise.models import store_file
 from scalewise.models.config import TrainConfig, override
 from scalewise.models.store import STORE_ENV, RunBusy, RunStatus, RunStore, StoreFault
 from scalewise.models.training import CheckpointWarning, train
@@ -150,6 +151,21 @@ def test_damaged_pages_are_refused_and_left_untouched(
 def test_damaged_pages_are_refused_by_the_api(tmp_path: Path) -> None:
     path = tmp_path / "s.sqlite"
     stored_run(path)
+    damage_pages(path)
+    with pytest.raises(StoreFault, match="damaged inside its data pages"):
+        RunStore(path)
+
+
+def test_pages_are_checked_once_per_state_of_the_file(tmp_path: Path) -> None:
+    """Reading leaves the file as it was checked, so the next open skips the page check (the
+    empty write-ahead log SQLite makes and removes at every open is no change); damage after
+    that is still found."""
+    path = tmp_path / "s.sqlite"
+    stored_run(path)
+    for _ in range(2):
+        with RunStore(path) as store:
+            store["r1"]
+        assert store_file._state(path) in store_file._checked
     damage_pages(path)
     with pytest.raises(StoreFault, match="damaged inside its data pages"):
         RunStore(path)

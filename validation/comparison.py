@@ -18,7 +18,7 @@ premise ``w . grad = 0`` (001 Eq. 18); it is flagged by its measured ``cos_w_gra
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -42,6 +42,7 @@ from scalewise.validation.estimators import Interval, interval
 from scalewise.vocabulary import Decay, Equilibrium, Optimizer
 
 QUANTITIES = ("norm_sq", "effective_lr", "angular_update")
+LONG_COLUMNS = ("step", "layer", "quantity", "source", "value")  # of compare_run's table
 INVARIANCE_TOLERANCE = 1e-4  # |mean cos(w, grad)| of a normalized layer in float32 is ~1e-7
 TAIL_FRACTION = 0.25  # the equilibrium is compared on the last quarter of the run
 OUTPUT = "output"  # the output layer's name in models.networks' networks
@@ -101,15 +102,15 @@ def _check_comparable(run: Run, mean_field: bool) -> None:
         raise ValueError(f"run {run.id} has no per-step probes (probe_every = 0 or no steps)")
 
 
-def _layer_weight_decay(run: Run, invariant: dict[str, bool]) -> dict[str, float]:
+def _weight_decay(run: Run, layer: str, invariant: Callable[[str], bool]) -> float:
+    """The weight decay that the run applies to ``layer``; ``invariant(layer)`` (is its loss
+    scale invariant) is asked only where the decay's placement depends on it."""
     opt = run.config.optimizer
-    decayed = {
-        WeightDecayPlacement.ALL: lambda layer: True,
-        WeightDecayPlacement.NORMALIZED: lambda layer: invariant[layer],
-        WeightDecayPlacement.OUTPUT: lambda layer: not invariant[layer],
-    }[opt.wd_placement]
-    wd = opt.weight_decay if opt.wd_mode is not WeightDecayMode.NONE else 0.0
-    return {layer: wd if decayed(layer) else 0.0 for layer in invariant}
+    if opt.wd_mode is WeightDecayMode.NONE:
+        return 0.0
+    decayed = (opt.wd_placement is WeightDecayPlacement.ALL
+               or invariant(layer) == (opt.wd_placement is WeightDecayPlacement.NORMALIZED))
+    return opt.weight_decay if decayed else 0.0
 
 
 def unit_dims(config: TrainConfig) -> dict[str, int]:
@@ -181,7 +182,7 @@ def compare_run(run: Run, *, mean_field: bool = False, dims: dict[str, int] | No
     norms = wide(metrics, "norm_sq")
     layers = list(grads.columns)
     invariant = invariant_layers(metrics)
-    wd = _layer_weight_decay(run, invariant)
+    wd = {layer: _weight_decay(run, layer, invariant.__getitem__) for layer in invariant}
     steps = grads.index.to_numpy()
     if not np.array_equal(steps, np.arange(len(steps))):
         raise ValueError(f"run {run.id} was not probed at every step; the driven recurrence "
@@ -189,18 +190,17 @@ def compare_run(run: Run, *, mean_field: bool = False, dims: dict[str, int] | No
     decay = np.array([wd[name] for name in layers])  # (layers,)
     driven = _driven(run, grads, norms.loc[steps[0], layers].to_numpy(), decay, dims, seed)
     tail = grads.iloc[int(len(grads) * (1 - TAIL_FRACTION)):].mean()
-    parts = []
+    blocks = []
     for quantity in QUANTITIES:
-        measured = wide(metrics, quantity).loc[steps, layers]
-        predicted = pd.DataFrame(driven[quantity], index=steps, columns=layers)
-        parts += [_long(measured, quantity, "measured"), _long(predicted, quantity, "driven")]
+        measured = (norms if quantity == "norm_sq" else wide(metrics, quantity)).loc[steps, layers]
+        blocks += [(quantity, "measured", layers, measured.to_numpy()),
+                   (quantity, "driven", layers, driven[quantity])]
     for layer in layers:
         if wd[layer] > 0 and run.config.optimizer.schedule is Schedule.CONSTANT:
             target = _equilibrium(run, wd[layer], tail[layer], (dims or {}).get(layer))
-            parts += [pd.DataFrame({"step": steps, "layer": layer, "quantity": q,
-                                    "source": "equilibrium", "value": float(target[q])})
-                      for q in QUANTITIES]
-    return pd.concat(parts, ignore_index=True)
+            blocks += [(q, "equilibrium", [layer], np.full((len(steps), 1), float(target[q])))
+                       for q in QUANTITIES]
+    return _long(steps, blocks)
 
 
 def unit_comparison(run: Run, stats: UnitStats, layer: str) -> pd.DataFrame:
@@ -222,7 +222,7 @@ def unit_comparison(run: Run, stats: UnitStats, layer: str) -> pd.DataFrame:
                          "driven recurrence needs every step (unit_probe_every = 1)")
     norm_sq = records.values["norm_sq"].astype(np.float64)  # (steps, units)
     grads = np.sqrt(records.values["grad_sq"].astype(np.float64) * norm_sq)
-    wd = _layer_weight_decay(run, invariant_layers(run.metrics)).get(layer, 0.0)
+    wd = _weight_decay(run, layer, lambda name: invariant_layers(run.metrics).get(name, False))
     opt = run.config.optimizer
     first, steps = int(records.steps[0]), len(records.steps)
     factors = lr_factors(schedule(opt), first + steps)[first:]  # the schedule from the first
@@ -294,27 +294,40 @@ def seed_interval(units_per_seed: list[pd.DataFrame]) -> Interval:
     return interval(np.array([last_unit_ratio(units) for units in units_per_seed]))
 
 
-def _long(wide: pd.DataFrame, quantity: str, source: str) -> pd.DataFrame:
-    frame = wide.rename_axis(index="step", columns="layer").stack().rename("value").reset_index()
-    return frame.assign(quantity=quantity, source=source)[
-        ["step", "layer", "quantity", "source", "value"]]
+def _long(steps: np.ndarray,
+          blocks: list[tuple[str, str, list[str], np.ndarray]]) -> pd.DataFrame:
+    """The long table ``(step, layer, quantity, source, value)`` of ``blocks``, each a
+    quantity, a source, its layers and their values ``(steps, layers)``, row by row in step
+    order within each block (built from arrays at once: concatenating a frame per block costs
+    more than the blocks)."""
+    columns: dict[str, list[np.ndarray]] = {name: [] for name in LONG_COLUMNS}
+    for quantity, source, layers, values in blocks:
+        count = values.size
+        columns["step"].append(np.repeat(steps, len(layers)))
+        columns["layer"].append(np.tile(np.array(layers, dtype=object), len(steps)))
+        columns["quantity"].append(np.full(count, quantity, dtype=object))
+        columns["source"].append(np.full(count, source, dtype=object))
+        columns["value"].append(np.asarray(values, np.float64).ravel())
+    return pd.DataFrame({name: np.concatenate(parts) for name, parts in columns.items()})
 
 
 def relative_errors(comparison: pd.DataFrame, invariant: dict[str, bool]) -> pd.DataFrame:
     """Per layer and quantity, ``|prediction - measured| / |measured|`` of the driven
     recurrence (median over steps, and at the last step) and of the equilibrium (against the
     measured mean of the last quarter of the run; NaN for an undecayed layer)."""
+    sources = comparison.pivot(index=["layer", "quantity", "step"], columns="source",
+                               values="value")
     rows = []
-    for (layer, quantity), group in comparison.groupby(["layer", "quantity"], sort=False):
-        by = {s: g.set_index("step")["value"] for s, g in group.groupby("source")}
-        measured, driven = by["measured"], by["driven"]
-        error = (driven - measured).abs() / measured.abs()
+    for layer, quantity in comparison[["layer", "quantity"]].drop_duplicates().itertuples(
+            index=False):
+        group = sources.loc[(layer, quantity)]  # by step, a column per source
+        measured = group["measured"]
+        error = (group["driven"] - measured).abs() / measured.abs()
         tail = measured.iloc[int(len(measured) * (1 - TAIL_FRACTION)):].mean()
-        equilibrium = by.get("equilibrium")
+        equilibrium = group["equilibrium"].iloc[-1] if "equilibrium" in group else np.nan
         rows.append({
             "layer": layer, "quantity": quantity, "scale_invariant": invariant[layer],
             "driven_median": float(error.median()), "driven_last": float(error.iloc[-1]),
-            "equilibrium": (np.nan if equilibrium is None
-                            else float(abs(equilibrium.iloc[-1] - tail) / abs(tail))),
+            "equilibrium": float(abs(equilibrium - tail) / abs(tail)),
         })
     return pd.DataFrame(rows)
