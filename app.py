@@ -1,6 +1,7 @@
 """scalewise explorer (Streamlit): theory beside measurement.
 
-The entry point of ``streamlit run app.py``: it puts the seven pages of ``explorer/`` (one script
+The entry point of ``scalewise explore`` (which loads the pages' libraries, then runs Streamlit
+on this file) and of ``streamlit run app.py``: it puts the seven pages of ``explorer/`` (one script
 each, UI only; every number is computed in theory/, sim/, figures/, models/ or validation/ behind
 the cached wrappers of ``explorer/computations.py``) into Streamlit's navigation, with a sidebar
 that says how to read the charts and what the seeds cited everywhere are. Each page has its own

@@ -29,7 +29,7 @@ from collections.abc import Sequence
 
 from scalewise.cli.exits import EPILOG
 
-COMMANDS = ("proofs", "docs", "figures", "train", "runs", "sweep", "validate")
+COMMANDS = ("proofs", "docs", "figures", "train", "runs", "sweep", "validate", "explore")
 
 
 def build_parser() -> argparse.ArgumentParser:

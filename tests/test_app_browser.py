@@ -1,4 +1,5 @@
-"""The explorer in a real browser: ``streamlit run app.py`` on a loopback port, every page loaded
+"""The explorer in a real browser: ``scalewise explore`` (Streamlit serving app.py, the pages'
+libraries loaded before it listens) on a loopback port, every page loaded
 in headless Chromium by both its URLs (its navigation path and ``?page=KEY``, which moves to that
 path), rendered with its charts, free of error elements, screenshotted; nothing overflows
 horizontally at 1400 and at 800 px; no maths fails to typeset (KaTeX's error marks, or LaTeX
@@ -23,6 +24,7 @@ that changed the widget.
 from __future__ import annotations
 
 import base64
+import importlib.util
 import json
 import os
 import socket
@@ -143,7 +145,19 @@ PAGES = [
         Change("largest mean", slider(0), "ArrowRight"),
         Change("units", slider(1), "ArrowLeft"),
     )),
+    PageCase("schedules", "Schedules and the corrected decay", 4, (
+        Change("peak learning rate", click(STEP_UP, 0)),
+        Change("steps", slider(0), "ArrowLeft"),
+    )),
 ]
+
+
+def test_every_page_of_the_explorer_is_here() -> None:
+    spec = importlib.util.spec_from_file_location("app", ROOT / "app.py")
+    app = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(app)  # defines PAGES; runs nothing (main() is guarded)
+    assert [case.key for case in PAGES] == list(app.PAGES)
+
 
 STATE = """(() => {
   const heading = [...document.querySelectorAll('h2')].some(h => h.innerText.includes(%s));
@@ -244,7 +258,9 @@ def process(args: list[str], **kwargs) -> Iterator[subprocess.Popen]:
 
 
 @pytest.fixture(scope="module")
-def app_url(tmp_path_factory) -> Iterator[str]:
+def app_url(tmp_path_factory, timings: dict) -> Iterator[str]:
+    """The explorer as a user starts it (``scalewise explore``, which loads the pages'
+    libraries before the server listens), with the seconds until its health check answers."""
     port = free_port()
     store = tmp_path_factory.mktemp("store") / "runs.sqlite"
     config = models.override(models.preset("digits-bn-sgd"), {
@@ -253,14 +269,15 @@ def app_url(tmp_path_factory) -> Iterator[str]:
     with RunStore(store) as opened:
         models.train(config, store=opened, progress=False)
     env = {**os.environ, STORE_ENV: str(store)}
-    args = [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"),
-            "--server.headless", "true", "--server.address", "127.0.0.1",
-            "--server.port", str(port), "--browser.gatherUsageStats", "false"]
+    args = [sys.executable, "-m", "scalewise", "explore", "--headless", "--address",
+            "127.0.0.1", "--port", str(port)]
+    start = time.perf_counter()
     with process(args, cwd=ROOT, env=env) as server:
         url = f"http://127.0.0.1:{port}"
         wait_until(lambda: healthy(url) or server.poll() is not None, START_TIMEOUT,
                    "the server's health check")
-        assert server.poll() is None, f"streamlit exited with code {server.returncode}"
+        assert server.poll() is None, f"the explorer exited with code {server.returncode}"
+        timings["server_ready"] = round(time.perf_counter() - start, 3)
         yield url
 
 
@@ -322,7 +339,8 @@ def screenshots(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def timings(screenshots: Path) -> Iterator[dict]:
-    """First loads and re-renders in seconds, written to ``timings.json`` at the end."""
+    """The server's start, first loads and re-renders in seconds, written to ``timings.json``
+    at the end."""
     found: dict = {"first_load": {}, "rerender": {}}
     yield found
     renders = [t for page in found["rerender"].values() for t in page.values()]

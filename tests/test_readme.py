@@ -24,7 +24,7 @@ def test_python_snippet_runs(code: str, tmp_path: Path, monkeypatch: pytest.Monk
 def test_exactly_two_fresh_machine_commands() -> None:
     commands = re.findall(r"^python3 -m venv .*$", TEXT, flags=re.M)
     assert len(commands) == 2
-    assert commands[0].endswith("streamlit run app.py") and "pytest" in commands[1]
+    assert commands[0].endswith("scalewise explore") and "pytest" in commands[1]
 
 
 def test_cli_lines_name_real_subcommands() -> None:
