@@ -9,10 +9,10 @@ tangent and measure it; apply the optimizer's update coordinate by coordinate, i
 without a reduction, which vectorises); measure ``w``; at recorded steps, the angle. The update
 is :func:`sim.update_rules.step_with` with the rules of :data:`sim.update_rules.RULES`,
 compiled from the same functions for one coordinate at a time and checked against them bit for
-bit; only the sums are reordered (vectorised, as NumPy's own sums are). A coordinate-step costs
-about 8 ns of one core of a 2-core Xeon (NumPy's engine: 40 to 50; ``bench/bench_sim.py``
-measures both), mostly the draw and the update (Adam's two divisions and square root keep the
-divider busy).
+bit; only the sums are reordered (vectorised, as NumPy's own sums are). A coordinate-step of
+Adam costs about 4 ns of one core of a 2-core Xeon with AVX-512 (NumPy's engine: 23 ns; on an
+earlier 2-core Xeon 8 and 40 to 50; ``bench/bench_sim.py`` measures both), mostly the draw and
+the update (Adam's two divisions and square root keep the divider busy).
 
 The noise is counter-based: the draw of step ``k``, vector ``v`` and coordinate ``d`` is a
 function of ``(key, k, v, d)`` alone -- SplitMix64's output function (:func:`mix`) of
