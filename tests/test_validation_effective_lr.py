@@ -11,6 +11,7 @@ import json
 import math
 import re
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -24,9 +25,11 @@ from scalewise.validation.effective_lr import (
     approach,
     driven_sgd,
     equilibrium,
+    iid_sphere,
     norm_balance,
     norm_growth,
     product_only,
+    runs,
     scaling,
     schedules,
     step_decay,
@@ -47,6 +50,7 @@ CONTRACT = {
     "radial": {"cos_w_update"},
     "update_size": {"update_rms"},
     "equilibrium": {"angular_update", "effective_lr", "norm_sq", "angular_update_mean_of_steps"},
+    "iid_sphere": {"angular_update", "angular_update_theory"},
     "scaling": {"slope", "prefactor"},
     "product_only": {"effective_lr"},
     "approach": {"rate"},
@@ -237,6 +241,45 @@ def test_update_parts_verdict_names_the_larger_miss() -> None:
                      "grad_correlation": 0.3, "driven_error": 0.001, "mean_field_error": 0.2})
     line = update_parts._verdict("sgdm", row)
     assert "radial cosine is off by 100.0%" in line and "the radial cosine carries" in line
+
+
+def _sphere_layer(setting: runs.Setting, dim: int, steps: int) -> SimpleNamespace:
+    """What :func:`iid_sphere.sphere_angular_update` reads of a measured run."""
+    return SimpleNamespace(setting=setting, dims={"hidden": dim}, seed=0,
+                           run=SimpleNamespace(config=SimpleNamespace(steps=steps)))
+
+
+@pytest.mark.parametrize(("setting", "dim", "tolerance"), [
+    (runs.Setting("sgd", 0.1, 0.05), 9, 1e-6),  # SGD: at any dimension (settled to 1e-8)
+    (runs.Setting("lion", 0.001, 5.0), 256, 0.02),  # theory's large-d forms at large d
+    (runs.Setting("muon", 0.02, 0.25, momentum=0.95), 256, 0.02),
+])
+def test_the_sphere_at_equilibrium_gives_theorys_angular_update(
+        setting: runs.Setting, dim: int, tolerance: float) -> None:
+    layer = _sphere_layer(setting, dim, steps=setting.steps(1000))
+    found = iid_sphere.sphere_angular_update(layer, "hidden", grad_norm=0.7)
+    theory = float(setting.equilibrium(grad_norm=0.7, dim=dim)["angular_update"])
+    assert found == pytest.approx(theory, rel=tolerance)
+
+
+def test_the_sphere_shows_lions_small_dimension_gap() -> None:
+    """At a 3x3 kernel's dimension (9) Bussgang's large-d gain overstates Lion's correlation:
+    the sphere's angular update lies measurably away from theory's, which the experiment
+    reports as the dimension's part of a miss."""
+    setting = runs.Setting("lion", 0.001, 5.0)
+    layer = _sphere_layer(setting, 9, steps=setting.steps(1000))
+    found = iid_sphere.sphere_angular_update(layer, "hidden", grad_norm=1.0)
+    theory = float(setting.equilibrium(grad_norm=1.0, dim=9)["angular_update"])
+    assert abs(found / theory - 1) > 0.02
+
+
+def test_iid_sphere_verdict_splits_the_miss_from_the_numbers() -> None:
+    row = pd.Series({"measured_over_theory": 1.5, "sphere_over_theory": 1.1,
+                     "measured_over_sphere": 1.36, "grad_correlation": 0.25})
+    line = iid_sphere._verdict("lion", row)
+    assert "accounts for 20% of the miss" in line and "0.25" in line
+    row["measured_over_theory"] = 1.005
+    assert "nothing to split" in iid_sphere._verdict("sgd", row)
 
 
 def test_the_cifar_resnet_joins_where_its_data_are_given(tmp_path: Path) -> None:

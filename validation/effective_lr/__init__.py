@@ -4,7 +4,8 @@ effective learning rate it sets, measured the way theory states it.
 Step by step: the norm balance of every optimizer (:mod:`.norm_balance`), SGD's norm from its
 gradients alone (:mod:`.driven_sgd`), momentum's and the Adam family's from their updates'
 tangential energy and the mean field's parts (:mod:`.update_parts`). At equilibrium, on settled
-runs with seeds and intervals: the equilibria (:mod:`.equilibrium`), that only the product of
+runs with seeds and intervals: the equilibria (:mod:`.equilibrium`) and their misses split
+between the dimension and the gradients (:mod:`.iid_sphere`), that only the product of
 learning rate and weight decay matters (:mod:`.product_only`), the scaling law
 (:mod:`.scaling`), the approach rate (:mod:`.approach`). Without weight decay, the growth law
 (:mod:`.norm_growth`); through step decays (:mod:`.step_decay`) and decaying schedules with and
@@ -21,6 +22,7 @@ from scalewise.validation.effective_lr import (
     driven_sgd,
     equilibrium,
     exponential_lr,
+    iid_sphere,
     mechanism_one,
     norm_balance,
     norm_growth,
@@ -34,7 +36,8 @@ from scalewise.validation.report import Report
 from scalewise.validation.suite import Settings
 
 EXPERIMENTS = (norm_balance.norm_balance, driven_sgd.driven_sgd, update_parts.update_parts,
-               equilibrium.equilibrium, product_only.product_only, scaling.scaling,
+               equilibrium.equilibrium, iid_sphere.iid_sphere, product_only.product_only,
+               scaling.scaling,
                approach.approach, norm_growth.norm_growth, step_decay.step_decay,
                schedules.schedules,
                mechanism_one.weight_decay_placement, mechanism_one.norm_grafting,

@@ -119,11 +119,25 @@ class Setting:
             changes["optimizer.rmsprop_alpha"] = self.betas[1]
         return changes
 
+    def _momentum(self) -> dict[str, float]:
+        return {"momentum": self.momentum} if self.name.properties.uses_momentum else {}
+
     def equilibrium(self, grad_norm: object = 1.0, dim: object = 64) -> dict[str, np.ndarray]:
         """Theory's equilibrium (:func:`scalewise.sim.equilibrium`) at ``grad_norm``."""
-        options = {"momentum": self.momentum} if self.name.properties.uses_momentum else {}
         return sim.equilibrium(self.optimizer, lr=self.lr, weight_decay=self.weight_decay,
-                               grad_norm=grad_norm, betas=self.betas, dim=dim, **options)
+                               grad_norm=grad_norm, betas=self.betas, dim=dim,
+                               **self._momentum())
+
+    def sphere(self, *, grad_norm: float, dim: int, steps: int, runs: int,
+               seed: int) -> sim.Trajectory:
+        """The optimizer itself with these hyperparameters on ``runs`` unit vectors of
+        dimension ``dim``, driven by gradients of norm ``grad_norm`` at unit weight norm in
+        directions independent across steps and isotropic in the tangent space (the sphere
+        engine), every step recorded."""
+        return sim.simulate(self.optimizer, lr=self.lr, weight_decay=self.weight_decay,
+                            steps=steps, grad_norm=grad_norm, betas=self.betas,
+                            rmsprop_alpha=self.betas[1], engine="sphere", dim=dim, runs=runs,
+                            seed=seed, record_every=1, **self._momentum())
 
     def time_constant(self, grad_norm: float = 1.0) -> float:
         """Theory's steps per e-fold of a deviation from the equilibrium (at ``grad_norm``: the
@@ -285,6 +299,14 @@ def step_decays(m: Measured, steps: int) -> tuple[np.ndarray, np.ndarray]:
 def unit_grad_norm(values: dict[str, np.ndarray]) -> np.ndarray:
     """``||grad J(w_hat)|| = ||grad J(w)|| ||w||`` per record and unit (001 Eq. 18)."""
     return np.sqrt(values["grad_sq"] * values["norm_sq"])
+
+
+def grad_correlation(values: dict[str, np.ndarray]) -> float:
+    """The gradients' lag-1 correlation ``E<g_k, g_{k-1}> / sqrt(E||g_k||^2 E||g_{k-1}||^2)``
+    over per-unit records (:func:`unit_values`): 0 where they are independent across steps, as
+    the mean-field models assume."""
+    return float(values["grad_dot_prev"].sum()
+                 / np.sqrt(values["grad_sq"].sum() * values["prev_grad_sq"].sum()))
 
 
 def tangent_energy(values: dict[str, np.ndarray]) -> np.ndarray:

@@ -24,6 +24,7 @@ from scalewise.theory import radial_update as parts
 from scalewise.validation.effective_lr.equilibrium import equilibrium_runs, settled_estimates
 from scalewise.validation.effective_lr.runs import (
     Measured,
+    grad_correlation,
     tangent_energy,
     unit_grad_norm,
     unit_values,
@@ -63,8 +64,7 @@ def layer_row(m: Measured, layer: str, e: Estimate) -> dict[str, object]:
         "optimizer": s.label, "layer": m.layer(layer), "seed": m.seed,
         "cos_measured": v["w_dot_update"].sum() / np.sqrt(x * u), "cos_predicted": predicted_cos,
         "size_measured": size, "size_predicted": predicted_size,
-        "grad_correlation": v["grad_dot_prev"].sum() / np.sqrt(
-            v["grad_sq"].sum() * v["prev_grad_sq"].sum()),
+        "grad_correlation": grad_correlation(v),
         "norm_sq_measured": e.measured["norm_sq"],
         "norm_sq_driven": float(driven[window].mean()),
         "norm_sq_mean_field": e.predicted["norm_sq"],
