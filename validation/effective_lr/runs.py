@@ -128,14 +128,15 @@ class Setting:
                                grad_norm=grad_norm, betas=self.betas, dim=dim,
                                **self._momentum())
 
-    def sphere(self, *, grad_norm: float, dim: int, steps: int, runs: int,
-               seed: int) -> sim.Trajectory:
-        """The optimizer itself with these hyperparameters on ``runs`` unit vectors of
-        dimension ``dim``, driven by gradients of norm ``grad_norm`` at unit weight norm in
-        directions independent across steps and isotropic in the tangent space (the sphere
-        engine), every step recorded."""
+    def sphere(self, *, grad_norm: float, dim: int, steps: int, runs: int, seed: int,
+               init_norm: float = 1.0) -> sim.Trajectory:
+        """The optimizer itself with these hyperparameters on ``runs`` vectors of dimension
+        ``dim`` and norm ``init_norm``, driven by gradients of norm ``grad_norm`` at unit weight
+        norm in directions independent across steps and isotropic in the tangent space (the
+        sphere engine), every step recorded."""
         return sim.simulate(self.optimizer, lr=self.lr, weight_decay=self.weight_decay,
-                            steps=steps, grad_norm=grad_norm, betas=self.betas,
+                            steps=steps, grad_norm=grad_norm, init_norm=init_norm,
+                            betas=self.betas,
                             rmsprop_alpha=self.betas[1], engine="sphere", dim=dim, runs=runs,
                             seed=seed, record_every=1, **self._momentum())
 
