@@ -37,9 +37,8 @@ from scalewise.validation.suite import Settings
 
 EXPERIMENTS = (norm_balance.norm_balance, driven_sgd.driven_sgd, update_parts.update_parts,
                equilibrium.equilibrium, iid_sphere.iid_sphere, product_only.product_only,
-               scaling.scaling,
-               approach.approach, norm_growth.norm_growth, step_decay.step_decay,
-               schedules.schedules,
+               scaling.scaling, approach.approach, norm_growth.norm_growth,
+               step_decay.step_decay, schedules.schedules,
                mechanism_one.weight_decay_placement, mechanism_one.norm_grafting,
                mechanism_one.renormalization, exponential_lr.equivalence)
 """The experiments of the report, in its order."""

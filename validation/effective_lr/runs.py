@@ -136,9 +136,8 @@ class Setting:
         sphere engine), every step recorded."""
         return sim.simulate(self.optimizer, lr=self.lr, weight_decay=self.weight_decay,
                             steps=steps, grad_norm=grad_norm, init_norm=init_norm,
-                            betas=self.betas,
-                            rmsprop_alpha=self.betas[1], engine="sphere", dim=dim, runs=runs,
-                            seed=seed, record_every=1, **self._momentum())
+                            betas=self.betas, rmsprop_alpha=self.betas[1], engine="sphere",
+                            dim=dim, runs=runs, seed=seed, record_every=1, **self._momentum())
 
     def time_constant(self, grad_norm: float = 1.0) -> float:
         """Theory's steps per e-fold of a deviation from the equilibrium (at ``grad_norm``: the
