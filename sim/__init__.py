@@ -28,7 +28,7 @@ from scalewise.sim.driven_moments import drive_moments
 from scalewise.sim.dynamics import ENGINES, drive, simulate
 from scalewise.sim.equilibria import equilibrium, long_run_averages
 from scalewise.sim.equivalence import direction_mismatch, exponential_lr_pair
-from scalewise.sim.losses import RayleighQuotient
+from scalewise.sim.losses import CorrelatedNoise, RayleighQuotient
 from scalewise.sim.recurrence import effective_damping
 from scalewise.sim.schedules import (
     Constant,
@@ -46,6 +46,7 @@ __all__ = [
     "ENGINES",
     "MEMORY_LIMIT_BYTES",
     "Constant",
+    "CorrelatedNoise",
     "Exponential",
     "Linear",
     "Optimizer",

@@ -77,6 +77,27 @@ def test_noise_directions_are_isotropic_in_the_tangent_space() -> None:
     assert np.max(np.abs(second - expected)) < 5 / (dim * np.sqrt(n))
 
 
+@pytest.mark.parametrize("correlation", [-0.5, 0.0, 0.3, 0.9])
+def test_correlated_noise_has_its_lag_1_correlation(correlation: float) -> None:
+    """At a fixed point on the sphere of dimension 256, 4000 steps of 8 runs: unit tangent
+    directions whose mean lag-1 correlation is ``correlation`` within ``5 (1 + |c|) /
+    sqrt(samples)`` (samples: the coordinates of every pair of consecutive directions)."""
+    rng = np.random.default_rng(2)
+    w_hat = random_unit_vectors(rng, (8, 256))
+    noise = sim.CorrelatedNoise(correlation, seed=3)
+    u = np.stack([noise(w_hat) for _ in range(4000)])  # (steps, runs, dim)
+    np.testing.assert_allclose(np.linalg.norm(u, axis=-1), 1.0, rtol=1e-14)
+    np.testing.assert_allclose(np.einsum("...d,...d->...", u, w_hat), 0.0, atol=1e-14)
+    lag_1 = np.einsum("krd,krd->", u[1:], u[:-1]) / (u.shape[0] - 1) / u.shape[1]
+    assert abs(lag_1 - correlation) < 5 * (1 + abs(correlation)) / np.sqrt(u[1:, :, :].size)
+
+
+@pytest.mark.parametrize("correlation", [-1.0, 1.0, 2.0, float("nan")])
+def test_correlated_noise_refuses_a_correlation_outside_minus_1_to_1(correlation: float) -> None:
+    with pytest.raises(ValueError, match="correlation"):
+        sim.CorrelatedNoise(correlation)
+
+
 def test_rayleigh_quotient_gradient_equals_autograd() -> None:
     rng = np.random.default_rng(2)
     a = rng.standard_normal((5, 5))

@@ -50,7 +50,7 @@ CONTRACT = {
     "radial": {"cos_w_update"},
     "update_size": {"update_rms"},
     "equilibrium": {"angular_update", "effective_lr", "norm_sq", "angular_update_mean_of_steps"},
-    "iid_sphere": {"angular_update", "angular_update_theory"},
+    "iid_sphere": {"angular_update", "angular_update_theory", "angular_update_correlated"},
     "scaling": {"slope", "prefactor"},
     "product_only": {"effective_lr"},
     "approach": {"rate"},
@@ -267,12 +267,29 @@ def test_the_sphere_at_equilibrium_gives_theorys_angular_update(
 
 def test_iid_sphere_verdict_splits_the_miss_from_the_numbers() -> None:
     row = pd.Series({"measured_over_theory": 1.5, "sphere_over_theory": 1.1,
-                     "measured_over_sphere": 1.36, "grad_correlation": 0.25})
+                     "measured_over_sphere": 1.36, "grad_correlation": -0.25,
+                     "correlated_over_sphere": 1.36**0.5})
     line = iid_sphere._verdict("lion", row)
     assert "1.500 = 1.100 from the finite dimension" in line
     assert "x 1.360 from the real gradients" in line and "so the real gradients carry" in line
+    assert "lag-1 correlation -0.25 the sphere moves by 1.166: 50% of the gradients'" in line
+    row["measured_over_sphere"] = 1.005
+    assert "beside a gradients' part under 1%" in iid_sphere._verdict("lion", row)
     row["measured_over_theory"] = 1.005
     assert "a miss under 1%" in iid_sphere._verdict("sgd", row)
+
+
+def test_the_correlated_sphere_moves_lions_angular_update() -> None:
+    """Anti-correlated gradients (as measured on Lion's layers) make Lion's steps turn the
+    weights further than independent ones; without correlation the sphere is the
+    independent one."""
+    setting = runs.Setting("lion", 0.001, 5.0)
+    layer = _sphere_layer(setting, 64, steps=setting.steps(1000))
+    independent = iid_sphere.sphere_angular_update(layer, "hidden", grad_norm=1.0)
+    correlated = iid_sphere.sphere_angular_update(layer, "hidden", 1.0, correlation=-0.3)
+    assert correlated / independent > 1.05
+    uncorrelated = iid_sphere.sphere_angular_update(layer, "hidden", 1.0, correlation=1e-12)
+    assert uncorrelated == pytest.approx(independent, rel=0.02)  # another noise stream
 
 
 def test_the_cifar_resnet_joins_where_its_data_are_given(tmp_path: Path) -> None:

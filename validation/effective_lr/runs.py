@@ -129,15 +129,18 @@ class Setting:
                                **self._momentum())
 
     def sphere(self, *, grad_norm: float, dim: int, steps: int, runs: int, seed: int,
-               init_norm: float = 1.0) -> sim.Trajectory:
+               init_norm: float = 1.0, correlation: float = 0.0) -> sim.Trajectory:
         """The optimizer itself with these hyperparameters on ``runs`` vectors of dimension
         ``dim`` and norm ``init_norm``, driven by gradients of norm ``grad_norm`` at unit weight
-        norm in directions independent across steps and isotropic in the tangent space (the
-        sphere engine), every step recorded."""
+        norm in directions isotropic in the tangent space (the sphere engine), independent
+        across steps or, with a ``correlation``, with that lag-1 correlation
+        (:class:`scalewise.sim.CorrelatedNoise`), every step recorded."""
+        noise = sim.CorrelatedNoise(correlation, seed) if correlation else None
         return sim.simulate(self.optimizer, lr=self.lr, weight_decay=self.weight_decay,
                             steps=steps, grad_norm=grad_norm, init_norm=init_norm,
                             betas=self.betas, rmsprop_alpha=self.betas[1], engine="sphere",
-                            dim=dim, runs=runs, seed=seed, record_every=1, **self._momentum())
+                            dim=dim, runs=runs, seed=seed, record_every=1,
+                            loss_gradient=noise, **self._momentum())
 
     def time_constant(self, grad_norm: float = 1.0) -> float:
         """Theory's steps per e-fold of a deviation from the equilibrium (at ``grad_norm``: the
