@@ -273,6 +273,9 @@ def test_iid_sphere_verdict_splits_the_miss_from_the_numbers() -> None:
     assert "1.500 = 1.100 from the finite dimension" in line
     assert "x 1.360 from the real gradients" in line and "so the real gradients carry" in line
     assert "lag-1 correlation -0.25 the sphere moves by 1.166: 50% of the gradients'" in line
+    row["correlated_over_sphere"] = 1.36**-0.25
+    assert "the opposite way to the gradients' part (25% of its size" in iid_sphere._verdict(
+        "lion", row)
     row["measured_over_sphere"] = 1.005
     assert "beside a gradients' part under 1%" in iid_sphere._verdict("lion", row)
     row["measured_over_theory"] = 1.005

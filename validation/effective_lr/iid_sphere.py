@@ -135,4 +135,7 @@ def _verdict(name: str, row: pd.Series) -> str:
     if abs(gradients - 1) < EXPLAINED:
         return split + f", beside a gradients' part under {EXPLAINED:.0%}."
     carried = np.log(row["correlated_over_sphere"]) / np.log(gradients)
+    if carried < 0:
+        return split + (f", the opposite way to the gradients' part ({-carried:.0%} of its size "
+                        "on a log scale).")
     return split + f": {carried:.0%} of the gradients' part on a log scale."
