@@ -134,7 +134,7 @@ def _verdict(name: str, row: pd.Series) -> str:
              f"{row['correlated_over_sphere']:.3f}")
     if abs(gradients - 1) < EXPLAINED:
         return split + f", beside a gradients' part under {EXPLAINED:.0%}."
-    carried = np.log(row["correlated_over_sphere"]) / np.log(gradients)
+    carried = np.log(row["correlated_over_sphere"]) / np.log(gradients) + 0.0  # no "-0%"
     if carried < 0:
         return split + (f", the opposite way to the gradients' part ({-carried:.0%} of its size "
                         "on a log scale).")
