@@ -19,6 +19,7 @@ import sys
 import time
 from pathlib import Path
 
+from scalewise import checks
 from scalewise.cli.exits import OK, answered
 
 APP = Path(__file__).resolve().parents[1] / "app.py"
@@ -54,7 +55,7 @@ def warm_up() -> float:
 @answered(interrupted="the explorer stopped")
 def run(args: argparse.Namespace) -> int:
     if not 0 < args.port < 65536:
-        raise ValueError(f"--port = {args.port} is invalid; allowed: 1 to 65535")
+        checks.fail("--port", args.port, "1 to 65535")
     if not COMPUTATIONS.is_file():
         raise FileNotFoundError(f"the explorer is not at {APP.parent} (app.py and explorer/): "
                                 "it runs from a clone of the repository installed with "

@@ -27,7 +27,6 @@ import base64
 import importlib.util
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -39,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from loopback import free_port, healthy, wait_until
 
 from scalewise import models
 from scalewise.models.store import STORE_ENV, RunStore
@@ -217,30 +217,6 @@ OVERFLOW = """(() => {
     e.getBoundingClientRect().right));
   return {width, scroll: document.documentElement.scrollWidth, wide: wide.slice(0, 8)};
 })()"""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_until(ready, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = ready()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"{what} did not happen within {timeout} s")
-
-
-def healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-            return response.status == 200
-    except OSError:
-        return False
 
 
 @contextmanager

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
+from loopback import LOOPBACK, free_port, healthy, wait_until
 
 from scalewise.cli import explore, main
 from scalewise.cli.exits import BAD_INPUT, FAULT
@@ -56,24 +54,17 @@ def test_the_warm_up_leaves_the_pages_nothing_of_scalewise_to_import() -> None:
 
 
 def test_it_serves_the_explorer_on_the_port_and_address_given(tmp_path: Path) -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     env = {**os.environ, STORE_ENV: str(tmp_path / "runs.sqlite")}
     server = subprocess.Popen([sys.executable, "-m", "scalewise", "explore", "--headless",
-                               "--address", "127.0.0.1", "--port", str(port)], cwd=ROOT,
+                               "--address", LOOPBACK, "--port", str(port)], cwd=ROOT,
                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                               text=True)
+    url = f"http://{LOOPBACK}:{port}"
     try:
-        deadline, answer = time.monotonic() + 90, None
-        while answer is None and time.monotonic() < deadline and server.poll() is None:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health",
-                                            timeout=2) as response:
-                    answer = response.read().decode()
-            except OSError:
-                time.sleep(0.1)
-        assert answer == "ok", f"no health answer; exit code {server.poll()}"
+        wait_until(lambda: healthy(url) or server.poll() is not None, 90,
+                   "the explorer's health check")
+        assert healthy(url), f"no health answer; exit code {server.poll()}"
     finally:
         server.terminate()
         out, _ = server.communicate(timeout=20)

@@ -22,6 +22,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from loopback import LOOPBACK, free_port
 
 from scalewise.models import override
 from scalewise.models.presets import preset
@@ -31,7 +32,6 @@ from scalewise.sweep.cluster import check_cluster, check_joined
 
 pytest.importorskip("ray")
 
-LOOPBACK = "127.0.0.1"
 START_BOUND_S = 120.0  # a head node's start on 2 busy cores
 STOP_BOUND_S = 30.0
 # importing torch and Ray in a fresh interpreter, on top of the bound of the connection check
@@ -53,12 +53,6 @@ def spec_file(folder: Path, name: str = "one", *, optimizers: str = "[sgd]",
     path = folder / f"{name}.yaml"
     path.write_text(SPEC_YAML.format(name=name, optimizers=optimizers, seeds=seeds, extra=extra))
     return path
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((LOOPBACK, 0))
-        return probe.getsockname()[1]
 
 
 def ray_env(token: Path) -> dict[str, str]:
