@@ -71,10 +71,12 @@ class Change:
 
 
 def slider(index: int) -> str:
-    """Focus the ``index``-th slider's thumb (a range input inside ``stSlider``)."""
+    """Focus the ``index``-th slider's thumb (a range input inside ``stSlider``): its value,
+    or null while it is absent or does not hold the focus."""
     return ("(() => { const s = document.querySelectorAll("
             f"'[data-testid=\"stSlider\"] input[type=\"range\"]')[{index}]; "
-            "if (!s) return null; s.focus(); return {focused: true}; })()")
+            "if (!s) return null; s.focus(); "
+            "return document.activeElement === s ? {value: s.value} : null; })()")
 
 
 def centre(element: str) -> str:
@@ -407,9 +409,7 @@ def test_rerender_after_a_widget_change(case: PageCase, app_url: str, browser: D
                             f"{change.label}'s widget appearing on {case.key}")
         start = browser.evaluate(WATCH)
         if change.key:
-            for kind in ("keyDown", "keyUp"):
-                browser.call("Input.dispatchKeyEvent", type=kind, key=change.key,
-                             code=change.key, windowsVirtualKeyCode=KEY_CODES[change.key])
+            press_key(browser, change, target)
         else:
             press(browser, target)
 
@@ -447,4 +447,25 @@ def press(browser: DevTools, target: dict) -> None:
 
 
 KEY_CODES = {"ArrowRight": 39, "ArrowLeft": 37}
+KEY_TRIES = 3  # presses of a slider's key before its value not moving fails the test
+
+
+def press_key(browser: DevTools, change: Change, focused: dict) -> None:
+    """Press ``change.key`` on the slider ``change.script`` focuses (``focused``: its value
+    then) until the slider's value moves. A key event that reaches a page still settling its
+    focus is lost, which is the browser's and not the app's; a slider that takes no key after
+    :data:`KEY_TRIES` presses fails the test."""
+    for _ in range(KEY_TRIES):
+        for kind in ("keyDown", "keyUp"):
+            browser.call("Input.dispatchKeyEvent", type=kind, key=change.key,
+                         code=change.key, windowsVirtualKeyCode=KEY_CODES[change.key])
+        deadline = time.monotonic() + QUIET
+        while time.monotonic() < deadline:
+            if (browser.evaluate(change.script) or focused)["value"] != focused["value"]:
+                return
+            time.sleep(0.05)
+        focused = wait_until(lambda: browser.evaluate(change.script), RENDER_TIMEOUT,
+                             f"{change.label}'s slider taking the focus again")
+    raise AssertionError(f"{change.label}'s slider kept its value {focused['value']} through "
+                         f"{KEY_TRIES} presses of {change.key}")
 
