@@ -17,6 +17,11 @@ from scalewise import checks
 from scalewise.figures.layout import axes_row, colors
 from scalewise.sim.dynamics import simulate
 from scalewise.sim.equilibria import equilibrium
+from scalewise.sim.preconditioned_paths import (
+    least_squares_cost,
+    preconditioned_paths,
+    regression_data,
+)
 from scalewise.sim.schedules import StepDecay
 from scalewise.theory import equilibrium as eq
 
@@ -147,7 +152,45 @@ def step_decay_response(lr: float = 0.1, weight_decay: float = 5e-4, epochs: int
     return fig
 
 
+_PATH_LABELS = {"gd": "GD", "natural": r"natural GD, $F^{-1}$",
+                "empirical": r"$F_{\mathrm{emp}}^{-1}$ (Eq. 3)",
+                "empirical_sqrt": r"$F_{\mathrm{emp}}^{-1/2}$"}
+
+
+def empirical_fisher_paths(steps: int = 300, seed: int = 0) -> Figure:
+    """001 Fig. 2 (Kunstner et al. 2019): fitting a line to the data on the left, gradient
+    descent, natural gradient descent (one step: the Fisher is the Hessian) and gradient descent
+    preconditioned by the empirical Fisher ``F_emp^{-1}`` (001 Eq. 3; a detour) or
+    ``F_emp^{-1/2}`` take the paths on the right over the contours of the cost, from one start
+    (:func:`sim.preconditioned_paths.preconditioned_paths` at its default step sizes)."""
+    x, y = regression_data(seed=seed)
+    paths = preconditioned_paths(x, y, steps=steps)
+    fig, (left, right) = axes_row(2)
+    ends = np.array([x.min(), x.max()])
+    left.scatter(x, y, s=10, color="0.4", label="data")
+    for (a, b), style, label in ((paths.minimizer, "k-", "least-squares fit"),
+                                 (paths.iterates["gd"][0], "k--", "start")):
+        left.plot(ends, a * ends + b, style, lw=1, label=label)
+    points = np.concatenate(list(paths.iterates.values()))  # (methods * (steps + 1), 2)
+    low, high = points.min(axis=0), points.max(axis=0)
+    low, high = low - 0.1 * (high - low), high + 0.1 * (high - low)
+    slope, intercept = np.meshgrid(*np.linspace(low, high, 200).T)
+    excess = least_squares_cost(np.stack([slope, intercept], axis=-1), x, y) - paths.min_loss
+    right.contour(slope, intercept, excess, levels=np.geomspace(1e-3, excess.max(), 12),
+                  colors="0.8", linewidths=0.6)
+    for (method, path), color in zip(paths.iterates.items(), colors(len(paths.iterates))):
+        right.plot(path[:, 0], path[:, 1], ".-", ms=2, lw=0.8, color=color,
+                   label=_PATH_LABELS[method])
+    right.plot(*paths.minimizer, "k*", ms=9, label="minimizer")
+    left.set(xlabel="$x$", ylabel="$y$", title="Data: fit $y = a x + b$")
+    left.legend(loc="upper left")
+    right.set(xlabel="slope $a$", ylabel="intercept $b$", title="Paths over the cost's contours")
+    right.legend(loc="upper right", fontsize="small")
+    return fig
+
+
 FIGURES: dict[str, Callable[[], Figure]] = {
+    "fig2_empirical_fisher_paths": empirical_fisher_paths,
     "fig6_norm_growth": norm_growth,
     "fig7_wd_equilibrium": wd_equilibrium,
     "optimizer_comparison": optimizer_comparison,

@@ -29,6 +29,7 @@ from scalewise.sim.dynamics import ENGINES, drive, simulate
 from scalewise.sim.equilibria import equilibrium, long_run_averages
 from scalewise.sim.equivalence import direction_mismatch, exponential_lr_pair
 from scalewise.sim.losses import CorrelatedNoise, RayleighQuotient
+from scalewise.sim.preconditioned_paths import path_summary, preconditioned_paths, regression_data
 from scalewise.sim.recurrence import effective_damping
 from scalewise.sim.schedules import (
     Constant,
@@ -62,5 +63,8 @@ __all__ = [
     "equilibrium",
     "exponential_lr_pair",
     "long_run_averages",
+    "path_summary",
+    "preconditioned_paths",
+    "regression_data",
     "simulate",
 ]

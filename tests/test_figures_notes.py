@@ -11,6 +11,7 @@ from scalewise.cli import figures as figures_command
 from scalewise.figures import notes as figures
 
 SMALL = {
+    "fig2_empirical_fisher_paths": dict(steps=50),
     "fig6_norm_growth": dict(steps=2000),
     "fig7_wd_equilibrium": dict(steps=2000),
     "optimizer_comparison": dict(steps=300, dim=16, runs=2),

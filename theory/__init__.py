@@ -18,6 +18,7 @@ from scalewise.theory import (  # each topic module registers its identities
     adamw,  # noqa: F401
     adamw_ema,  # noqa: F401
     adaptive,  # noqa: F401
+    empirical_fisher,  # noqa: F401
     equilibrium,  # noqa: F401
     fisher,  # noqa: F401
     gauss_newton,  # noqa: F401
@@ -33,6 +34,7 @@ from scalewise.theory import (  # each topic module registers its identities
     radial_update,  # noqa: F401
     regularization,  # noqa: F401
     schedules,  # noqa: F401
+    second_order,  # noqa: F401
 )
 from scalewise.theory.identity import IDENTITIES, SLIPS, CheckResult, Identity, Slip
 
