@@ -51,6 +51,7 @@ CONTRACT = {
     "update_size": {"update_rms"},
     "equilibrium": {"angular_update", "effective_lr", "norm_sq", "angular_update_mean_of_steps"},
     "iid_sphere": {"angular_update", "angular_update_theory", "angular_update_correlated"},
+    "adam_batch_size": {"second_moment", "step_norm"},
     "scaling": {"slope", "prefactor"},
     "product_only": {"effective_lr"},
     "approach": {"rate"},
@@ -154,7 +155,8 @@ def test_smoke_records_follow_the_report_contract(smoke: tuple[Report, Path]) ->
     for experiment, quantities in CONTRACT.items():
         if experiment in by_experiment:
             assert by_experiment[experiment] <= quantities, experiment
-    for experiment in ("norm_balance", "driven_sgd", "norm_growth", "step_decay", "schedules"):
+    for experiment in ("norm_balance", "driven_sgd", "norm_growth", "step_decay", "schedules",
+                       "adam_batch_size"):
         assert experiment in by_experiment.index, experiment
     assert set(loaded.records.query("experiment == 'norm_balance'")["optimizer"]) == {
         "sgd", "sgdm", "adam", "adamw", "rmsprop", "adagrad", "kfac"}
@@ -169,7 +171,7 @@ def test_smoke_declares_every_bound_and_the_exact_ones_hold(smoke: tuple[Report,
     report, _ = smoke
     declared = {b.experiment for b in report.bounds}
     assert {"norm_balance", "driven_sgd", "equilibrium", "scaling", "product_only",
-            "norm_growth", "step_decay", "schedules"} <= declared
+            "norm_growth", "step_decay", "schedules", "adam_batch_size"} <= declared
     failed = [r for r in report.agreement() if r.bound.experiment in EXACT and not r.holds]
     assert not failed, failed
 

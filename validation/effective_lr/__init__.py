@@ -10,14 +10,15 @@ learning rate and weight decay matters (:mod:`.product_only`), the scaling law
 (:mod:`.scaling`), the approach rate (:mod:`.approach`). Without weight decay, the growth law
 (:mod:`.norm_growth`); through step decays (:mod:`.step_decay`) and decaying schedules with and
 without the corrected decay (:mod:`.schedules`); then the paper's first
-mechanism (:mod:`.mechanism_one`) and weight decay as an exponential learning-rate schedule
-(:mod:`.exponential_lr`). One module per experiment; :mod:`.runs` holds what they share and
+mechanism (:mod:`.mechanism_one`), weight decay as an exponential learning-rate schedule
+(:mod:`.exponential_lr`), and Adam's steps across batch sizes (:mod:`.adam_batch_size`). One module per experiment; :mod:`.runs` holds what they share and
 :mod:`.settled` the estimators over a settled window.
 """
 
 from __future__ import annotations
 
 from scalewise.validation.effective_lr import (
+    adam_batch_size,
     approach,
     driven_sgd,
     equilibrium,
@@ -40,7 +41,8 @@ EXPERIMENTS = (norm_balance.norm_balance, driven_sgd.driven_sgd, update_parts.up
                scaling.scaling, approach.approach, norm_growth.norm_growth,
                step_decay.step_decay, schedules.schedules,
                mechanism_one.weight_decay_placement, mechanism_one.norm_grafting,
-               mechanism_one.renormalization, exponential_lr.equivalence)
+               mechanism_one.renormalization, exponential_lr.equivalence,
+               adam_batch_size.adam_batch_size)
 """The experiments of the report, in its order."""
 
 
@@ -61,7 +63,8 @@ def build(settings: Settings) -> Report:
             "the growth without weight decay (001 Sec. 4.3) and the response to step decays "
             "(004 Fig. 3), norms under cosine and warmup-stable-decay schedules with and without the "
             "corrected decay; then weight decay's placement, norm grafting and renormalization "
-            "(004 Sec. 4.1) and weight decay as an exponential learning-rate schedule."),
+            "(004 Sec. 4.1), weight decay as an exponential learning-rate schedule, and Adam's "
+            "steps across batch sizes (001 Eq. 4)."),
     )
     for experiment in EXPERIMENTS:
         experiment(report, settings)
