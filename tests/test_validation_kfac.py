@@ -6,19 +6,21 @@ import json
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
 from scalewise import models
 from scalewise.validation import kfac
 from scalewise.validation.kfac import (
+    affine_invariance,
     effective_damping,
     gauss_newton_norm,
     normalized_update,
     rescaling_immunity,
     runs,
 )
-from scalewise.validation.report import RECORD_FIELDS, load
+from scalewise.validation.report import RECORD_FIELDS, Report, load, spread_steps
 from scalewise.validation.suite import Settings, Size
 
 pytestmark = pytest.mark.usefixtures("suite_ray")  # one Ray for the runs
@@ -46,7 +48,7 @@ def test_optimizer_changes_rejects_unknown(optimizer: str, mode: str) -> None:
 
 
 def test_each_experiment_declares_its_sizes(smoke_settings: Settings) -> None:
-    for module in (runs, gauss_newton_norm, rescaling_immunity):
+    for module in (runs, gauss_newton_norm, rescaling_immunity, affine_invariance):
         assert set(module.SCALES) == set(Size)
         assert smoke_settings.scale(module.SCALES) is module.SCALES[Size.SMOKE]
     reference = Settings(size=Size.REFERENCE)
@@ -125,6 +127,51 @@ def test_rescaling_changes_sgd_but_not_undamped_kfac(smoke_settings: Settings) -
     assert loss_gap("sgd", runs.DAMPING) > 1e-2
 
 
+def test_reparameterized_network_computes_the_same_function(smoke_settings: Settings) -> None:
+    width = smoke_settings.scale(runs.SCALES).bn_width
+    _, model, inputs, _ = runs.float64_setup(smoke_settings, "kfac-g", width=width,
+                                             damping=runs.DAMPING,
+                                             changes=affine_invariance.CHANGES)
+    assert model.training  # batch norm normalizes with the batch's statistics
+    linear = model.get_submodule(affine_invariance.LAYER).layer
+    assert linear.bias is None  # the batch-normalized layer: no bias to carry a shift
+    matrix = affine_invariance.linear_map(smoke_settings.seed, width)
+    singular = torch.linalg.svdvals(matrix)
+    assert float(singular[0] / singular[-1]) == pytest.approx(affine_invariance.CONDITION)
+    original = model(inputs).detach()
+    weight = linear.weight.detach().clone()
+    with pytest.raises(ValueError, match="no bias"):
+        affine_invariance.reparameterize(model, affine_invariance.LAYER, matrix,
+                                         torch.ones(width, dtype=torch.float64))
+    torch.testing.assert_close(linear.weight.detach(), weight, rtol=0, atol=0)  # untouched
+    mapped = affine_invariance.reparameterize(model, affine_invariance.LAYER, matrix,
+                                              matrix.new_zeros(width))
+    assert mapped.get_submodule("map").matrix is matrix and linear.bias is None
+    torch.testing.assert_close(linear.weight.detach(), weight @ torch.linalg.inv(matrix))
+    outputs = mapped(inputs).detach()
+    assert float((outputs - original).norm() / original.norm()) < 1e-12
+
+
+def test_affine_invariance_holds_for_undamped_kfac_only(smoke_settings: Settings) -> None:
+    report = Report("kfac", "smoke")
+    affine_invariance.affine_invariance(report, smoke_settings)
+    steps = smoke_settings.scale(affine_invariance.SCALES).steps
+    checkpoints = spread_steps(0, steps - 1, runs.CHECKPOINTS)
+    labels = [rescaling_immunity.immunity_label(o, d) for o, d in rescaling_immunity.IMMUNITY_RUNS]
+    assert [(r.experiment, r.optimizer, r.quantity) for r in report.records] == [
+        ("affine_invariance", name, f"loss@{k}") for name in labels for k in checkpoints]
+    [result] = report.agreement()
+    assert result.holds and result.count == len(checkpoints), result.value
+    curves = pd.concat(report.curves)
+    near_zero = curves[(curves["optimizer"] == labels[0]) & (curves["quantity"] == "loss")]
+    for _, run in near_zero.groupby("source"):  # both runs train
+        losses = run.sort_values("step")["value"].to_numpy()
+        assert np.isfinite(losses).all() and losses[-1] < losses[0] and losses.max() <= losses[0]
+    first = curves[(curves["quantity"] == "outputs_rel_difference") & (curves["step"] == 0)]
+    assert len(first) == len(labels) and (first["value"] < 1e-12).all()
+    assert len(report.sections) == 1 and len(report.sections[0].figures) == 1
+
+
 def test_smoke_build(smoke_settings: Settings, tmp_path) -> None:
     report = kfac.build(smoke_settings)
     folder = report.write(tmp_path / "kfac")
@@ -132,13 +179,13 @@ def test_smoke_build(smoke_settings: Settings, tmp_path) -> None:
     assert records and all(set(r) == set(RECORD_FIELDS) for r in records)
     experiments = {r["experiment"] for r in records}
     assert experiments == {"gauss_newton_norm", "effective_damping", "normalized_update",
-                           "rescaling_immunity"}
+                           "rescaling_immunity", "affine_invariance"}
     results = report.agreement()
     assert results and all(r.holds for r in results), [
         (r.bound.experiment, r.bound.quantity, r.value) for r in results if not r.holds]
     loaded = load(folder)
     figures = [f["file"] for s in loaded.index["sections"] for f in s["figures"]]
-    assert len(figures) == 6 and all((folder / f).exists() for f in figures)
+    assert len(figures) == 7 and all((folder / f).exists() for f in figures)
     assert set(loaded.curves["experiment"]) >= {"jacobian_norm_table", "curvature_traces"}
     assert loaded.index["runs"] and loaded.index["settings"]["size"] == "smoke"
 

@@ -17,6 +17,8 @@ order of :data:`EXPERIMENTS`:
   layers over training.
 - :mod:`.rescaling_immunity` (001 Sec. 5.2; 003 slides, invariance): one BN layer rescaled by
   ``c``; undamped K-FAC follows the same trajectory, damped K-FAC and SGD do not.
+- :mod:`.affine_invariance` (001 Sec. 3.2, Fig. 3; 003 slides, invariance): the input of a
+  hidden layer of the batch-normalized MLP mapped by a generic linear ``T a``; likewise.
 
 :mod:`.runs` holds what they share: the optimizers, the family and the BN runs.
 """
@@ -27,6 +29,7 @@ import json
 
 from scalewise import models
 from scalewise.validation.kfac import (
+    affine_invariance,
     curvature_traces,
     effective_damping,
     gauss_newton_norm,
@@ -41,7 +44,8 @@ from scalewise.validation.suite import Settings
 SUITE = "kfac"
 EXPERIMENTS = (gauss_newton_norm.gauss_newton_norm, jacobian_norm_table.jacobian_norm_table,
                effective_damping.effective_damping, normalized_update.normalized_update,
-               curvature_traces.curvature_traces, rescaling_immunity.rescaling_immunity)
+               curvature_traces.curvature_traces, rescaling_immunity.rescaling_immunity,
+               affine_invariance.affine_invariance)
 """The experiments of the report, in its order."""
 
 

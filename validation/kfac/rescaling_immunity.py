@@ -10,6 +10,7 @@ records -> a bound for the near-zero damping only -> text and figure.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,6 +32,8 @@ NEAR_ZERO_DAMPING = 1e-10
 RESCALE = 10.0  # the factor c of the rescaled BN layer
 LIMIT = 1e-2  # max relative loss difference, near-zero damping, rescaled BN layer
 IMMUNITY_RUNS = (("kfac-g", NEAR_ZERO_DAMPING), ("kfac-g", DAMPING), ("sgd", DAMPING))
+SOURCE = "rescaled"  # the curves' source of the rescaled runs
+Trajectory = dict[str, np.ndarray]  # "loss" (steps,), "outputs" (steps, batch, classes)
 
 
 @dataclass(frozen=True)
@@ -45,30 +48,44 @@ def rescaling_immunity(report: Report, settings: Settings) -> None:
     """001 Sec. 5.2, 003 (invariance): undamped K-FAC is immune to rescaling a BN layer; the
     damped K-FAC and SGD (effective LR times c^-2) are not."""
     steps = settings.scale(SCALES).steps
-    curves, rows = [], []
-    for optimizer, damping in IMMUNITY_RUNS:
-        name = immunity_label(optimizer, damping)
-        original = rescaled_trajectory(settings, optimizer, damping, 1.0, steps)
-        rescaled = rescaled_trajectory(settings, optimizer, damping, RESCALE, steps)
-        outputs = relative_difference(original["outputs"], rescaled["outputs"])
-        losses = np.abs(rescaled["loss"] - original["loss"]) / np.abs(original["loss"])
-        curves += trajectory_curves(name, original, rescaled, outputs)
-        report.add(*(record(EXPERIMENT, name, "", f"loss@{k}", predicted=original["loss"][k],
-                            measured=rescaled["loss"][k])
-                     for k in spread_steps(0, steps - 1, CHECKPOINTS)))
-        rows.append((name, float(losses.max()), float(outputs.max())))
-    frame = pd.concat(curves, ignore_index=True)
-    report.add_curves(frame)
+    frame, summary = paired_runs(report, EXPERIMENT, SOURCE, lambda optimizer, damping: tuple(
+        rescaled_trajectory(settings, optimizer, damping, factor, steps)
+        for factor in (1.0, RESCALE)), steps)
     report.bounds.append(Bound(
         EXPERIMENT, "loss", LIMIT, optimizer=immunity_label("kfac-g", NEAR_ZERO_DAMPING),
         description=f"undamped K-FAC: the BN layer rescaled by c = {RESCALE:g} leaves the "
                     "losses unchanged"))
-    summary = pd.DataFrame(rows, columns=["label", "loss", "outputs"]).set_index("label")
     section = report.section("Mechanism III: K-FAC's immunity to the implicit LR decay",
                              text(summary, steps))
-    section.figure("rescaling_immunity", figure(frame),
+    section.figure("rescaling_immunity",
+                   figure(frame, SOURCE, f"layer hidden1 rescaled by c = {RESCALE:g}"),
                    "Minibatch loss of the original (solid) and rescaled (dashed) runs, and the "
                    "relative difference of their outputs.")
+
+
+def paired_runs(
+    report: Report, experiment: str, source: str,
+    trajectories: Callable[[str, float], tuple[Trajectory, Trajectory]], steps: int,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Train each run of :data:`IMMUNITY_RUNS` as ``trajectories(optimizer, damping)`` gives
+    it, (original, transformed) over ``steps`` steps, and add to ``report`` the ``loss@k``
+    records at spread steps (predicted: the original run, measured: the transformed one,
+    named ``source`` in the curves) and the curves; return the curves and the summary (label
+    -> max relative difference of the losses, ``loss``, and of the outputs, ``outputs``)."""
+    curves, rows = [], []
+    for optimizer, damping in IMMUNITY_RUNS:
+        name = immunity_label(optimizer, damping)
+        original, transformed = trajectories(optimizer, damping)
+        outputs = relative_difference(original["outputs"], transformed["outputs"])
+        losses = np.abs(transformed["loss"] - original["loss"]) / np.abs(original["loss"])
+        curves += trajectory_curves(experiment, name, source, original, transformed, outputs)
+        report.add(*(record(experiment, name, "", f"loss@{k}", predicted=original["loss"][k],
+                            measured=transformed["loss"][k])
+                     for k in spread_steps(0, steps - 1, CHECKPOINTS)))
+        rows.append((name, float(losses.max()), float(outputs.max())))
+    frame = pd.concat(curves, ignore_index=True)
+    report.add_curves(frame)
+    return frame, pd.DataFrame(rows, columns=["label", "loss", "outputs"]).set_index("label")
 
 
 def immunity_label(optimizer: str, damping: float) -> str:
@@ -77,16 +94,22 @@ def immunity_label(optimizer: str, damping: float) -> str:
 
 
 def rescaled_trajectory(settings: Settings, optimizer: str, damping: float, factor: float,
-                        steps: int) -> dict[str, np.ndarray]:
+                        steps: int) -> Trajectory:
     """Train the float64 batch-normalized MLP with the first hidden layer's weights multiplied
-    by ``factor`` at initialization, on the batches and sampled ``Dz`` of ``settings.seed``;
-    per step the minibatch ``loss`` (steps,) and ``outputs`` (steps, batch, classes), both
-    before the step's update."""
+    by ``factor`` at initialization (:func:`trajectory`)."""
     config, model, inputs, targets = float64_setup(
         settings, optimizer, width=settings.scale(runs.SCALES).bn_width, damping=damping,
         changes={"optimizer.kfac.inverse_interval": 1})
     with torch.no_grad():
         scale_invariant_params(model)[0].param.mul_(factor)
+    return trajectory(config, model, inputs, targets, steps)
+
+
+def trajectory(config: models.TrainConfig, model: torch.nn.Module, inputs: torch.Tensor,
+               targets: torch.Tensor, steps: int) -> Trajectory:
+    """Train ``model`` with ``config.optimizer`` for ``steps`` steps on the batches of
+    ``(inputs, targets)`` and the sampled ``Dz`` of ``config.seed``; per step the minibatch
+    ``loss`` (steps,) and ``outputs`` (steps, batch, classes), both before the step's update."""
     opt = models.build_optimizer(model, config.optimizer)
     sampler = BatchSampler(len(targets), config.data.batch_size, seed=config.seed)
     generator = torch.Generator().manual_seed(config.seed)
@@ -108,14 +131,14 @@ def relative_difference(reference: np.ndarray, other: np.ndarray) -> np.ndarray:
             / np.sqrt((reference**2).sum(axis=axes)))
 
 
-def trajectory_curves(name: str, original: dict[str, np.ndarray],
-                      rescaled: dict[str, np.ndarray], outputs: np.ndarray) -> list[pd.DataFrame]:
-    """Both losses and the outputs' relative difference per step (what a step logs is measured
-    before its update)."""
+def trajectory_curves(experiment: str, name: str, source: str, original: Trajectory,
+                      transformed: Trajectory, outputs: np.ndarray) -> list[pd.DataFrame]:
+    """Both losses (the transformed run's under ``source``) and the outputs' relative
+    difference per step (what a step logs is measured before its update)."""
     step_axis = np.arange(len(outputs))
-    return [*(curve_frame(EXPERIMENT, name, "", "loss", source, step_axis, run["loss"])
-              for source, run in (("original", original), ("rescaled", rescaled))),
-            curve_frame(EXPERIMENT, name, "", "outputs_rel_difference", "measured", step_axis,
+    return [*(curve_frame(experiment, name, "", "loss", label, step_axis, run["loss"])
+              for label, run in (("original", original), (source, transformed))),
+            curve_frame(experiment, name, "", "outputs_rel_difference", "measured", step_axis,
                         outputs)]
 
 
@@ -150,20 +173,21 @@ def text(summary: pd.DataFrame, steps: int) -> str:
         "theory predicts a difference, and the table says how large it is.")
 
 
-def figure(frame: pd.DataFrame) -> Figure:
+def figure(frame: pd.DataFrame, source: str, title: str) -> Figure:
+    """Per run the losses of the original (solid) and ``source`` (dashed) networks under
+    ``title``, and the relative difference of their outputs."""
     fig = Figure(figsize=(11, 4))
     left, right = fig.subplots(1, 2)
     for i, (name, group) in enumerate(frame.groupby("optimizer", sort=False)):
-        for source, style in (("original", "-"), ("rescaled", "--")):
-            curve = group[(group["quantity"] == "loss") & (group["source"] == source)]
+        for label, style in (("original", "-"), (source, "--")):
+            curve = group[(group["quantity"] == "loss") & (group["source"] == label)]
             left.plot(curve["step"], curve["value"], style, color=f"C{i}",
-                      label=f"{name}, {source}")
+                      label=f"{name}, {label}")
         outputs = group[group["quantity"] == "outputs_rel_difference"]
         right.plot(outputs["step"], outputs["value"], color=f"C{i}", label=name)
-    left.set(xlabel="step", ylabel="minibatch loss", yscale="log",
-             title=f"layer hidden1 rescaled by c = {RESCALE:g}")
+    left.set(xlabel="step", ylabel="minibatch loss", yscale="log", title=title)
     right.set(xlabel="step", ylabel="relative difference of the outputs", yscale="log",
-              title="rescaled against original run")
+              title=f"{source} against original run")
     left.legend(fontsize=7)
     right.legend(fontsize=7)
     return fig
