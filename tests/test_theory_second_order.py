@@ -9,17 +9,11 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 import torch
+from test_theory_kfac import assert_close
 from torch import nn
 
 from scalewise.models.kfac import KFAC
 from scalewise.theory.second_order import conjugate_gradient, factor_ema_weights_at
-
-RTOL, ATOL = 1e-10, 1e-12
-
-
-def assert_close(actual, expected, rtol: float = RTOL, atol: float = ATOL) -> None:
-    """``np.testing.assert_allclose``, which prints the mismatching entries."""
-    np.testing.assert_allclose(actual, expected, rtol=rtol, atol=atol)
 
 
 @dataclass(frozen=True)

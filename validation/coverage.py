@@ -112,11 +112,16 @@ ITEMS: tuple[Item, ...] = (
     _eq(1, r"the true Fisher $F = E[\mathcal{D}w\,\mathcal{D}w^\top]$, targets sampled from "
         "the model"),
     _eq(2, r"the empirical Fisher is the gradients' covariance plus $\nabla J\nabla J^\top$"),
-    _eq(3, "the update preconditioned by $F_{emp}^{-1}$"),
+    _eq(3, "the update preconditioned by $F_{emp}^{-1}$",
+        simulated=("sim.preconditioned_paths.preconditioned_paths",)),
     _eq(4, r"the batch empirical Fisher is $\mathrm{Cov}/\vert B\vert + \nabla J\nabla "
-        r"J^\top$"),
+        r"J^\top$",
+        measured=(Measured(EFFECTIVE_LR, "adam_batch_size", "second_moment"),
+                  Measured(EFFECTIVE_LR, "adam_batch_size", "step_norm"))),
     _eq(5, r"the K-FAC block $\hat G_{\ell\ell} = A_{\ell-1}\otimes S_\ell$"),
-    _eq(6, "a layer of an MLP (a definition)"),
+    _eq(6, "a layer of an MLP (a definition)",
+        proved_by=("gradient_structure_relu", "kfac_block_exact_linear"),
+        note="A definition: the identities listed are stated for it and hold exactly."),
     _eq(7, r"activations standardized by $\Sigma^{-1/2}(a - m)$"),
     _eq(8, "the reparameterized layer computes the same preactivations",
         measured=(Measured(ICS, "quasi-diagonal", "loss", "quasi-diagonal"),)),
@@ -126,9 +131,13 @@ ITEMS: tuple[Item, ...] = (
         measured=(Measured(ICS, "outlier", "gn_top_eigenvalue", "quasi-diagonal"),)),
     _eq(11, r"batch normalization $(X - 1\mu^\top)\oslash 1\sigma^\top$"),
     _eq(12, r"backprop along BN's direct path divides by $\sigma$"),
-    _eq(13, r"batch centering $R - 1\mu(R)^\top$ (a definition)"),
+    _eq(13, r"batch centering $R - 1\mu(R)^\top$ (a definition)",
+        proved_by=("bc_backprop_direct_minus_statistics_path", "bc_backprop_centers_gradients"),
+        note="A definition: the identities listed are stated for it and hold exactly."),
     _eq(14, "backprop through batch centering: direct path minus statistics path"),
-    _eq(15, "homogeneity of degree $k$ (a definition)"),
+    _eq(15, "homogeneity of degree $k$ (a definition)",
+        proved_by=("euler_homogeneous_function", "gradient_homogeneous_degree_k_minus_1"),
+        note="A definition: the identities listed are stated for it and hold exactly."),
     _eq(16, r"Euler's theorem $x^\top\nabla g = k g$"),
     _eq(17, "the gradient is homogeneous of degree $k-1$"),
     _eq(18, r"$\nabla J(\gamma w) = \nabla J(w)/\gamma$ for a scale-invariant cost",
@@ -157,11 +166,22 @@ ITEMS: tuple[Item, ...] = (
         simulated=("sim.recurrence.effective_damping",),
         measured=(Measured(KFAC, "effective_damping", "effective_damping"),)),
     _eq(27, r"weight decay with a preconditioner $C$ is a $\Vert w\Vert_C^2$ penalty"),
-    _fig("001", 1, "the matrices of the course and how they relate (a diagram)"),
+    _fig("001", 1, "the matrices of the course and how they relate (a diagram)",
+         proved_by=("softmax_fisher_is_gauss_newton", "empirical_fisher_decomposition",
+                    "kfac_block_kronecker_order"),
+         note="The relations the notes' text states between the matrices the diagram "
+              "draws: the Fisher is the Gauss-Newton matrix (Eq. 1), the empirical Fisher "
+              "is the gradients' covariance plus the mean's outer product (Eq. 2), K-FAC's "
+              "block is a Kronecker product (Eq. 5)."),
     _fig("001", 2, "optimization paths of GD, natural GD and $F_{emp}$-preconditioned GD on "
-         "least squares (Kunstner et al. 2019)"),
+         "least squares (Kunstner et al. 2019)",
+         simulated=("sim.preconditioned_paths.preconditioned_paths",
+                    "figures.notes.empirical_fisher_paths")),
     _fig("001", 3, "undamped K-FAC is invariant to affine reparameterizations of the "
-         "activations; SGD is not"),
+         "activations; SGD is not",
+         proved_by=("kfac_statistics_affine_reparameterization",
+                    "kfac_undamped_affine_invariant"),
+         measured=(Measured(KFAC, "affine_invariance", "loss"),)),
     _fig("001", 4, "BN's computation graph: a direct path and a statistics path"),
     _fig("001", 5, "the gradient of a scale-invariant cost is tangent to the sphere and scales "
          r"as $1/\Vert w\Vert$, so the norm grows",
@@ -317,7 +337,8 @@ ITEMS: tuple[Item, ...] = (
     _slide("003", "Computation: Hessian-Free Optimization",
            "conjugate gradient on the quadratic model with exact curvature-vector products"),
     _slide("003", "Pullback Sampling Trick",
-           "pseudo-gradients pulled back by a JVP have covariance $G$"),
+           "pseudo-gradients pulled back by backprop (a VJP; the slide says JVP) have "
+           "covariance $G$"),
     _slide("003", "K-FAC: Kronecker Product",
            r"vec of a product, mixed product, transpose, inverse, eigenpairs of $A\otimes B$"),
     _slide("003", "K-FAC: Modeling the Pseudo-Gradients",
@@ -329,7 +350,8 @@ ITEMS: tuple[Item, ...] = (
            r"$(A\otimes S)^{-1}\mathrm{vec}(V) = \mathrm{vec}(S^{-1}VA^{-1})$"),
     _slide("003", "K-FAC: Estimating the Covariance Matrices",
            "the factors are estimated by exponential moving averages",
-           note="`models.kfac` implements it; no identity, simulation or record."),
+           note="`models.kfac` implements it; `tests/test_theory_second_order.py` checks its "
+                "factors against the identity's weights."),
 )
 """Every row of ``docs/coverage.md``, in page order."""
 
