@@ -27,6 +27,7 @@ import sympy as sp
 
 from scalewise import checks
 from scalewise.theory.identity import identity, slip
+from scalewise.theory.symbolic import lower_triangular, weighted_sum
 
 beta, beta1, beta2, t = sp.symbols("beta beta_1 beta_2 t", positive=True)
 alpha, mu, sigma, batch = sp.symbols("alpha mu sigma B", positive=True)
@@ -250,17 +251,12 @@ def _discrete_gradient_law(dim: int) -> tuple[list[sp.Matrix], list[sp.Expr]]:
     return points, free + [1 - sum(free)]
 
 
-def _expect(values: list[sp.Matrix], probabilities: list[sp.Expr]) -> sp.Matrix:
-    """Expectation of matrix-valued ``values`` under the discrete law ``probabilities``."""
-    return sum((p * v for v, p in zip(values, probabilities)), start=sp.zeros(*values[0].shape))
-
-
 def _fisher_sides(dim: int) -> tuple[sp.Matrix, sp.Matrix, sp.Matrix]:
     """``E[g g^T]``, ``Cov(g)`` and ``E[g] E[g]^T`` of the discrete law."""
     points, probabilities = _discrete_gradient_law(dim)
-    mean = _expect(points, probabilities)
-    second = _expect([g * g.T for g in points], probabilities)
-    covariance = _expect([(g - mean) * (g - mean).T for g in points], probabilities)
+    mean = weighted_sum(points, probabilities)
+    second = weighted_sum([g * g.T for g in points], probabilities)
+    covariance = weighted_sum([(g - mean) * (g - mean).T for g in points], probabilities)
     return second, covariance, mean * mean.T
 
 
@@ -288,7 +284,7 @@ def _batch_fisher(size: int) -> tuple[sp.Matrix, sp.Matrix, sp.Matrix]:
     ``size`` iid per-example gradients ``g_b = mean + L z_b`` (``Cov = L L^T``, any law with
     these two moments)."""
     mean = sp.Matrix(sp.symbols(f"mu1:{_DIM + 1}", real=True))
-    factor = sp.Matrix(_DIM, _DIM, lambda i, j: sp.Symbol(f"L{i + 1}{j + 1}") if j <= i else 0)
+    factor = lower_triangular("L", _DIM)
     noise = [sp.Matrix(sp.symbols(f"z{b}_1:{_DIM + 1}")) for b in range(size)]
     flat = [z for zb in noise for z in zb]
     batch_mean = sum((mean + factor * zb for zb in noise), start=sp.zeros(_DIM, 1)) / size

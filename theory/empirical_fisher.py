@@ -31,18 +31,20 @@ import sympy as sp
 
 from scalewise.theory.adaptive import standardized_expectation
 from scalewise.theory.identity import identity, unpack
-from scalewise.theory.symbolic import gradient, inverse, matrix, rational_numerator, vector
+from scalewise.theory.symbolic import (
+    gradient,
+    inverse,
+    matrix,
+    mean_outer_product,
+    rational_numerator,
+    vector,
+)
 
 DIM = 2
 """Number of parameters in the checks (the slope and intercept of 001 Fig. 2's regression)."""
 
 c = sp.Symbol("c", positive=True)
 sigma = sp.Symbol("sigma", positive=True)
-
-
-def empirical_fisher(gradients: sp.Matrix) -> sp.Matrix:
-    """``(1/N) sum_i g_i g_i^T`` for per-example gradients ``g_i``, the rows of ``gradients``."""
-    return gradients.T * gradients / gradients.rows
 
 
 def mean_gradient(gradients: sp.Matrix) -> sp.Matrix:
@@ -60,12 +62,12 @@ def sqrt_2x2(square: sp.Matrix) -> sp.Matrix:
 
 def _step(gradients: sp.Matrix) -> sp.Matrix:
     """``F_emp^{-1} grad J``, the step of 001 Eq. (3) without its sign."""
-    return inverse(empirical_fisher(gradients)) * mean_gradient(gradients)
+    return inverse(mean_outer_product(gradients)) * mean_gradient(gradients)
 
 
 def _sqrt_step(gradients: sp.Matrix) -> sp.Matrix:
     """``F_emp^{-1/2} grad J`` with the exact square root."""
-    return inverse(sqrt_2x2(empirical_fisher(gradients))) * mean_gradient(gradients)
+    return inverse(sqrt_2x2(mean_outer_product(gradients))) * mean_gradient(gradients)
 
 
 @cache
@@ -96,7 +98,7 @@ def _sqrt_case(examples: int) -> tuple[sp.Matrix, ...]:
     """``(S^2, F_emp^{-1/2}(c g) grad J(c g), F_emp, F_emp^{-1/2}(g) grad J(g))``,
     ``S = sqrt_2x2(F_emp)``."""
     gradients = _per_example_gradients(examples)
-    fisher = empirical_fisher(gradients)
+    fisher = mean_outer_product(gradients)
     return sqrt_2x2(fisher) ** 2, _sqrt_step(c * gradients), fisher, _sqrt_step(gradients)
 
 
@@ -141,7 +143,7 @@ def _least_squares_case(examples: int) -> tuple[sp.Matrix, ...]:
                  sp.zeros(DIM, DIM)) / examples
     cost = sum(loss(i).subs(target, targets[i]) for i in range(examples)) / examples
     data_grads = sp.Matrix.vstack(*(g.T for g in data))
-    return (fisher, sp.hessian(cost, list(w)), empirical_fisher(data_grads), gradient(cost, w),
+    return (fisher, sp.hessian(cost, list(w)), mean_outer_product(data_grads), gradient(cost, w),
             w, features, targets)
 
 

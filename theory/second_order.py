@@ -36,10 +36,13 @@ from scalewise.theory.identity import identity, slip, unpack
 from scalewise.theory.symbolic import (
     gradient,
     inverse,
+    lower_triangular,
     matrix,
+    mean_outer_product,
     rational_numerator,
     symmetric,
     vector,
+    weighted_sum,
 )
 
 lam_fsd, lam_wsd = sp.symbols("lambda_FSD lambda_WSD", positive=True)
@@ -197,12 +200,6 @@ _INPUTS = 2
 """Inputs of the finite data distribution in the pullback check (uniform)."""
 
 
-def _lower_triangular(name: str, n: int) -> sp.Matrix:
-    """Generic lower-triangular ``n x n``: a Cholesky factor, ``L L^T`` any SPD matrix."""
-    return sp.Matrix(n, n, lambda i, j: sp.Symbol(f"{name}_{i + 1}{j + 1}", real=True)
-                     if j <= i else 0)
-
-
 @cache
 def _pullback_case(n: int) -> tuple[sp.ImmutableMatrix, ...]:
     """``(Cov(Dw), E_x[J^T G_z J], E_x[J^T J])``: ``x`` uniform over two inputs with Jacobians
@@ -211,7 +208,7 @@ def _pullback_case(n: int) -> tuple[sp.ImmutableMatrix, ...]:
     weights, noise = vector("w", n), list(sp.symbols(f"z1:{_OUTPUTS + 1}"))
     mean, second, pulled, plain = (sp.zeros(n, 1), sp.zeros(n, n), sp.zeros(n, n), sp.zeros(n, n))
     for x in range(1, _INPUTS + 1):
-        jac, factor = matrix(f"J{x}", _OUTPUTS, n), _lower_triangular(f"L{x}", _OUTPUTS)
+        jac, factor = matrix(f"J{x}", _OUTPUTS, n), lower_triangular(f"L{x}", _OUTPUTS)
         outputs = vector(f"f{x}_", _OUTPUTS) + jac * weights  # f(x, w) near w = 0
         sampled = factor * sp.Matrix(noise)  # Dz, covariance L L^T
         pseudo = gradient(sampled.dot(outputs), weights)
@@ -322,11 +319,6 @@ def factor_ema_weights_at(updates: int, value: float) -> np.ndarray:
     return np.array([float(w.subs(decay, value)) for w in factor_ema_weights(updates)])
 
 
-def _batch_second_moment(batch: sp.Matrix) -> sp.Matrix:
-    """``Y^T Y / B`` for a batch ``Y (B x n)`` of activations as rows."""
-    return batch.T * batch / batch.rows
-
-
 def _running_average(estimates: Sequence[sp.Matrix]) -> sp.Matrix:
     """``A <- eta A + (1 - eta) A_batch`` over ``estimates``, started from the first one."""
     average = estimates[0]
@@ -340,11 +332,7 @@ def _ema_case(updates: int) -> tuple[tuple[sp.Matrix, ...], sp.Matrix]:
     """Batch estimates ``Y_i^T Y_i / B`` for generic batches ``Y_i (B x n)``, and a fixed
     symmetric ``A``."""
     batches = [matrix(f"Y{i}", _BATCH, _FEATURES) for i in range(1, updates + 1)]
-    return tuple(_batch_second_moment(y) for y in batches), symmetric("A", _FEATURES)
-
-
-def _weighted(estimates: Sequence[sp.Matrix], weights: Sequence[sp.Expr]) -> sp.Matrix:
-    return sum((w * e for w, e in zip(weights, estimates)), sp.zeros(*estimates[0].shape))
+    return tuple(mean_outer_product(y) for y in batches), symmetric("A", _FEATURES)
 
 
 identity(
@@ -360,9 +348,9 @@ identity(
     claim=unpack(_ema_case, lambda estimates, fixed: (
         _running_average(estimates), _running_average([fixed] * len(estimates)))),
     expected=unpack(_ema_case, lambda estimates, fixed: (
-        _weighted(estimates, factor_ema_weights(len(estimates))), fixed)),
+        weighted_sum(estimates, factor_ema_weights(len(estimates))), fixed)),
     control=unpack(_ema_case, lambda estimates, fixed: (
-        _weighted(estimates, [(1 - decay) * decay ** (len(estimates) - i)
+        weighted_sum(estimates, [(1 - decay) * decay ** (len(estimates) - i)
                               for i in range(1, len(estimates) + 1)]),
         ema_of_constant(decay, 1).subs(k, len(estimates)) * fixed)),
     sizes=(1, 2, 3, 4),

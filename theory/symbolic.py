@@ -37,6 +37,26 @@ def symmetric(name: str, n: int) -> sp.Matrix:
     )
 
 
+def lower_triangular(name: str, n: int) -> sp.Matrix:
+    """Generic lower-triangular ``n x n`` of real symbols ``name_{ij}``, ``i >= j``: a Cholesky
+    factor, so ``L L^T`` is any symmetric positive semi-definite matrix."""
+    checks.integer("n", n, 1)
+    return sp.Matrix(n, n, lambda i, j: sp.Symbol(f"{name}_{i + 1}{j + 1}", real=True)
+                     if j <= i else 0)
+
+
+def mean_outer_product(rows: sp.MatrixBase) -> sp.Matrix:
+    """``(1/N) sum_i r_i r_i^T`` over the ``N`` rows ``r_i`` of ``rows``: an empirical Fisher of
+    per-example gradients, a K-FAC factor's batch estimate of activations."""
+    return rows.T * rows / rows.rows
+
+
+def weighted_sum(values: list[sp.MatrixBase], weights: list[sp.Expr]) -> sp.Matrix:
+    """``sum_i weights_i values_i`` of equally shaped matrices (an expectation under a discrete
+    law, a moving average's closed form)."""
+    return sum((w * v for v, w in zip(values, weights)), start=sp.zeros(*values[0].shape))
+
+
 def vec(m: sp.MatrixBase) -> sp.Matrix:
     """Column-stacking vectorization: the ``(p q) x 1`` column of the columns of ``m``."""
     return sp.Matrix(m).vec()

@@ -39,6 +39,7 @@ from typing import Any
 from scalewise.theory.catalogue import SEEDS
 from scalewise.theory.identity import IDENTITIES
 from scalewise.validation import SUITES
+from scalewise.validation.markdown import counted
 
 KINDS = ("Eq.", "Fig.", "Table", "Lemma", "Theorem", "slide")
 """The kinds of place a row stands for; a slide is named by its title."""
@@ -464,8 +465,7 @@ def agreement(measured: Measured) -> Agreement:
 def _agreement_text(found: Agreement) -> str:
     m = found.measured
     who = f" ({m.optimizer})" if m.optimizer else ""
-    records = f"{found.records} record" + ("" if found.records == 1 else "s")
-    text = (f"{m.suite}: {m.experiment} / {m.quantity}{who}: {records}, "
+    text = (f"{m.suite}: {m.experiment} / {m.quantity}{who}: {counted(found.records, 'record')}, "
             f"largest rel. error {found.largest_error:.2g}")
     if found.bounds:
         text += f"; bounds held {found.bounds_held} of {found.bounds}"

@@ -63,3 +63,12 @@ def interval_cell(i: object, digits: int = 3) -> str:
 def listing(values: Mapping[str, object], number: str = "{:.3g}") -> str:
     """``"name: value, ..."`` of ``values``, each value formatted by ``number``."""
     return ", ".join(f"{name}: {number.format(value)}" for name, value in values.items())
+
+
+def counted(n: int, noun: str) -> str:
+    """``n`` and ``noun``, plural unless ``n`` is 1.
+
+    >>> counted(1, "seed"), counted(5, "seed")
+    ('1 seed', '5 seeds')
+    """
+    return f"{n} {noun}" + ("" if n == 1 else "s")

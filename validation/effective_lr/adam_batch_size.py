@@ -43,7 +43,7 @@ from scalewise import models
 from scalewise.theory.adaptive import ADAM_BATCH_STEP, BATCH_SECOND_MOMENT, alpha, batch, mu, sigma
 from scalewise.validation.effective_lr.runs import seeds
 from scalewise.validation.estimators import Interval, interval
-from scalewise.validation.markdown import interval_cell, markdown_table
+from scalewise.validation.markdown import counted, interval_cell, markdown_table
 from scalewise.validation.report import Bound, Report, record
 from scalewise.validation.suite import Settings, Size
 
@@ -194,7 +194,7 @@ def _text(rows: pd.DataFrame) -> str:
     direction = "larger" if growth > 1 else "smaller"
     rising = bool(np.all(np.diff(means["step_norm"].to_numpy()) > 0))
     return "\n".join([
-        f"Weights held at each seed's initialization ({_count(rows['seed'].nunique(), 'seed')}); "
+        f"Weights held at each seed's initialization ({counted(rows['seed'].nunique(), 'seed')}); "
         f"{len(BATCH_SIZES)} batch sizes drawn with replacement; Adam with betas {BETAS}. "
         "Theory's values use each coordinate's mean and variance of the per-example "
         "gradients over the training set. Mean over seeds, measured / theory with 95% "
@@ -204,10 +204,6 @@ def _text(rows: pd.DataFrame) -> str:
         + ("rising at every batch size." if rising else "not rising at every batch size.")
         + " SGD's expected step, the mean gradient times the learning rate, does not depend "
         "on the batch size: the growth is Adam's division by the root of the second moment."])
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
 def _figure(rows: pd.DataFrame) -> Figure:
