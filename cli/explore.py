@@ -8,7 +8,7 @@ stack: about 0.8 s, on the K-FAC page). Streamlit runs every page's script in th
 what is imported here before the server starts is imported once for every page and session;
 the explorer's own modules (``explorer/``, whose caches need Streamlit's runtime) are left to
 the pages. Run it from the repository root, where Streamlit reads ``.streamlit/config.toml``
-(the viewer's toolbar), as ``streamlit run app.py`` does.
+(the viewer's toolbar, no file watcher), as ``streamlit run app.py`` does.
 """
 
 from __future__ import annotations

@@ -53,6 +53,22 @@ def test_the_warm_up_leaves_the_pages_nothing_of_scalewise_to_import() -> None:
     assert done.stdout.strip().splitlines()[-1] == "[]", done.stdout
 
 
+def test_the_explorer_is_served_without_a_file_watcher_and_with_the_viewer_toolbar() -> None:
+    """Streamlit, started from the repository root as both commands are, reads
+    ``.streamlit/config.toml``: no file watcher (it walks the checkout and re-reads every
+    imported module's path after each script run, on the server's event loop) and the viewer's
+    toolbar."""
+    code = ("from streamlit import config\n"
+            "print(config.get_option('server.fileWatcherType'), "
+            "config.get_option('client.toolbarMode'))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, cwd=ROOT,
+                          env={k: v for k, v in os.environ.items()
+                               if not k.startswith("STREAMLIT_")})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["none", "viewer"], done.stdout
+
+
 def test_it_serves_the_explorer_on_the_port_and_address_given(tmp_path: Path) -> None:
     port = free_port()
     env = {**os.environ, STORE_ENV: str(tmp_path / "runs.sqlite")}
