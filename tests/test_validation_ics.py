@@ -18,7 +18,14 @@ from scalewise.models.grafting import AdaGraft
 from scalewise.models.store import RunStatus, RunStore
 from scalewise.theory import kronecker
 from scalewise.validation import Size, ics
-from scalewise.validation.ics import curvature, grafting, knock_out, outlier_eigenvalues, runs
+from scalewise.validation.ics import (
+    curvature,
+    dead_units,
+    grafting,
+    knock_out,
+    outlier_eigenvalues,
+    runs,
+)
 from scalewise.validation.ics import quasi_diagonal as qd
 from scalewise.validation.report import RECORD_FIELDS
 from scalewise.validation.suite import Settings
@@ -121,6 +128,35 @@ def test_grafted_step_check_holds_on_adagraft_and_fails_on_a_direction_step() ->
     assert not np.allclose(control["grafted_norm"], control["magnitude_norm"], rtol=1e-3)
 
 
+def test_relu_inputs_positive_counts_the_examples_each_unit_fires_on() -> None:
+    """Hand-set weights: unit 0 fires on the examples with a positive first input, unit 1 on
+    none (bias far below 0: dead), unit 2 on all; the second ReLU's units follow."""
+    first = torch.nn.Linear(2, 3)
+    second = torch.nn.Linear(3, 2)
+    with torch.no_grad():
+        first.weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.0, 0.0]]))
+        first.bias.copy_(torch.tensor([0.0, -100.0, 1.0]))
+        second.weight.copy_(torch.tensor([[0.0, 0.0, 1.0], [0.0, 0.0, -1.0]]))
+        second.bias.zero_()
+    model = torch.nn.Sequential(first, torch.nn.ReLU(), second, torch.nn.ReLU()).train()
+    inputs = torch.tensor([[1.0, 2.0], [-1.0, 3.0], [2.0, -5.0], [0.0, 0.0]])
+    counts = dead_units.relu_inputs_positive(model, inputs)
+    assert [c.tolist() for c in counts] == [[2, 0, 4], [4, 0]]
+    assert model.training  # the mode it had is restored
+    assert all(not m._forward_pre_hooks for m in model.modules())
+
+
+def test_dead_unit_records_leave_diverged_runs_out_and_the_bound_needs_zero() -> None:
+    found = {("bn", 0.1): [0.0, 0.0], ("none", 0.1): [0.25, math.nan]}
+    records = dead_units.records(found)
+    assert [(r.optimizer, r.layer, r.measured) for r in records] == [
+        ("sgd+bn", "lr0.1 seed0", 0.0), ("sgd+bn", "lr0.1 seed1", 0.0),
+        ("sgd+none", "lr0.1 seed0", 0.25)]
+    assert dead_units.BOUND.check(records).holds
+    one_dead = dead_units.records({("bn", 0.1): [0.0, 1 / 64]})
+    assert not dead_units.BOUND.check(one_dead).holds
+
+
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[object, object, Settings]]:
     """The smoke build and its written folder. Module scope sets up before the per-test
@@ -142,10 +178,10 @@ def test_smoke_build_writes_records_with_the_schema(smoke) -> None:
     records = json.loads((folder / "report.json").read_text())
     assert records and all(tuple(r) == RECORD_FIELDS for r in records)
     experiments = {r["experiment"] for r in records}
-    assert experiments == {"outlier", "knock-out", "quasi-diagonal", "grafting"}
+    assert experiments == {"outlier", "dead_units", "knock-out", "quasi-diagonal", "grafting"}
     assert all(r["optimizer"] and isinstance(r["predicted"], float) for r in records)
     index = json.loads((folder / "index.json").read_text())
-    assert len(index["sections"]) == 4 and index["settings"]["size"] == "smoke"
+    assert len(index["sections"]) == 5 and index["settings"]["size"] == "smoke"
     for section in index["sections"]:
         for figure in section["figures"]:
             assert (folder / figure["file"]).stat().st_size > 0
@@ -154,7 +190,8 @@ def test_smoke_build_writes_records_with_the_schema(smoke) -> None:
 def test_smoke_build_meets_every_bound(smoke) -> None:
     report, _, _ = smoke
     results = report.agreement()
-    assert {r.bound.experiment for r in results} == {"outlier", "quasi-diagonal", "grafting"}
+    assert {r.bound.experiment for r in results} == {"outlier", "dead_units", "quasi-diagonal",
+                                                      "grafting"}
     failing = [(r.bound.experiment, r.bound.optimizer, r.bound.quantity, r.value)
                for r in results if not r.holds]
     assert not failing
@@ -169,6 +206,8 @@ def test_smoke_runs_are_stored_trained_by_models_and_reused(smoke) -> None:
         assert all(store[run_id].config.precision is models.Precision.FLOAT64
                    for run_id in stored["id"])
     expected = (1 + len(knock_out.VARIANTS) * scale.seeds
+                + len(dead_units.NORMS) * len(dead_units.LEARNING_RATES)
+                * settings.scale(dead_units.SCALES).seeds
                 + len(qd.PRECONDITIONERS) * (settings.scale(qd.SCALES).lr_grid + 1)
                 + len(grafting.GRAFT_RUNS))
     assert len(stored) == expected

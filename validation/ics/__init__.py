@@ -6,6 +6,8 @@ quasi-diagonal preconditioning and AdaGraft (001 Sec. 3-4; 000 slides 'Normaliza
   Gauss-Newton block of a tiny network against :mod:`theory.kronecker`, and its disappearance
   with batch centering, BN in the next layer and the quasi-diagonal reparameterization (001
   Sec. 3, 3.1, 4.2); the factor ``A`` of a real layer;
+- :mod:`.dead_units`: dead ReLU units after training with batch norm and without, over
+  learning rates (001 Sec. 4.1);
 - :mod:`.knock_out`: a random per-batch affine transform after BN vs plain BN vs none, and BN
   before vs after the ReLU (001 Sec. 4.2);
 - :mod:`.quasi_diagonal`: :class:`models.quasi_diagonal.QuasiDiagonal` vs SGD vs a diagonal
@@ -18,11 +20,17 @@ curvature are in :mod:`.curvature` and :mod:`.covariate_shift`.
 
 from __future__ import annotations
 
-from scalewise.validation.ics import grafting, knock_out, outlier_eigenvalues, quasi_diagonal
+from scalewise.validation.ics import (
+    dead_units,
+    grafting,
+    knock_out,
+    outlier_eigenvalues,
+    quasi_diagonal,
+)
 from scalewise.validation.report import Report
 from scalewise.validation.suite import Settings
 
-EXPERIMENTS = (outlier_eigenvalues.outlier_eigenvalues, knock_out.knock_out,
+EXPERIMENTS = (outlier_eigenvalues.outlier_eigenvalues, dead_units.dead_units, knock_out.knock_out,
                quasi_diagonal.quasi_diagonal, grafting.grafting)
 """The experiments of the report, in its order."""
 
