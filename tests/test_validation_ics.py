@@ -128,33 +128,42 @@ def test_grafted_step_check_holds_on_adagraft_and_fails_on_a_direction_step() ->
     assert not np.allclose(control["grafted_norm"], control["magnitude_norm"], rtol=1e-3)
 
 
-def test_relu_inputs_positive_counts_the_examples_each_unit_fires_on() -> None:
+def test_positive_counts_counts_the_examples_each_unit_fires_on() -> None:
     """Hand-set weights: unit 0 fires on the examples with a positive first input, unit 1 on
-    none (bias far below 0: dead), unit 2 on all; the second ReLU's units follow."""
+    none (bias far below 0: dead), unit 2 on all; then a batch norm whose running mean is set,
+    counted before its scale and shift (a shift of -100 kills every unit after it)."""
     first = torch.nn.Linear(2, 3)
-    second = torch.nn.Linear(3, 2)
+    norm = torch.nn.BatchNorm1d(2)
     with torch.no_grad():
         first.weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.0, 0.0]]))
         first.bias.copy_(torch.tensor([0.0, -100.0, 1.0]))
-        second.weight.copy_(torch.tensor([[0.0, 0.0, 1.0], [0.0, 0.0, -1.0]]))
-        second.bias.zero_()
-    model = torch.nn.Sequential(first, torch.nn.ReLU(), second, torch.nn.ReLU()).train()
+        norm.running_mean.copy_(torch.tensor([0.5, -0.5]))
+        norm.bias.fill_(-100.0)
+    second = torch.nn.Linear(3, 2, bias=False)
+    with torch.no_grad():
+        second.weight.copy_(torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0]]))
+    model = torch.nn.Sequential(first, torch.nn.ReLU(), second, norm, torch.nn.ReLU()).train()
     inputs = torch.tensor([[1.0, 2.0], [-1.0, 3.0], [2.0, -5.0], [0.0, 0.0]])
-    counts = dead_units.relu_inputs_positive(model, inputs)
-    assert [c.tolist() for c in counts] == [[2, 0, 4], [4, 0]]
+    relu, normalized = dead_units.positive_counts(model, inputs)
+    # second layer's inputs: (1, 0, 2, 0) and (-1, -1, -1, -1) against running means 0.5, -0.5
+    assert [c.tolist() for c in relu] == [[2, 0, 4], [0, 0]]
+    assert [c.tolist() for c in normalized] == [[2, 0]]
     assert model.training  # the mode it had is restored
     assert all(not m._forward_pre_hooks for m in model.modules())
 
 
 def test_dead_unit_records_leave_diverged_runs_out_and_the_bound_needs_zero() -> None:
-    found = {("bn", 0.1): [0.0, 0.0], ("none", 0.1): [0.25, math.nan]}
-    records = dead_units.records(found)
-    assert [(r.optimizer, r.layer, r.measured) for r in records] == [
-        ("sgd+bn", "lr0.1 seed0", 0.0), ("sgd+bn", "lr0.1 seed1", 0.0),
-        ("sgd+none", "lr0.1 seed0", 0.25)]
-    assert dead_units.BOUND.check(records).holds
-    one_dead = dead_units.records({("bn", 0.1): [0.0, 1 / 64]})
-    assert not dead_units.BOUND.check(one_dead).holds
+    alive, dead = dead_units.Activity(0, 64, 0, 0), dead_units.Activity(2, 64, 1, 1)
+    activities = {("bn", 0.1): [alive, dead], ("none", 0.1): [dead, None]}
+    records = dead_units.records(activities)
+    assert [(r.optimizer, r.layer, r.quantity, r.measured) for r in records] == [
+        ("sgd+bn", "lr0.1 seed0", "dead_fraction", 0.0),
+        ("sgd+bn", "lr0.1 seed0", "normalized_dead_fraction", 0.0),
+        ("sgd+bn", "lr0.1 seed1", "dead_fraction", 2 / 64),
+        ("sgd+bn", "lr0.1 seed1", "normalized_dead_fraction", 1 / 64),
+        ("sgd+none", "lr0.1 seed0", "dead_fraction", 2 / 64)]
+    assert not dead_units.BOUND.check(records).holds
+    assert dead_units.BOUND.check(dead_units.records({("bn", 0.1): [alive, alive]})).holds
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,7 @@ against the same 0 (no bound: theory does not say how many die) -> text, table a
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -55,12 +56,15 @@ SCALES = {Size.SMOKE: Scale(steps=40, seeds=1), Size.REFERENCE: Scale(steps=1500
 def dead_units(report: Report, settings: Settings) -> None:
     """Dead ReLU units after training, with batch norm and without, over learning rates."""
     runs = trained_runs(settings)
-    found = {key: [dead_fraction(run, settings) for run in group] for key, group in runs.items()}
+    activities = {key: [activity(run, settings) for run in group]
+                  for key, group in runs.items()}
+    found = {key: [a.fraction if a else math.nan for a in group]
+             for key, group in activities.items()}
     report.add_runs(run for group in runs.values() for run in group)
-    report.add(*records(found))
+    report.add(*records(activities))
     report.bounds.append(BOUND)
     section = report.section("Batch norm against dead units (001 Sec. 4.1)",
-                             text(settings, found))
+                             text(settings, found, activities))
     section.figure("ics_dead_units", figure(found),
                    "Fraction of dead hidden units after training (mean over seeds, bars: 95% "
                    "interval) against the learning rate; crosses mark learning rates where "
@@ -79,27 +83,60 @@ def trained_runs(settings: Settings) -> dict[tuple[str, float], list[Run]]:
     return {key: runs[i * scale.seeds:(i + 1) * scale.seeds] for i, key in enumerate(keys)}
 
 
-def dead_fraction(run: Run, settings: Settings) -> float:
-    """The fraction of ``run``'s hidden units whose ReLU input is at most 0 on every training
-    example, the trained network in evaluation mode; NaN for a run that diverged."""
+@dataclass(frozen=True)
+class Activity:
+    """A trained network's hidden units on the training set, in evaluation mode: ``dead``
+    (ReLU input at most 0 on every example) of ``units``; with batch norm, ``normalized_dead``
+    units whose normalized pre-activation (batch norm's ``(a - mean) / std`` before its learned
+    scale and shift) is never positive, and ``shifted`` dead units whose normalized
+    pre-activation is positive on some example, so that the learned shift turned them off."""
+
+    dead: int
+    units: int
+    normalized_dead: int
+    shifted: int
+
+    @property
+    def fraction(self) -> float:
+        return self.dead / self.units
+
+
+def activity(run: Run, settings: Settings) -> Activity | None:
+    """The :class:`Activity` of ``run``'s trained network (its checkpoint); None for a run that
+    diverged."""
     if run.status is not RunStatus.COMPLETED:
-        return float("nan")
+        return None
     with open_store(settings) as store:
         model = checkpoint_state(run.config, store).model
     inputs = run_data(run.config).train.inputs.to(next(model.parameters()).dtype)
-    return float(np.mean(np.concatenate(relu_inputs_positive(model, inputs)) == 0))
+    relu, normalized = positive_counts(model, inputs)
+    dead = np.concatenate(relu) == 0
+    if not normalized:
+        return Activity(int(dead.sum()), dead.size, 0, 0)
+    normalized_dead = np.concatenate(normalized) == 0  # one batch norm before each ReLU
+    return Activity(int(dead.sum()), dead.size, int(normalized_dead.sum()),
+                    int((dead & ~normalized_dead).sum()))
 
 
-def relu_inputs_positive(model: nn.Module, inputs: torch.Tensor) -> list[np.ndarray]:
-    """Per ReLU of ``model`` (in order), per unit: on how many of ``inputs`` its input is
-    positive, in evaluation mode."""
-    counts: list[np.ndarray] = []
+def positive_counts(model: nn.Module, inputs: torch.Tensor
+                    ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Per ReLU of ``model`` (in order) and unit, on how many of ``inputs`` its input is
+    positive; likewise per batch norm, its input minus its running mean (the sign of the
+    normalized pre-activation before its scale and shift). In evaluation mode."""
+    relu: list[np.ndarray] = []
+    normalized: list[np.ndarray] = []
 
-    def count(_module: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
-        counts.append((args[0] > 0).sum(dim=0).cpu().numpy())
+    def count(into: list[np.ndarray], values: torch.Tensor) -> None:
+        into.append((values > 0).sum(dim=0).cpu().numpy())
 
-    hooks = [m.register_forward_pre_hook(count) for m in model.modules()
-             if isinstance(m, nn.ReLU)]
+    hooks = []
+    for module in model.modules():
+        if isinstance(module, nn.ReLU):
+            hooks.append(module.register_forward_pre_hook(
+                lambda _m, args: count(relu, args[0])))
+        elif isinstance(module, nn.BatchNorm1d):
+            hooks.append(module.register_forward_pre_hook(
+                lambda m, args: count(normalized, args[0] - m.running_mean)))
     was_training = model.training
     try:
         model.eval()
@@ -109,15 +146,25 @@ def relu_inputs_positive(model: nn.Module, inputs: torch.Tensor) -> list[np.ndar
         model.train(was_training)
         for hook in hooks:
             hook.remove()
-    return counts
+    return relu, normalized
 
 
-def records(found: dict[tuple[str, float], list[float]]) -> list[Record]:
-    """Per norm, learning rate and seed that did not diverge: its dead fraction against 0."""
-    return [record(EXPERIMENT, f"sgd+{norm}", f"lr{lr:g} seed{i}", "dead_fraction",
-                   predicted=0.0, measured=value)
-            for (norm, lr), values in found.items()
-            for i, value in enumerate(values) if np.isfinite(value)]
+def records(activities: dict[tuple[str, float], list[Activity | None]]) -> list[Record]:
+    """Per norm, learning rate and seed that did not diverge: its dead fraction against 0; with
+    batch norm also the fraction whose normalized pre-activation is never positive, against 0
+    (the argument's own quantity)."""
+    out = []
+    for (norm, lr), group in activities.items():
+        for i, a in enumerate(group):
+            if a is None:
+                continue
+            label, layer = f"sgd+{norm}", f"lr{lr:g} seed{i}"
+            out.append(record(EXPERIMENT, label, layer, "dead_fraction", predicted=0.0,
+                              measured=a.fraction))
+            if NORMS[norm] == "batch":
+                out.append(record(EXPERIMENT, label, layer, "normalized_dead_fraction",
+                                  predicted=0.0, measured=a.normalized_dead / a.units))
+    return out
 
 
 def _cell(values: list[float]) -> str:
@@ -127,7 +174,8 @@ def _cell(values: list[float]) -> str:
     return cell + (f" ({diverged} of {len(values)} diverged)" if diverged else "")
 
 
-def text(settings: Settings, found: dict[tuple[str, float], list[float]]) -> str:
+def text(settings: Settings, found: dict[tuple[str, float], list[float]],
+         activities: dict[tuple[str, float], list[Activity | None]]) -> str:
     scale = settings.scale(SCALES)
     network = sizes(config(settings.seed, scale.steps, NETWORK))
     rows = [{"learning rate": f"{lr:g}", **{norm: _cell(found[norm, lr]) for norm in NORMS}}
@@ -145,6 +193,36 @@ def text(settings: Settings, found: dict[tuple[str, float], list[float]]) -> str
                 f"({np.mean(plain[worst]):.1%} of them at the mean)" if plain[worst] else
                 "every run without normalization diverged")
     return (
+        _setup(network, scale) + markdown_table(pd.DataFrame(rows), index=False) + "\n\n"
+        f"**Result.** {verdict[0].upper() + verdict[1:]}; {contrast}. Runs that diverged: "
+        f"{diverged['bn']} with batch norm, {diverged['none']} without."
+        + _cause(activities))
+
+
+def _cause(activities: dict[tuple[str, float], list[Activity | None]]) -> str:
+    """Where batch-normalized units died: whether their normalized pre-activation did too."""
+    bn = {lr: [a for a in activities["bn", lr] if a] for lr in LEARNING_RATES}
+    dead = sum(a.dead for group in bn.values() for a in group)
+    if not dead:
+        return ""
+    shifted = sum(a.shifted for group in bn.values() for a in group)
+    normalized = sum(a.normalized_dead for group in bn.values() for a in group)
+    where = ", ".join(f"{lr:g}" for lr, group in bn.items() if any(a.dead for a in group))
+    return (
+        f"\n\n**Why batch-normalized units died** (learning rate {where}). The notes' argument "
+        r"is about the normalized pre-activation $\hat a = (a - \mu)/\sigma$, before batch "
+        r"norm's learned scale $\gamma$ and shift $\beta$. Of the "
+        f"{dead} dead batch-normalized units, "
+        f"{shifted} have a normalized pre-activation that is positive on some training image: "
+        r"the argument holds for them, and the learned shift, $\beta \le -\gamma \max_n "
+        r"\hat a_n$, turned them off after the normalization. Over all batch-normalized networks "
+        f"{normalized} units have a normalized pre-activation that is never positive (records "
+        "`normalized_dead_fraction`, against 0; no bound: this measurement was chosen after "
+        "the declared one had missed).")
+
+
+def _setup(network: str, scale: Scale) -> str:
+    return (
         f"A {network} ReLU MLP on digits (float64, batch 64), SGD without momentum for "
         f"{scale.steps} steps at each learning rate, {scale.seeds} seed(s), with batch norm "
         "before each ReLU (`bn`, affine: its learned shift could still push a unit below 0) "
@@ -154,10 +232,7 @@ def text(settings: Settings, found: dict[tuple[str, float], list[float]]) -> str
         "them, so that it outputs 0 and its incoming weights get no gradient (001 Sec. 4.1). "
         "Theory: batch norm makes each pre-activation 0 in expectation, so it is positive on "
         "some examples and no unit dies. Fraction of dead hidden units, mean over seeds with "
-        "its 95% interval:\n\n"
-        + markdown_table(pd.DataFrame(rows), index=False) + "\n\n"
-        f"**Result.** {verdict[0].upper() + verdict[1:]}; {contrast}. Runs that diverged: "
-        f"{diverged['bn']} with batch norm, {diverged['none']} without.")
+        "its 95% interval:\n\n")
 
 
 def figure(found: dict[tuple[str, float], list[float]]) -> Figure:
