@@ -19,7 +19,7 @@ from explorer.computations import (
 from explorer.display import formatted, show_comparison
 from scalewise.figures.layout import format_number
 from scalewise.validation.overview import CURVE_KEYS, default_curve, records_table
-from scalewise.validation.report import LoadedReport
+from scalewise.validation.report import LoadedReport, statistic_label
 
 MAX_BOUND_TILES = 4
 INTRO_CHARACTERS = 400  # the intro shown at once; the rest on demand
@@ -74,7 +74,8 @@ def _bounds(report: LoadedReport, experiment: str) -> None:
                    "measured.")
         return
     for column, row in zip(st.columns(min(len(rows), MAX_BOUND_TILES)), rows[:MAX_BOUND_TILES]):
-        statistic = row["statistic"] + (" per layer, worst" if row.get("per_layer") else "")
+        statistic = statistic_label(row["statistic"], row.get("per_layer", False),
+                                    row.get("side", "both"))
         column.metric(f"{row['quantity']} ({row.get('optimizer') or 'all'}): {statistic} "
                       "relative error", format_number(row["value"]),
                       delta=f"{'within' if row['holds'] else 'over'} the bound "

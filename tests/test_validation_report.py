@@ -21,6 +21,7 @@ from scalewise.validation.report import (
     RECORD_FIELDS,
     Bound,
     Report,
+    agreement_table,
     base_quantity,
     curve_frame,
     load,
@@ -64,7 +65,29 @@ def test_bound_statistics_filters_and_grouping() -> None:
     assert not Bound("missing", "norm_sq", 1.0).check(records).holds  # no records: no claim
 
 
+def test_one_sided_bounds_count_only_the_shortfall_or_the_excess() -> None:
+    """A claim that the measured value is at least (at most) the predicted one: records on the
+    claimed side count 0, the others their relative error; a lower end of an interval against
+    0 holds when positive and fails with error 1 when not."""
+    above = record("gain", "sgd", "a", "q", predicted=1.0, measured=1.5)
+    below = record("gain", "sgd", "b", "q", predicted=1.0, measured=0.8)
+    at_least = Bound("gain", "q", 0.01, side="at least").check([above, below])
+    assert at_least.value == pytest.approx(0.25) and not at_least.holds
+    assert Bound("gain", "q", 0.01, side="at least").check([above]).value == 0.0
+    at_most = Bound("gain", "q", 0.01, side="at most").check([above, below])
+    assert at_most.value == pytest.approx(1 / 3) and not at_most.holds
+    assert Bound("gain", "q", 0.01, side="at most").check([below]).holds
+    positive = record("gain", "sgd", "", "low", predicted=0.0, measured=0.002)
+    negative = record("gain", "sgd", "", "low", predicted=0.0, measured=-0.002)
+    claim = Bound("gain", "low", 0.5, side="at least")
+    assert claim.check([positive]).holds and claim.check([negative]).value == 1.0
+    assert claim.statistic_label == "max, one-sided: measured at least predicted"
+    assert "one-sided: measured at least predicted" in agreement_table([claim.check([positive])])
+
+
 def test_bound_rejects_bad_arguments() -> None:
+    with pytest.raises(ValueError, match="side = 'above' is invalid"):
+        Bound("e", "q", 0.1, side="above")
     with pytest.raises(ValueError, match="statistic"):
         Bound("e", "q", 0.1, statistic="mode")
     with pytest.raises(ValueError, match="limit"):

@@ -47,6 +47,10 @@ RECORD_FIELDS = ("experiment", "optimizer", "layer", "quantity", "predicted", "m
 CURVE_COLUMNS = ("experiment", "optimizer", "layer", "quantity", "source", "step", "value")
 CURVE_POINTS = 300  # steps kept per curve: the first, the last and evenly spaced ones between
 STATISTICS = ("max", "median", "mean")
+SIDES = ("both", "at least", "at most")
+"""How a :class:`Bound` counts a record's error: ``both`` ways (``rel_error``); for a claim that
+the measured value is ``at least`` (or ``at most``) the predicted one, only a shortfall (an
+excess): ``rel_error`` where the claim fails, 0 where it holds."""
 AGREEMENT_COLUMNS = ("experiment", "optimizer", "quantity", "statistic of rel. error", "value",
                      "limit", "records", "holds", "what")
 FIGURE_DPI = 110
@@ -121,8 +125,12 @@ class Bound:
     """Agreement a suite promises: over the records of ``experiment`` whose quantity is
     ``quantity`` (with or without an ``@k`` step, :func:`base_quantity`) and, unless None, of
     ``optimizer`` and of a layer matching the shell pattern ``layer``, the ``statistic`` (max,
-    median or mean) of ``rel_error`` is at most ``limit``. With ``per_layer`` the statistic is taken per (optimizer, layer) and the worst one counts,
-    so "median error per layer <= 1%" is ``Bound(..., statistic="median", per_layer=True)``."""
+    median or mean) of ``rel_error`` is at most ``limit``. With ``per_layer`` the statistic is
+    taken per (optimizer, layer) and the worst one counts, so "median error per layer <= 1%" is
+    ``Bound(..., statistic="median", per_layer=True)``. A ``side`` of :data:`SIDES` other than
+    ``both`` bounds a one-sided claim: "measured >= predicted for every record" is
+    ``Bound(..., side="at least")`` with any limit below 1 where the predicted value is 0 (a
+    shortfall against 0 is a relative error of 1)."""
 
     experiment: str
     quantity: str
@@ -132,9 +140,11 @@ class Bound:
     per_layer: bool = False
     description: str = ""
     layer: str = "*"
+    side: str = "both"
 
     def __post_init__(self) -> None:
         checks.one_of("statistic", self.statistic, STATISTICS)
+        checks.one_of("side", self.side, SIDES)
         checks.number("limit", self.limit, 0.0, low_open=True)
 
     def matches(self, rec: Record) -> bool:
@@ -149,12 +159,37 @@ class Bound:
         for r in records:
             if self.matches(r):
                 key = (r.optimizer, r.layer) if self.per_layer else ("", "")
-                groups.setdefault(key, []).append(r.rel_error)
+                groups.setdefault(key, []).append(self.error(r))
         statistic = getattr(np, self.statistic)
         values = [float(statistic(np.array(errors))) for errors in groups.values()]
         value = max(values, key=lambda v: math.inf if math.isnan(v) else v, default=math.nan)
         count = sum(len(errors) for errors in groups.values())
         return BoundResult(self, value, count, bool(count and value <= self.limit))
+
+    def error(self, rec: Record) -> float:
+        """``rec``'s error as this bound counts it (:data:`SIDES`).
+
+        >>> r = record("e", "o", "", "q", predicted=1.0, measured=2.0)
+        >>> [Bound("e", "q", 0.1, side=side).error(r) for side in SIDES]
+        [0.5, 0.0, 0.5]
+        """
+        if self.side == "both" or math.isnan(rec.rel_error):
+            return rec.rel_error
+        short = rec.measured < rec.predicted if self.side == "at least" else (
+            rec.measured > rec.predicted)
+        return rec.rel_error if short else 0.0
+
+    @property
+    def statistic_label(self) -> str:
+        """The statistic as the agreement tables name it: ``max``, ``median per layer, worst``,
+        ``max, one-sided: measured at least predicted``."""
+        return statistic_label(self.statistic, self.per_layer, self.side)
+
+
+def statistic_label(statistic: str, per_layer: bool = False, side: str = "both") -> str:
+    """:attr:`Bound.statistic_label` from a bound's fields (as ``index.json`` stores them)."""
+    label = f"{statistic} per layer, worst" if per_layer else statistic
+    return label if side == "both" else f"{label}, one-sided: measured {side} predicted"
 
 
 @dataclass(frozen=True)
@@ -267,8 +302,7 @@ def agreement_table(results: Sequence[BoundResult]) -> str:
     """Markdown table: bound, statistic, measured value, limit, records, holds, what."""
     rows = [{"experiment": r.bound.experiment, "optimizer": r.bound.optimizer or "all",
              "quantity": r.bound.quantity,
-             "statistic of rel. error": (f"{r.bound.statistic} per layer, worst"
-                                         if r.bound.per_layer else r.bound.statistic),
+             "statistic of rel. error": r.bound.statistic_label,
              "value": f"{r.value:.3g}", "limit": f"{r.bound.limit:g}", "records": r.count,
              "holds": "yes" if r.holds else "no", "what": r.bound.description}
             for r in results]
