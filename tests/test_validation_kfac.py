@@ -14,6 +14,7 @@ from scalewise import models
 from scalewise.validation import kfac
 from scalewise.validation.kfac import (
     affine_invariance,
+    classification,
     effective_damping,
     gauss_newton_norm,
     normalized_update,
@@ -172,20 +173,50 @@ def test_affine_invariance_holds_for_undamped_kfac_only(smoke_settings: Settings
     assert len(report.sections) == 1 and len(report.sections[0].figures) == 1
 
 
+def test_classification_claims_are_paired_intervals_above_one_test_image() -> None:
+    """Synthetic accuracies of 4 seeds: decoupled decay gains 2-3 test images on every seed
+    for SGD (holds), Adam's decay equals its L2 (fails), a failed run's seed drops out of its
+    pair; K-FAC gains more without batch norm."""
+    image = classification.MIN_GAIN
+    base = np.array([0.95, 0.96, 0.94, 0.95])
+    accuracy = {key: base.copy() for key in classification.keys()}
+    accuracy["bn", "sgd", "decoupled"] = base + np.array([2, 3, 2, 3]) * image
+    accuracy["bn", "adam", "decoupled"] = accuracy["bn", "adam", "l2"] = base + 5 * image
+    for optimizer in classification.KFAC:
+        accuracy["no-bn", optimizer, "decoupled"] = base + np.array([4, 5, 4, np.nan]) * image
+    intervals = classification.paired(accuracy)
+    assert intervals["wd_gain", "sgd", "bn"].mean == pytest.approx(2.5 * image)
+    assert intervals["kfac_bn_boost", "kfac-g", "no-bn"].n == 3
+    records = classification.records(accuracy)
+    results = {(b.quantity, b.optimizer): b.check(records) for b in classification.BOUNDS}
+    assert results["wd_gain", "sgd"].holds and results["wd_gain", "adam"].holds
+    assert not results["wd_gain", "kfac-g"].holds  # no gain at all
+    assert not results["wd_over_l2", "adam"].holds
+    assert results["kfac_bn_boost", "kfac-g"].holds
+    assert "| wd_gain | decoupled weight decay" in classification.text(
+        Settings(size=Size.SMOKE), accuracy)
+
+
+def test_digits_has_the_test_images_the_claims_count_in() -> None:
+    data = models.load_dataset(models.TrainConfig().data, seed=0)
+    assert len(data.test) == classification.TEST_IMAGES
+
+
 def test_smoke_build(smoke_settings: Settings, tmp_path) -> None:
     report = kfac.build(smoke_settings)
     folder = report.write(tmp_path / "kfac")
     records = json.loads((folder / "report.json").read_text())
     assert records and all(set(r) == set(RECORD_FIELDS) for r in records)
     experiments = {r["experiment"] for r in records}
-    assert experiments == {"gauss_newton_norm", "effective_damping", "normalized_update",
-                           "rescaling_immunity", "affine_invariance"}
-    results = report.agreement()
+    assert experiments == {"gauss_newton_norm", "classification", "effective_damping",
+                           "normalized_update", "rescaling_immunity", "affine_invariance"}
+    # classification's claims are about accuracies after training: not at the smoke size
+    results = [r for r in report.agreement() if r.bound.experiment != "classification"]
     assert results and all(r.holds for r in results), [
         (r.bound.experiment, r.bound.quantity, r.value) for r in results if not r.holds]
     loaded = load(folder)
     figures = [f["file"] for s in loaded.index["sections"] for f in s["figures"]]
-    assert len(figures) == 7 and all((folder / f).exists() for f in figures)
+    assert len(figures) == 8 and all((folder / f).exists() for f in figures)
     assert set(loaded.curves["experiment"]) >= {"jacobian_norm_table", "curvature_traces"}
     assert loaded.index["runs"] and loaded.index["settings"]["size"] == "smoke"
 

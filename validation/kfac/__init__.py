@@ -8,6 +8,10 @@ order of :data:`EXPERIMENTS`:
   ``(L+1) ||J||_F^2`` (exact for bias-free linear networks with whitened inputs, checked at
   initialization as the control, :mod:`.gauss_newton`).
 - :mod:`.jacobian_norm_table` (004 Table 2): the final ``||J||_F^2`` of the same runs.
+- :mod:`.classification` (004 Fig. 1, Table 1, Fig. 8; 000 slides 'KFAC with Weight Decay'):
+  the digits CNN's test accuracy with SGD, Adam, K-FAC-G and K-FAC-F, each with decoupled decay,
+  L2 and neither, with batch norm and (K-FAC) without; the paper's claims as one-sided bounds on
+  paired differences over seeds.
 - :mod:`.effective_damping` (004 Eq. 13-14; 001 Sec. 5.2): batch-normalized MLPs with K-FAC;
   ``eta ||w||^2`` measured against the norms predicted by sim's recurrence driven by the
   measured K-FAC steps.
@@ -30,6 +34,7 @@ import json
 from scalewise import models
 from scalewise.validation.kfac import (
     affine_invariance,
+    classification,
     curvature_traces,
     effective_damping,
     gauss_newton_norm,
@@ -43,7 +48,7 @@ from scalewise.validation.suite import Settings
 
 SUITE = "kfac"
 EXPERIMENTS = (gauss_newton_norm.gauss_newton_norm, jacobian_norm_table.jacobian_norm_table,
-               effective_damping.effective_damping, normalized_update.normalized_update,
+               classification.classification, effective_damping.effective_damping, normalized_update.normalized_update,
                curvature_traces.curvature_traces, rescaling_immunity.rescaling_immunity,
                affine_invariance.affine_invariance)
 """The experiments of the report, in its order."""
