@@ -20,6 +20,7 @@ from scalewise.validation.kfac import (
     normalized_update,
     rescaling_immunity,
     runs,
+    tuned_decay,
 )
 from scalewise.validation.report import RECORD_FIELDS, Report, load, spread_steps
 from scalewise.validation.suite import Settings, Size
@@ -197,6 +198,30 @@ def test_classification_claims_are_paired_intervals_above_one_test_image() -> No
         Settings(size=Size.SMOKE), accuracy)
 
 
+def test_tuned_decay_picks_the_lowest_held_out_loss_and_pairs_the_seeds() -> None:
+    """Synthetic finals of 3 seeds: SGD's held-out loss is lowest at 0.01, K-FAC-G's at 0.1;
+    K-FAC-G's tuned run halves the Jacobian norm, SGD's cuts it by a tenth: the paper's order
+    holds; with the two swapped it does not."""
+    rows = []
+    for optimizer, best, cut in (("sgd", 0.01, 0.9), ("kfac-g", 0.1, 0.5)):
+        for decay in (0.0, 0.01, 0.1):
+            for seed in range(3):
+                rows.append({"optimizer": optimizer, "decay": decay, "seed": seed,
+                             "jacobian_sq_norm": (10.0 + seed) * (cut if decay == best else 1),
+                             "test_loss": 0.1 if decay == best else 0.2})
+    finals = pd.DataFrame(rows)
+    tuned = tuned_decay.tuned_decays(finals)
+    assert tuned == {"sgd": 0.01, "kfac-g": 0.1}
+    ratios = tuned_decay.jacobian_ratios(finals, tuned)
+    np.testing.assert_allclose(ratios["sgd"], 0.9)
+    np.testing.assert_allclose(ratios["kfac-g"], 0.5)
+    assert tuned_decay.BOUND.check(tuned_decay.records(ratios)).holds
+    swapped = {"sgd": ratios["kfac-g"], "kfac-g": ratios["sgd"]}
+    assert not tuned_decay.BOUND.check(tuned_decay.records(swapped)).holds
+    assert "shrinks more under K-FAC-G" in tuned_decay.text(Settings(size=Size.SMOKE), finals,
+                                                           tuned, ratios)
+
+
 def test_digits_has_the_test_images_the_claims_count_in() -> None:
     data = models.load_dataset(models.TrainConfig().data, seed=0)
     assert len(data.test) == classification.TEST_IMAGES
@@ -208,15 +233,17 @@ def test_smoke_build(smoke_settings: Settings, tmp_path) -> None:
     records = json.loads((folder / "report.json").read_text())
     assert records and all(set(r) == set(RECORD_FIELDS) for r in records)
     experiments = {r["experiment"] for r in records}
-    assert experiments == {"gauss_newton_norm", "classification", "effective_damping",
-                           "normalized_update", "rescaling_immunity", "affine_invariance"}
-    # classification's claims are about accuracies after training: not at the smoke size
-    results = [r for r in report.agreement() if r.bound.experiment != "classification"]
+    assert experiments == {"gauss_newton_norm", "tuned_decay", "classification",
+                           "effective_damping", "normalized_update", "rescaling_immunity",
+                           "affine_invariance"}
+    # the one-sided claims are about trained networks: not at the smoke size
+    results = [r for r in report.agreement()
+               if r.bound.experiment not in ("classification", "tuned_decay")]
     assert results and all(r.holds for r in results), [
         (r.bound.experiment, r.bound.quantity, r.value) for r in results if not r.holds]
     loaded = load(folder)
     figures = [f["file"] for s in loaded.index["sections"] for f in s["figures"]]
-    assert len(figures) == 8 and all((folder / f).exists() for f in figures)
+    assert len(figures) == 9 and all((folder / f).exists() for f in figures)
     assert set(loaded.curves["experiment"]) >= {"jacobian_norm_table", "curvature_traces"}
     assert loaded.index["runs"] and loaded.index["settings"]["size"] == "smoke"
 

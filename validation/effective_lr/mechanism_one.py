@@ -163,7 +163,7 @@ def _max_error(records: list[Record]) -> float:
 
 
 def _setting(settings: Settings) -> str:
-    return (f"digits BN MLP (width 64, depth 2, batch 128, 400 training images, the 360 test "
+    return (f"digits BN MLP (width 64, depth 2, batch 128, 400 training images, the 359 test "
             f"images), SGD at alpha = {LR} for {settings.scale(SCALES).steps} steps, weight decay "
             f"lambda = {WEIGHT_DECAY} (l2) where decayed, seeds {seeds(settings)}")
 
@@ -229,7 +229,7 @@ def _placement_text(settings: Settings, groups: dict[str, list[Run]], same_lr: l
         f"{_accuracy_gap(groups, 'sgd:wd-output', 'sgd'):+.4f}; wd-all minus wd-normalized: "
         f"{_accuracy_gap(groups, 'sgd:wd-all', 'sgd:wd-normalized'):+.4f}; wd-normalized minus "
         f"baseline: {_accuracy_gap(groups, 'sgd:wd-normalized', 'sgd'):+.4f}. The paper finds "
-        "the first two near zero and the third positive. Test accuracy on 360 images moves in "
+        "the first two near zero and the third positive. Test accuracy on 359 images moves in "
         f"steps of 0.28% and the seeds of one placement span up to {_seed_spread(groups):.3f}, "
         "so the ordering is stated, not bounded (the records `test_accuracy` hold the means). "
         "A clearly negative wd-all minus wd-normalized means the output layer's decay acts "

@@ -8,6 +8,8 @@ order of :data:`EXPERIMENTS`:
   ``(L+1) ||J||_F^2`` (exact for bias-free linear networks with whitened inputs, checked at
   initialization as the control, :mod:`.gauss_newton`).
 - :mod:`.jacobian_norm_table` (004 Table 2): the final ``||J||_F^2`` of the same runs.
+- :mod:`.tuned_decay` (004 Table 2): the same at lambda tuned per optimizer on held-out loss,
+  SGD against K-FAC-G, several seeds; the paper's order as a one-sided bound.
 - :mod:`.classification` (004 Fig. 1, Table 1, Fig. 8; 000 slides 'KFAC with Weight Decay'):
   the digits CNN's test accuracy with SGD, Adam, K-FAC-G and K-FAC-F, each with decoupled decay,
   L2 and neither, with batch norm and (K-FAC) without; the paper's claims as one-sided bounds on
@@ -42,13 +44,14 @@ from scalewise.validation.kfac import (
     normalized_update,
     rescaling_immunity,
     runs,
+    tuned_decay,
 )
 from scalewise.validation.report import Report
 from scalewise.validation.suite import Settings
 
 SUITE = "kfac"
 EXPERIMENTS = (gauss_newton_norm.gauss_newton_norm, jacobian_norm_table.jacobian_norm_table,
-               classification.classification, effective_damping.effective_damping, normalized_update.normalized_update,
+               tuned_decay.tuned_decay, classification.classification, effective_damping.effective_damping, normalized_update.normalized_update,
                curvature_traces.curvature_traces, rescaling_immunity.rescaling_immunity,
                affine_invariance.affine_invariance)
 """The experiments of the report, in its order."""
