@@ -151,7 +151,19 @@ def text(settings: Settings, finals: pd.DataFrame, tuned: dict[str, float],
         + markdown_table(table, index=False) + "\n\n"
         f"**Result.** At tuned decay the Jacobian shrinks more under {stronger}: "
         rf"$\log r_{{\mathrm{{SGD}}}} - \log r_{{\mathrm{{K\text{{-}}FAC\text{{-}}G}}}}$ = "
-        f"{interval_cell(gap)} ($r$: the ratio to the baseline); {verdict}.")
+        f"{interval_cell(gap)} ($r$: the ratio to the baseline); {verdict}." + _edges(scale, tuned))
+
+
+def _edges(scale: Scale, tuned: dict[str, float]) -> str:
+    """A sentence naming the optimizers tuned to an end of the grid, where a lambda outside it
+    might do better."""
+    positive = [d for d in scale.grid if d > 0]
+    ends = {o: "smallest" if d == min(positive) else "largest"
+            for o, d in tuned.items() if d in (min(positive), max(positive))}
+    if not ends:
+        return ""
+    return (" Tuned to an end of the grid, where a decay outside it might do better: "
+            + ", ".join(f"{o} (the {end})" for o, end in ends.items()) + ".")
 
 
 def figure(finals: pd.DataFrame, tuned: dict[str, float]) -> Figure:
