@@ -35,6 +35,15 @@ T = TypeVar("T")
 
 
 @dataclass(frozen=True)
+class StepsAndSeeds:
+    """The size of an experiment set by its runs' length alone: ``steps`` per run and
+    ``seeds`` per setting (an experiment's ``SCALES`` maps each :class:`Size` to one)."""
+
+    steps: int
+    seeds: int
+
+
+@dataclass(frozen=True)
 class Settings:
     """How a suite runs: ``size``, the torch ``device`` of its runs (auto, cpu, cuda...), the
     ``store`` file its runs go to, an optional ``data_root`` holding CIFAR-10 (adds the GPU-scale

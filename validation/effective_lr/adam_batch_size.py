@@ -11,7 +11,7 @@ the per-example gradients over the whole training set (exact, by ``torch.func``)
 drawn with replacement, which is the independence Eq. 4 assumes.
 
 Config: the digits MLP without normalization (per-example gradients are defined only without
-batch statistics), float64, seeds. Per batch size, ``torch.optim.Adam`` runs :class:`Scale`
+batch statistics), float64, seeds. Per batch size, ``torch.optim.Adam`` runs the size's
 ``steps`` steps on batch gradients, the mean of the batch's per-example gradients (the gradient of
 the batch's mean loss; a test checks it against autograd), restricted to :data:`COORDINATES`
 parameters evenly spaced over the flattened network: Adam acts on each coordinate alone, so they
@@ -29,7 +29,6 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -45,7 +44,7 @@ from scalewise.validation.effective_lr.runs import seeds
 from scalewise.validation.estimators import Interval, interval
 from scalewise.validation.markdown import counted, interval_cell, markdown_table
 from scalewise.validation.report import Bound, Report, record
-from scalewise.validation.suite import Settings, Size
+from scalewise.validation.suite import Settings, Size, StepsAndSeeds
 
 EXPERIMENT = "adam_batch_size"
 BATCH_SIZES = (4, 16, 64, 256)
@@ -65,13 +64,8 @@ _SECOND_MOMENT = sp.lambdify((mu, sigma, batch), BATCH_SECOND_MOMENT, "numpy")
 _STEP = sp.lambdify((alpha, mu, sigma, batch), ADAM_BATCH_STEP, "numpy")
 
 
-@dataclass(frozen=True)
-class Scale:
-    seeds: int
-    steps: int
-
-
-SCALES = {Size.SMOKE: Scale(seeds=1, steps=400), Size.REFERENCE: Scale(seeds=5, steps=4000)}
+SCALES = {Size.SMOKE: StepsAndSeeds(steps=400, seeds=1),
+          Size.REFERENCE: StepsAndSeeds(steps=4000, seeds=5)}
 
 
 def adam_batch_size(report: Report, settings: Settings) -> None:

@@ -17,8 +17,6 @@ regularization has something to do), over a few seeds:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
@@ -29,19 +27,14 @@ from scalewise.models.store import Run
 from scalewise.validation.comparison import normalized_layers, wide
 from scalewise.validation.markdown import markdown_table
 from scalewise.validation.report import Bound, Record, Report, curve_frame, record, spread_steps
-from scalewise.validation.suite import Settings, Size, train_runs
+from scalewise.validation.suite import Settings, Size, StepsAndSeeds, train_runs
 
 LR, WEIGHT_DECAY = 0.1, 1e-2  # alpha lambda = 1e-3: norms settle in ~1 / (4 alpha lambda) steps
 CHECKPOINTS = 15  # steps of a run at which curves are compared
 
 
-@dataclass(frozen=True)
-class Scale:
-    steps: int
-    seeds: int
-
-
-SCALES = {Size.SMOKE: Scale(steps=150, seeds=1), Size.REFERENCE: Scale(steps=1500, seeds=4)}
+SCALES = {Size.SMOKE: StepsAndSeeds(steps=150, seeds=1),
+          Size.REFERENCE: StepsAndSeeds(steps=1500, seeds=4)}
 PLACEMENTS = {"sgd": None, "sgd:wd-output": "output", "sgd:wd-normalized": "normalized",
               "sgd:wd-all": "all"}
 """Record label -> ``optimizer.wd_placement`` (None: no decay); 004 Fig. 2's baseline, wd-fc,

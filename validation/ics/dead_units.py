@@ -31,7 +31,7 @@ from scalewise.validation.estimators import interval
 from scalewise.validation.ics.runs import config, sizes
 from scalewise.validation.markdown import interval_cell, markdown_table
 from scalewise.validation.report import Bound, Record, Report, record
-from scalewise.validation.suite import Settings, Size, open_store, train_runs
+from scalewise.validation.suite import Settings, Size, StepsAndSeeds, open_store, train_runs
 
 EXPERIMENT = "dead_units"
 LEARNING_RATES = (0.03, 0.1, 0.3, 1.0, 3.0)
@@ -44,13 +44,8 @@ BOUND = Bound(EXPERIMENT, "dead_fraction", 0.5, optimizer="sgd+bn", description=
     "4.1): the relative error against theory's 0 is 0 where none is dead and 1 otherwise"))
 
 
-@dataclass(frozen=True)
-class Scale:
-    steps: int
-    seeds: int
-
-
-SCALES = {Size.SMOKE: Scale(steps=40, seeds=1), Size.REFERENCE: Scale(steps=1500, seeds=5)}
+SCALES = {Size.SMOKE: StepsAndSeeds(steps=40, seeds=1),
+          Size.REFERENCE: StepsAndSeeds(steps=1500, seeds=5)}
 
 
 def dead_units(report: Report, settings: Settings) -> None:
@@ -221,7 +216,7 @@ def _cause(activities: dict[tuple[str, float], list[Activity | None]]) -> str:
         "the declared one had missed).")
 
 
-def _setup(network: str, scale: Scale) -> str:
+def _setup(network: str, scale: StepsAndSeeds) -> str:
     return (
         f"A {network} ReLU MLP on digits (float64, batch 64), SGD without momentum for "
         f"{scale.steps} steps at each learning rate, {scale.seeds} seed(s), with batch norm "

@@ -11,7 +11,6 @@ against batch norm's -> no bound (training speed depends on the task) -> text an
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -29,7 +28,7 @@ from scalewise.validation.ics.runs import (
 )
 from scalewise.validation.markdown import listing
 from scalewise.validation.report import Record, Report, curve_frame, record, spread_steps
-from scalewise.validation.suite import Settings, Size, train_runs
+from scalewise.validation.suite import Settings, Size, StepsAndSeeds, train_runs
 
 EXPERIMENT = "knock-out"
 LR = 0.1
@@ -49,13 +48,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
 """Variant -> its changes to :data:`NETWORK`; the first, plain BN, is the prediction."""
 
 
-@dataclass(frozen=True)
-class Scale:
-    steps: int
-    seeds: int  # seeds per variant
-
-
-SCALES = {Size.SMOKE: Scale(steps=120, seeds=1), Size.REFERENCE: Scale(steps=1500, seeds=3)}
+SCALES = {Size.SMOKE: StepsAndSeeds(steps=120, seeds=1),
+          Size.REFERENCE: StepsAndSeeds(steps=1500, seeds=3)}
 
 
 def knock_out(report: Report, settings: Settings) -> None:
