@@ -39,11 +39,18 @@ def colors(n: int) -> list:
 
 def format_number(value: object, digits: int = 3) -> str:
     """``value`` to ``digits`` significant digits, in scientific notation when it is below
-    1e-3 or from 1e4 on in size; :data:`MISSING` for NaN or None; other values as ``str``."""
+    1e-3 or from 1e4 on in size; :data:`MISSING` for NaN or None; ``∞`` for an infinite one
+    (a relative error against a measured 0); other values as ``str``.
+
+    >>> [format_number(v) for v in (0.0001234, 12.345, 12345.0, float("inf"), -np.inf)]
+    ['1.23e-4', '12.3', '1.23e+4', '∞', '−∞']
+    """
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return MISSING
     if not isinstance(value, (float, np.floating)):
         return str(value)
+    if np.isinf(value):
+        return "∞" if value > 0 else "−∞"
     size = abs(float(value))
     if size != 0 and (size < 1e-3 or size >= 1e4):
         mantissa, exponent = f"{value:.{digits - 1}e}".split("e")

@@ -285,6 +285,18 @@ def test_reference_report_is_shown_with_its_agreement(page: str, suite: str) -> 
     assert any(len(frame.value) == len(experiments) for frame in app.dataframe)
 
 
+@pytest.mark.parametrize(("page", "suite"), [("measurement", "effective-lr"), ("kfac", "kfac"),
+                                             ("covariate-shift", "ics")])
+def test_every_experiment_of_a_reference_report_renders(page: str, suite: str) -> None:
+    """Each experiment of the committed report chosen in turn (its bounds, headline chart and
+    records table, whatever the shape of its records): never a traceback."""
+    app = open_page(page)
+    for name in overview.experiments(validation.reference(suite)):
+        choose = next(box for box in app.selectbox if box.label == "Experiment")
+        app = choose.set_value(name).run()
+        assert not app.exception, (suite, name, app.exception[0].value)
+
+
 def test_missing_reference_report_says_how_to_make_it(tmp_path: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(validation.suite, "REFERENCE_DIR", tmp_path)
