@@ -195,7 +195,7 @@ def test_classification_claims_are_paired_intervals_above_one_test_image() -> No
     assert not results["wd_over_l2", "adam"].holds
     assert results["kfac_bn_boost", "kfac-g"].holds
     assert "| wd_gain | decoupled weight decay" in classification.text(
-        Settings(size=Size.SMOKE), accuracy)
+        Settings(size=Size.SMOKE), accuracy, "")
 
 
 def test_tuned_decay_picks_the_lowest_held_out_loss_and_pairs_the_seeds() -> None:

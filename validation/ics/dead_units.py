@@ -11,7 +11,9 @@ normalization, SGD at each of :data:`LEARNING_RATES`, several seeds. Runs (:func
 -> the trained network (its checkpoint) in evaluation mode on the whole training set -> per
 hidden unit whether its ReLU input is positive on any example -> records: the dead fraction of
 every batch-normalized run against theory's 0 (bound), of every run without normalization
-against the same 0 (no bound: theory does not say how many die) -> text, table and figure.
+against the same 0 (no bound: theory does not say how many die), and with batch norm the
+fraction whose normalized pre-activation is never positive (the argument's own quantity, the
+cause where units with batch norm die) -> text, table and figure.
 """
 
 from __future__ import annotations
@@ -209,8 +211,9 @@ def _cause(activities: dict[tuple[str, float], list[Activity | None]]) -> str:
         r"norm's learned scale $\gamma$ and shift $\beta$. Of the "
         f"{dead} dead batch-normalized units, "
         f"{shifted} have a normalized pre-activation that is positive on some training image: "
-        r"the argument holds for them, and the learned shift, $\beta \le -\gamma \max_n "
-        r"\hat a_n$, turned them off after the normalization. Over all batch-normalized networks "
+        r"the argument holds for them, and the learned scale and shift turned them off after "
+        r"the normalization ($\gamma \hat a_n + \beta \le 0$ on every image $n$). Over all "
+        "batch-normalized networks "
         f"{normalized} units have a normalized pre-activation that is never positive (records "
         "`normalized_dead_fraction`, against 0; no bound: this measurement was chosen after "
         "the declared one had missed).")

@@ -15,7 +15,7 @@ initialization and batch order), and each is bounded one-sidedly, declared befor
 run: the lower end of its 95% interval over seeds is at least one test image (digits has 359,
 so an accuracy moves in steps of 0.28%).
 
-Config: :data:`OPTIMIZERS`, :data:`DECAY` and :data:`STEPS` of the size. Runs
+Config: :data:`OPTIMIZERS`, :data:`DECAY` and the size's :data:`SCALES`. Runs
 (:func:`models.train`, evaluated every :attr:`Scale.eval_every` steps) -> final test accuracies
 -> paired differences and their intervals -> records and one-sided bounds -> table, text and
 figure.
@@ -61,11 +61,11 @@ DECAY = {
 }
 """Mode -> optimizer label -> ``lambda``. L2 is a term of the loss: the same penalty
 ``lambda ||w||^2 / 2`` for every optimizer. Decoupled decay is a rule of the dynamics: the same
-shrink per step for SGD and Adam (for SGD the two forms are one update, identity
-wd_is_l2_for_sgd)."""
+shrink per step for SGD and Adam (for SGD the two forms are one update in exact arithmetic,
+identity wd_is_l2_for_sgd; rounding makes the runs part over many steps)."""
 MODES = ("none", "l2", "decoupled")
 DIFFERING = ("adam", "kfac-g", "kfac-f")
-"""Where L2 and decoupled decay differ (for SGD they are one update, identity wd_is_l2_for_sgd)."""
+"""Where L2 and decoupled decay differ (for SGD they are one update in exact arithmetic)."""
 KFAC = ("kfac-g", "kfac-f")
 NETWORK = {"data.name": "digits", "model.arch": "vgg", "model.width": 32, "probe_every": 0,
            "costly_probe_every": 0, "checkpoint_every": 0}
@@ -132,7 +132,7 @@ def classification(report: Report, settings: Settings) -> None:
                                           "test_accuracy", "measured", mean.index, mean))
     section = report.section(
         "Weight decay, L2 and neither: test accuracy (004 Fig. 1, Table 1, Fig. 8)",
-        text(settings, accuracy))
+        text(settings, accuracy, sgd_forms(runs)))
     section.figure("kfac_classification", figure(accuracy),
                    "Final test accuracy on digits (mean over seeds, bars: 95% interval) per "
                    "optimizer and decay, on the CNN with batch norm (left) and, for K-FAC, "
@@ -199,7 +199,25 @@ def records(accuracy: dict[Key, np.ndarray]) -> list[Record]:
     return claims + means
 
 
-def text(settings: Settings, accuracy: dict[Key, np.ndarray]) -> str:
+def sgd_forms(runs: dict[Key, list[Run]]) -> str:
+    """How far SGD's L2 and decoupled runs of each seed part, in words: the relative difference
+    of their minibatch losses over the first 10 steps and at the last step, the largest over
+    the seeds whose two runs completed."""
+    pairs = [(wide(l2.metrics, "loss")[""].to_numpy(), wide(dec.metrics, "loss")[""].to_numpy())
+             for l2, dec in zip(runs["bn", "sgd", "l2"], runs["bn", "sgd", "decoupled"])
+             if RunStatus.FAILED not in (l2.status, dec.status)]
+
+    def largest(steps: slice) -> float:
+        return max(float(np.max(np.abs(d[steps] - l[steps]) / np.abs(l[steps])))
+                   for l, d in pairs)
+
+    if not pairs:
+        return "no seed has both runs"
+    return (f"their minibatch losses agree to {largest(slice(0, 10)):.1g} over the first 10 "
+            f"steps and part by rounding to {largest(slice(-1, None)):.1g} at the last")
+
+
+def text(settings: Settings, accuracy: dict[Key, np.ndarray], forms: str) -> str:
     scale = settings.scale(SCALES)
     table = pd.DataFrame(
         [{"network": n, "optimizer": o, **{m: interval_cell(interval(accuracy[n, o, m]))
@@ -222,8 +240,8 @@ def text(settings: Settings, accuracy: dict[Key, np.ndarray]) -> str:
         "weights by lr x lambda per step with lambda "
         + ", ".join(f"{o} {DECAY['decoupled'][o]:g}" for o in OPTIMIZERS)
         + f" (a shrink of {SHRINK:g} per step for SGD and Adam; for SGD the two forms are one "
-        "update). Final test accuracy, mean over seeds with "
-        "its 95% interval:\n\n" + markdown_table(table, index=False) + "\n\n"
+        f"update in exact arithmetic: {forms}). Final test accuracy, mean over seeds "
+        "with its 95% interval:\n\n" + markdown_table(table, index=False) + "\n\n"
         "The claims (004 Sec. 2; 000 'KFAC with Weight Decay'), each a paired difference of "
         "final accuracies, mean with its 95% interval; a claim holds when the interval lies "
         "above one test image (1/359):\n\n" + markdown_table(claims, index=False) + "\n\n"
