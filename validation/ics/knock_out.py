@@ -4,9 +4,13 @@ shifted and rescaled statistics, against plain batch norm, batch norm after the 
 normalization. The notes' claims: the knock-out leaves optimization essentially as fast as
 batch norm, and batch norm before the activation works at least as well as after.
 
-Config: :data:`VARIANTS` (options of :class:`models.config.ModelConfig`), a few seeds. Runs
-(:func:`models.train`) -> the smoothed training losses and final clean losses -> records
-against batch norm's -> no bound (training speed depends on the task) -> text and figure.
+Config: :data:`VARIANTS` (options of :class:`models.config.ModelConfig`), each at every
+learning rate of :data:`LEARNING_RATES`, several seeds. Runs (:func:`models.train`) -> per run
+its smoothed training loss and the first step it reaches :data:`LOSS_THRESHOLD` -> each variant
+at its best learning rate (fewest steps, mean over seeds) -> the claims as one-sided bounds on
+the seed-paired ratio of steps, declared before the reference run (:data:`BOUNDS`; the margins
+:data:`AS_FAST` and :data:`AT_LEAST_AS_WELL`), and records of the losses against batch norm's
+-> text, table and figure.
 """
 
 from __future__ import annotations
@@ -14,8 +18,10 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from scalewise.models.store import Run
+from scalewise.validation.estimators import Interval, interval
 from scalewise.validation.ics.runs import (
     SMOOTHING,
     config,
@@ -26,16 +32,23 @@ from scalewise.validation.ics.runs import (
     smoothed,
     steps_to,
 )
-from scalewise.validation.markdown import listing
-from scalewise.validation.report import Record, Report, curve_frame, record, spread_steps
+from scalewise.validation.markdown import interval_cell, listing, markdown_table
+from scalewise.validation.report import (
+    Bound,
+    Record,
+    Report,
+    curve_frame,
+    record,
+    spread_steps,
+)
 from scalewise.validation.suite import Settings, Size, StepsAndSeeds, train_runs
 
 EXPERIMENT = "knock-out"
-LR = 0.1
+LEARNING_RATES = (0.03, 0.1, 0.3)
 LOSS_THRESHOLD = 0.15
 CHECKS = 12  # steps of a curve at which it is recorded
 SPREAD = 0.5  # the knock-out's gamma ~ U(1 - SPREAD, 1 + SPREAD)
-NETWORK = {"model.width": 64, "model.depth": 3, "optimizer.name": "sgd", "optimizer.lr": LR}
+NETWORK = {"model.width": 64, "model.depth": 3, "optimizer.name": "sgd"}
 VARIANTS: dict[str, dict[str, Any]] = {
     "bn": {"model.norm": "batch"},
     "knockout": {"model.norm": "batch", "model.knockout_spread": SPREAD,
@@ -46,41 +59,94 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "none": {"model.norm": "none"},
 }
 """Variant -> its changes to :data:`NETWORK`; the first, plain BN, is the prediction."""
+AS_FAST = 1.25
+""""Essentially as fast": the mild knock-out needs at most this many times BN's steps."""
+AT_LEAST_AS_WELL = 1.05
+""""At least as well": BN before the ReLU needs at most this many times the steps of BN after."""
+BOUNDS = [
+    Bound(EXPERIMENT, "steps_ratio", 1 - 1 / AS_FAST, optimizer="sgd+knockout",
+          side="at most", description=(
+              f"the mild knock-out reaches the loss threshold in at most {AS_FAST:g}x BN's "
+              "steps, each at its best learning rate (001 Sec. 4.2): the upper end of the 95% "
+              "interval of the seed-paired ratio")),
+    Bound(EXPERIMENT, "before_after_ratio", 1 - 1 / AT_LEAST_AS_WELL, optimizer="sgd+bn-after",
+          side="at most", description=(
+              f"BN before the ReLU reaches the threshold in at most {AT_LEAST_AS_WELL:g}x the "
+              "steps of BN after it, each at its best learning rate (001 Sec. 4.2): the upper "
+              "end of the 95% interval of the seed-paired ratio")),
+]
 
+SCALES = {Size.SMOKE: StepsAndSeeds(steps=120, seeds=2),
+          Size.REFERENCE: StepsAndSeeds(steps=1500, seeds=5)}
 
-SCALES = {Size.SMOKE: StepsAndSeeds(steps=120, seeds=1),
-          Size.REFERENCE: StepsAndSeeds(steps=1500, seeds=3)}
+Grid = dict[tuple[str, float], list[Run]]  # (variant, learning rate) -> runs over the seeds
 
 
 def knock_out(report: Report, settings: Settings) -> None:
-    """Knock-out after BN, BN before vs after the ReLU, no normalization."""
-    runs = variant_runs(settings)
+    """Knock-out after BN, BN before vs after the ReLU, no normalization, over a learning-rate
+    grid."""
+    grid = variant_runs(settings)
+    steps = {key: np.array([steps_to(smoothed(losses(run)), LOSS_THRESHOLD) for run in group])
+             for key, group in grid.items()}
+    best = best_rates(steps)
+    runs = {v: grid[v, best[v]] for v in VARIANTS}
     curves = {v: np.mean([smoothed(losses(run)) for run in group], axis=0)
               for v, group in runs.items()}
     clean = {v: float(np.mean([final(run, "train_loss") for run in group]))
              for v, group in runs.items()}
-    report.add_runs(run for group in runs.values() for run in group)
-    report.add(*records(curves, clean))
+    ratios = paired_ratios({v: steps[v, best[v]] for v in VARIANTS})
+    report.add_runs(run for group in grid.values() for run in group)
+    report.add(*records(curves, clean), *ratio_records(ratios))
+    report.bounds += BOUNDS
     for variant, curve in curves.items():
         report.add_curves(curve_frame(EXPERIMENT, f"sgd+{variant}", "", "train_loss",
                                       "measured", np.arange(len(curve)), curve))
     section = report.section("The knock-out experiment (001 Sec. 4.2, 000 'Normalization')",
-                             text(settings, curves, clean))
+                             text(settings, steps, best, curves, clean, ratios))
     section.figure("ics_knockout_curves", curves_figure(
-        {f"sgd+{v}": c for v, c in curves.items()}, LOSS_THRESHOLD),
-        "Smoothed training loss: BN, BN with the knock-out transform, BN after the ReLU and "
-        "no normalization.")
+        {f"sgd+{v} (lr {best[v]:g})": c for v, c in curves.items()}, LOSS_THRESHOLD),
+        "Smoothed training loss, mean over seeds, each variant at its best learning rate: BN, "
+        "BN with the knock-out transform, BN after the ReLU and no normalization.")
 
 
-def variant_runs(settings: Settings) -> dict[str, list[Run]]:
-    """Per variant, its runs over the seeds of the size."""
+def variant_runs(settings: Settings) -> Grid:
+    """Per variant and learning rate, its runs over the seeds of the size."""
     scale = settings.scale(SCALES)
     seeds = range(settings.seed, settings.seed + scale.seeds)
-    configs = {v: [config(seed, scale.steps, {**NETWORK, **changes}) for seed in seeds]
-               for v, changes in VARIANTS.items()}
-    runs = train_runs([c for group in configs.values() for c in group], settings,
-                      desc="ics: knock-out")
-    return {v: runs[i * scale.seeds:(i + 1) * scale.seeds] for i, v in enumerate(configs)}
+    keys = [(v, lr) for v in VARIANTS for lr in LEARNING_RATES]
+    configs = [config(seed, scale.steps, {**NETWORK, **VARIANTS[v], "optimizer.lr": lr})
+               for v, lr in keys for seed in seeds]
+    runs = train_runs(configs, settings, desc="ics: knock-out")
+    return {key: runs[i * scale.seeds:(i + 1) * scale.seeds] for i, key in enumerate(keys)}
+
+
+def best_rates(steps: dict[tuple[str, float], np.ndarray]) -> dict[str, float]:
+    """Per variant, the learning rate whose runs reach the threshold in the fewest steps (mean
+    over seeds; a rate where some seed never reaches it is not a candidate, and a variant
+    without a candidate keeps the grid's middle rate)."""
+    out = {}
+    for variant in VARIANTS:
+        means = {lr: float(np.mean(steps[variant, lr])) for lr in LEARNING_RATES}
+        reached = {lr: m for lr, m in means.items() if np.isfinite(m)}
+        out[variant] = (min(reached, key=reached.get) if reached
+                        else LEARNING_RATES[len(LEARNING_RATES) // 2])
+    return out
+
+
+def paired_ratios(steps: dict[str, np.ndarray]) -> dict[str, Interval]:
+    """The claims' ratios of steps to the threshold, seed by seed, with their 95% intervals:
+    each knock-out over BN (``steps_ratio``) and BN before over BN after
+    (``before_after_ratio``)."""
+    return {"knockout": interval(steps["knockout"] / steps["bn"]),
+            "knockout-strong": interval(steps["knockout-strong"] / steps["bn"]),
+            "bn-after": interval(steps["bn"] / steps["bn-after"])}
+
+
+def ratio_records(ratios: dict[str, Interval]) -> list[Record]:
+    """The upper end of each claim's interval against theory's 1 (the bounds' records)."""
+    return [record(EXPERIMENT, f"sgd+{v}", "",
+                   "before_after_ratio" if v == "bn-after" else "steps_ratio",
+                   predicted=1.0, measured=i.high) for v, i in ratios.items()]
 
 
 def records(curves: dict[str, np.ndarray], clean: dict[str, float]) -> list[Record]:
@@ -104,47 +170,64 @@ def records(curves: dict[str, np.ndarray], clean: dict[str, float]) -> list[Reco
     return out
 
 
-def text(settings: Settings, curves: dict[str, np.ndarray], clean: dict[str, float]) -> str:
+def text(settings: Settings, steps: dict[tuple[str, float], np.ndarray],
+         best: dict[str, float], curves: dict[str, np.ndarray], clean: dict[str, float],
+         ratios: dict[str, Interval]) -> str:
     scale = settings.scale(SCALES)
-    bn = curves["bn"]
-    steps = len(bn)
-    finals = {v: curves[v][-1] for v in VARIANTS}
     network = sizes(config(settings.seed, scale.steps, NETWORK))
-
-    def clean_ratio(variant: str) -> str:
-        return f"{clean[variant] / clean['bn']:.2g}x"
-
-    def ratio(variant: str) -> str:
-        return f"{steps_to(curves[variant], LOSS_THRESHOLD) / steps_to(bn, LOSS_THRESHOLD):.2g}x"
+    finals = {v: curves[v][-1] for v in VARIANTS}
     return (
-        f"A {network} ReLU MLP on digits, SGD with lr "
-        f"{LR}, batch 64, {steps} steps, {scale.seeds} seed(s) averaged, trained by "
-        f"`models.train`; the minibatch loss smoothed over {SMOOTHING} steps. Variants "
+        f"A {network} ReLU MLP on digits, SGD at each learning rate of "
+        f"{list(LEARNING_RATES)}, batch 64, {scale.steps} steps, {scale.seeds} seeds, trained "
+        f"by `models.train`; the minibatch loss smoothed over {SMOOTHING} steps. Variants "
         "(`model.norm`, `model.norm_position`, `model.knockout_*`): BN before "
         "each ReLU; the same with the knock-out transform after each BN (per batch and unit "
-        f"a <- gamma a + m, gamma ~ U({1 - SPREAD:g}, {1 + SPREAD:g}), m ~ N(0, s^2) with "
-        f"s = {VARIANTS['knockout']['model.knockout_shift']:g} (`knockout`) or "
-        f"s = {VARIANTS['knockout-strong']['model.knockout_shift']:g} (`knockout-strong`), "
-        "freshly drawn every batch from a seeded generator: a "
+        rf"$a \leftarrow \gamma a + m$, $\gamma \sim U({1 - SPREAD:g}, {1 + SPREAD:g})$, "
+        rf"$m \sim N(0, s^2)$ with $s$ = {VARIANTS['knockout']['model.knockout_shift']:g} "
+        f"(`knockout`) or {VARIANTS['knockout-strong']['model.knockout_shift']:g} "
+        "(`knockout-strong`), freshly drawn every batch from a seeded generator: a "
         "simplification of Santurkar et al. 2018 as in 001 Sec. 4.2, re-introducing shifted "
-        "and rescaled statistics); BN after the ReLU; no normalization. The notes' claims "
-        "(001 Sec. 4.2): the knock-out leaves optimization essentially as fast as BN, and BN "
-        "before the activation works at least as well as after. The prediction recorded is "
-        f"BN's curve. Steps to a smoothed loss of {LOSS_THRESHOLD}: "
-        + listing({v: steps_to(c, LOSS_THRESHOLD) for v, c in curves.items()}, "{:.0f}")
-        + ". Final smoothed loss: " + listing(finals)
+        "and rescaled statistics); BN after the ReLU; no normalization. Steps to a smoothed "
+        f"loss of {LOSS_THRESHOLD}, mean over seeds with its 95% interval (the best learning "
+        "rate of each variant, the fewest steps, in bold):\n\n"
+        + markdown_table(_steps_table(steps, best), index=False) + "\n\n"
+        "The notes' claims (001 Sec. 4.2), each variant at its best learning rate and the "
+        "ratios taken seed by seed: the knock-out leaves optimization essentially as fast as "
+        f"BN (declared: at most {AS_FAST:g}x BN's steps) and BN before the activation works "
+        f"at least as well as after (declared: at most {AT_LEAST_AS_WELL:g}x the steps of BN "
+        "after). A claim holds when the upper end of its 95% interval is within its margin:"
+        "\n\n" + markdown_table(_claims_table(ratios), index=False) + "\n\n"
+        "At the best learning rates, final smoothed loss: " + listing(finals)
         + "; final loss on the whole training set in evaluation mode (BN with its running "
         "statistics, the knock-out transform at its mean, the identity; `final_clean_loss`): "
-        + listing(clean)
-        + f".\n\nHow close: the mild knock-out needs {ratio('knockout')} BN's steps and the "
-        f"strong one {ratio('knockout-strong')} (no normalization: {ratio('none')}): the "
-        "knock-out is not free, and its cost grows with the injected shift. Unlike the ICS "
-        "that BN removes, these per-batch random shifts are noise in the function the next "
-        "layer sees (a shift before a ReLU changes which units are active), so part of the "
-        "slowdown is noise, not covariate shift: the clean loss, measured without the "
-        "transform, separates what the network learned from the noise in the loss it was "
-        f"trained on, and there the mild knock-out ends at {clean_ratio('knockout')} BN's "
-        f"and the strong one at {clean_ratio('knockout-strong')}. BN after the ReLU needs "
-        f"{ratio('bn-after')} the steps of BN before it on this small MLP (the notes and the "
-        "BN paper report 'before' as generally better). No bound is declared on these "
-        "training-speed comparisons.")
+        + listing(clean) + ". The clean loss, measured without the transform, separates what "
+        "a knock-out network learned from the noise of the transform in the loss it was "
+        f"trained on: against BN's, the mild knock-out's is {clean['knockout'] / clean['bn']:.2g}x "
+        f"and the strong one's {clean['knockout-strong'] / clean['bn']:.2g}x.")
+
+
+def _steps_table(steps: dict[tuple[str, float], np.ndarray],
+                 best: dict[str, float]) -> pd.DataFrame:
+    def cell(variant: str, lr: float) -> str:
+        values = steps[variant, lr]
+        never = int(np.isnan(values).sum())
+        shown = (interval_cell(interval(values)) if never < len(values) else "—")
+        shown += f" ({never} never)" if never else ""
+        return f"**{shown}**" if lr == best[variant] else shown
+
+    return pd.DataFrame([{"variant": v, **{f"lr {lr:g}": cell(v, lr) for lr in LEARNING_RATES}}
+                         for v in VARIANTS])
+
+
+def _claims_table(ratios: dict[str, Interval]) -> pd.DataFrame:
+    rows = []
+    for variant, what, margin in (
+            ("knockout", "mild knock-out / BN", AS_FAST),
+            ("knockout-strong", "strong knock-out / BN (no bound)", AS_FAST),
+            ("bn-after", "BN before / BN after", AT_LEAST_AS_WELL)):
+        i = ratios[variant]
+        rows.append({"ratio of steps": what, "seed-paired ratio": interval_cell(i),
+                     "margin": f"{margin:g}",
+                     "holds": "—" if not np.isfinite(i.high) else
+                     "yes" if i.high <= margin else "no"})
+    return pd.DataFrame(rows)
