@@ -220,7 +220,7 @@ def test_tuned_decay_picks_the_lowest_held_out_loss_and_pairs_the_seeds() -> Non
     assert not tuned_decay.BOUND.check(tuned_decay.records(swapped)).holds
     said = tuned_decay.text(Settings(size=Size.SMOKE), finals, tuned, ratios)
     assert "shrinks more under K-FAC-G" in said  # the smoke grid is (0, 0.01, 0.1):
-    assert "sgd (the smallest), kfac-g (the largest)" in said  # both tuned to an end
+    assert "sgd (the smallest), kfac-g (the largest)." in said  # both tuned to an end
 
 
 def test_digits_has_the_test_images_the_claims_count_in() -> None:

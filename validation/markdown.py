@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np  # noqa: F401  (the doctests)
 import pandas as pd
@@ -72,3 +72,18 @@ def counted(n: int, noun: str) -> str:
     ('1 seed', '5 seeds')
     """
     return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
+def grid_ends(chosen: Mapping[str, float], grid: Sequence[float], what: str) -> str:
+    """A sentence naming the keys of ``chosen`` whose value lies at an end of ``grid`` (where a
+    value outside the grid might do better), or ``""``.
+
+    >>> grid_ends({"sgd": 0.01, "adam": 0.1, "kfac": 0.03}, (0.01, 0.03, 0.1), "decay")
+    ' At an end of the grid of decay, where a value outside it might do better: sgd (the smallest), adam (the largest).'
+    """
+    ends = {key: "smallest" if value == min(grid) else "largest"
+            for key, value in chosen.items() if value in (min(grid), max(grid))}
+    if not ends:
+        return ""
+    return (f" At an end of the grid of {what}, where a value outside it might do better: "
+            + ", ".join(f"{key} (the {end})" for key, end in ends.items()) + ".")

@@ -32,7 +32,7 @@ from scalewise.validation.ics.runs import (
     smoothed,
     steps_to,
 )
-from scalewise.validation.markdown import interval_cell, listing, markdown_table
+from scalewise.validation.markdown import grid_ends, interval_cell, listing, markdown_table
 from scalewise.validation.report import (
     Bound,
     Record,
@@ -44,7 +44,7 @@ from scalewise.validation.report import (
 from scalewise.validation.suite import Settings, Size, StepsAndSeeds, train_runs
 
 EXPERIMENT = "knock-out"
-LEARNING_RATES = (0.03, 0.1, 0.3)
+LEARNING_RATES = (0.03, 0.1, 0.3, 1.0)
 LOSS_THRESHOLD = 0.15
 CHECKS = 12  # steps of a curve at which it is recorded
 SPREAD = 0.5  # the knock-out's gamma ~ U(1 - SPREAD, 1 + SPREAD)
@@ -191,6 +191,7 @@ def text(settings: Settings, steps: dict[tuple[str, float], np.ndarray],
         f"loss of {LOSS_THRESHOLD}, mean over seeds with its 95% interval (the best learning "
         "rate of each variant, the fewest steps, in bold):\n\n"
         + markdown_table(_steps_table(steps, best), index=False) + "\n\n"
+        + grid_ends(best, LEARNING_RATES, "learning rates").lstrip() + "\n\n"
         "The notes' claims (001 Sec. 4.2), each variant at its best learning rate and the "
         "ratios taken seed by seed: the knock-out leaves optimization essentially as fast as "
         f"BN (declared: at most {AS_FAST:g}x BN's steps) and BN before the activation works "

@@ -23,7 +23,7 @@ from scalewise import models
 from scalewise.models.store import Run, RunStatus
 from scalewise.validation.estimators import interval
 from scalewise.validation.kfac.runs import base_config, final_norms, optimizer_changes
-from scalewise.validation.markdown import interval_cell, markdown_table
+from scalewise.validation.markdown import grid_ends, interval_cell, markdown_table
 from scalewise.validation.report import Bound, Record, Report, record
 from scalewise.validation.suite import Settings, Size, train_runs
 
@@ -151,19 +151,8 @@ def text(settings: Settings, finals: pd.DataFrame, tuned: dict[str, float],
         + markdown_table(table, index=False) + "\n\n"
         f"**Result.** At tuned decay the Jacobian shrinks more under {stronger}: "
         rf"$\log r_{{\mathrm{{SGD}}}} - \log r_{{\mathrm{{K\text{{-}}FAC\text{{-}}G}}}}$ = "
-        f"{interval_cell(gap)} ($r$: the ratio to the baseline); {verdict}." + _edges(scale, tuned))
-
-
-def _edges(scale: Scale, tuned: dict[str, float]) -> str:
-    """A sentence naming the optimizers tuned to an end of the grid, where a lambda outside it
-    might do better."""
-    positive = [d for d in scale.grid if d > 0]
-    ends = {o: "smallest" if d == min(positive) else "largest"
-            for o, d in tuned.items() if d in (min(positive), max(positive))}
-    if not ends:
-        return ""
-    return (" Tuned to an end of the grid, where a decay outside it might do better: "
-            + ", ".join(f"{o} (the {end})" for o, end in ends.items()) + ".")
+        f"{interval_cell(gap)} ($r$: the ratio to the baseline); {verdict}."
+        + grid_ends(tuned, [d for d in scale.grid if d > 0], "decays"))
 
 
 def figure(finals: pd.DataFrame, tuned: dict[str, float]) -> Figure:
