@@ -190,8 +190,8 @@ def text(settings: Settings, steps: dict[tuple[str, float], np.ndarray],
         "and rescaled statistics); BN after the ReLU; no normalization. Steps to a smoothed "
         f"loss of {LOSS_THRESHOLD}, mean over seeds with its 95% interval (the best learning "
         "rate of each variant, the fewest steps, in bold):\n\n"
-        + markdown_table(_steps_table(steps, best), index=False) + "\n\n"
-        + grid_ends(best, LEARNING_RATES, "learning rates").lstrip() + "\n\n"
+        + markdown_table(_steps_table(steps, best), index=False)
+        + grid_ends(best, LEARNING_RATES, "learning rates") + "\n\n"
         "The notes' claims (001 Sec. 4.2), each variant at its best learning rate and the "
         "ratios taken seed by seed: the knock-out leaves optimization essentially as fast as "
         f"BN (declared: at most {AS_FAST:g}x BN's steps) and BN before the activation works "
