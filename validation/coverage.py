@@ -276,7 +276,8 @@ ITEMS: tuple[Item, ...] = (
                      Measured(ICS, "outlier", "gn_condition", "quasi-diagonal"))),
     _slide("000", "Two pieces of evidence against the ICS Removal Hypothesis:",
            "the knock-out experiment: with ICS added back after BN the network trains as fast",
-           measured=(Measured(ICS, "knock-out", "steps_to_threshold", "sgd+knockout"),)),
+           measured=(Measured(ICS, "knock-out", "steps_to_threshold", "sgd+knockout"),
+                     Measured(ICS, "knock-out", "steps_ratio", "sgd+knockout"))),
     _slide("000", "A Wrinkle",
            "with BN in the next layer, shifting and rescaling the activations changes nothing, "
            "so their outlier eigenvalues have no effect",
