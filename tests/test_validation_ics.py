@@ -222,9 +222,10 @@ def test_smoke_build_meets_every_bound(smoke) -> None:
     results = report.agreement()
     assert {r.bound.experiment for r in results} == {"outlier", "dead_units", "knock-out",
                                                       "quasi-diagonal", "grafting"}
-    # the knock-out's claims are about training speed at the reference size
+    # the claims about training speed (ratios of steps) hold or miss at the reference size
+    speed = ("steps_ratio", "before_after_ratio")
     failing = [(r.bound.experiment, r.bound.optimizer, r.bound.quantity, r.value)
-               for r in results if not r.holds and r.bound.experiment != "knock-out"]
+               for r in results if not r.holds and r.bound.quantity not in speed]
     assert not failing
 
 
@@ -240,7 +241,9 @@ def test_smoke_runs_are_stored_trained_by_models_and_reused(smoke) -> None:
                 + len(dead_units.NORMS) * len(dead_units.LEARNING_RATES)
                 * settings.scale(dead_units.SCALES).seeds
                 + len(qd.PRECONDITIONERS) * (settings.scale(qd.SCALES).lr_grid + 1)
-                + len(grafting.GRAFT_RUNS))
+                + sum(len(grafting.LEARNING_RATES[changes["optimizer.name"]])
+                      for changes in grafting.GRAFT_RUNS.values())
+                * settings.scale(grafting.SCALES).seeds)
     assert len(stored) == expected
     before = stored.sort_values("id")["updated"].tolist()
     threads = torch.get_num_threads()

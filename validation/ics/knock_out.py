@@ -9,7 +9,7 @@ learning rate of :data:`LEARNING_RATES`, several seeds. Runs (:func:`models.trai
 its smoothed training loss and the first step it reaches :data:`LOSS_THRESHOLD` -> each variant
 at its best learning rate (fewest steps, mean over seeds) -> the claims as one-sided bounds on
 the seed-paired ratio of steps, declared before the reference run (:data:`BOUNDS`; the margins
-:data:`AS_FAST` and :data:`AT_LEAST_AS_WELL`), and records of the losses against batch norm's
+:data:`~scalewise.validation.ics.runs.AS_FAST` and :data:`AT_LEAST_AS_WELL`), and records of the losses against batch norm's
 -> text, table and figure.
 """
 
@@ -20,19 +20,30 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from scalewise.models.store import Run
 from scalewise.validation.estimators import Interval, interval
 from scalewise.validation.ics.runs import (
+    AS_FAST,
+    LOSS_THRESHOLD,
     SMOOTHING,
+    Grid,
+    best_rates,
     config,
     curves_figure,
     final,
     losses,
     sizes,
     smoothed,
+    steps_table,
     steps_to,
+    steps_to_threshold,
 )
-from scalewise.validation.markdown import grid_ends, interval_cell, listing, markdown_table
+from scalewise.validation.markdown import (
+    counted,
+    grid_ends,
+    interval_cell,
+    listing,
+    markdown_table,
+)
 from scalewise.validation.report import (
     Bound,
     Record,
@@ -45,7 +56,6 @@ from scalewise.validation.suite import Settings, Size, StepsAndSeeds, train_runs
 
 EXPERIMENT = "knock-out"
 LEARNING_RATES = (0.03, 0.1, 0.3, 1.0)
-LOSS_THRESHOLD = 0.15
 CHECKS = 12  # steps of a curve at which it is recorded
 SPREAD = 0.5  # the knock-out's gamma ~ U(1 - SPREAD, 1 + SPREAD)
 NETWORK = {"model.width": 64, "model.depth": 3, "optimizer.name": "sgd"}
@@ -59,8 +69,6 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "none": {"model.norm": "none"},
 }
 """Variant -> its changes to :data:`NETWORK`; the first, plain BN, is the prediction."""
-AS_FAST = 1.25
-""""Essentially as fast": the mild knock-out needs at most this many times BN's steps."""
 AT_LEAST_AS_WELL = 1.05
 """"At least as well": BN before the ReLU needs at most this many times the steps of BN after."""
 BOUNDS = [
@@ -79,15 +87,11 @@ BOUNDS = [
 SCALES = {Size.SMOKE: StepsAndSeeds(steps=120, seeds=2),
           Size.REFERENCE: StepsAndSeeds(steps=1500, seeds=5)}
 
-Grid = dict[tuple[str, float], list[Run]]  # (variant, learning rate) -> runs over the seeds
-
-
 def knock_out(report: Report, settings: Settings) -> None:
     """Knock-out after BN, BN before vs after the ReLU, no normalization, over a learning-rate
     grid."""
     grid = variant_runs(settings)
-    steps = {key: np.array([steps_to(smoothed(losses(run)), LOSS_THRESHOLD) for run in group])
-             for key, group in grid.items()}
+    steps = steps_to_threshold(grid, LOSS_THRESHOLD)
     best = best_rates(steps)
     runs = {v: grid[v, best[v]] for v in VARIANTS}
     curves = {v: np.mean([smoothed(losses(run)) for run in group], axis=0)
@@ -118,19 +122,6 @@ def variant_runs(settings: Settings) -> Grid:
                for v, lr in keys for seed in seeds]
     runs = train_runs(configs, settings, desc="ics: knock-out")
     return {key: runs[i * scale.seeds:(i + 1) * scale.seeds] for i, key in enumerate(keys)}
-
-
-def best_rates(steps: dict[tuple[str, float], np.ndarray]) -> dict[str, float]:
-    """Per variant, the learning rate whose runs reach the threshold in the fewest steps (mean
-    over seeds; a rate where some seed never reaches it is not a candidate, and a variant
-    without a candidate keeps the grid's middle rate)."""
-    out = {}
-    for variant in VARIANTS:
-        means = {lr: float(np.mean(steps[variant, lr])) for lr in LEARNING_RATES}
-        reached = {lr: m for lr, m in means.items() if np.isfinite(m)}
-        out[variant] = (min(reached, key=reached.get) if reached
-                        else LEARNING_RATES[len(LEARNING_RATES) // 2])
-    return out
 
 
 def paired_ratios(steps: dict[str, np.ndarray]) -> dict[str, Interval]:
@@ -178,8 +169,8 @@ def text(settings: Settings, steps: dict[tuple[str, float], np.ndarray],
     finals = {v: curves[v][-1] for v in VARIANTS}
     return (
         f"A {network} ReLU MLP on digits, SGD at each learning rate of "
-        f"{list(LEARNING_RATES)}, batch 64, {scale.steps} steps, {scale.seeds} seeds, trained "
-        f"by `models.train`; the minibatch loss smoothed over {SMOOTHING} steps. Variants "
+        f"{list(LEARNING_RATES)}, batch 64, {scale.steps} steps, "
+        f"{counted(scale.seeds, 'seed')}, trained by `models.train`; the minibatch loss smoothed over {SMOOTHING} steps. Variants "
         "(`model.norm`, `model.norm_position`, `model.knockout_*`): BN before "
         "each ReLU; the same with the knock-out transform after each BN (per batch and unit "
         rf"$a \leftarrow \gamma a + m$, $\gamma \sim U({1 - SPREAD:g}, {1 + SPREAD:g})$, "
@@ -190,8 +181,8 @@ def text(settings: Settings, steps: dict[tuple[str, float], np.ndarray],
         "and rescaled statistics); BN after the ReLU; no normalization. Steps to a smoothed "
         f"loss of {LOSS_THRESHOLD}, mean over seeds with its 95% interval (the best learning "
         "rate of each variant, the fewest steps, in bold):\n\n"
-        + markdown_table(_steps_table(steps, best), index=False)
-        + grid_ends(best, LEARNING_RATES, "learning rates") + "\n\n"
+        + markdown_table(steps_table(steps, best), index=False) + "\n\n"
+        + grid_ends(best, LEARNING_RATES, "learning rates").strip() + "\n\n"
         "The notes' claims (001 Sec. 4.2), each variant at its best learning rate and the "
         "ratios taken seed by seed: the knock-out leaves optimization essentially as fast as "
         f"BN (declared: at most {AS_FAST:g}x BN's steps) and BN before the activation works "
@@ -205,19 +196,6 @@ def text(settings: Settings, steps: dict[tuple[str, float], np.ndarray],
         "a knock-out network learned from the noise of the transform in the loss it was "
         f"trained on: against BN's, the mild knock-out's is {clean['knockout'] / clean['bn']:.2g}x "
         f"and the strong one's {clean['knockout-strong'] / clean['bn']:.2g}x.")
-
-
-def _steps_table(steps: dict[tuple[str, float], np.ndarray],
-                 best: dict[str, float]) -> pd.DataFrame:
-    def cell(variant: str, lr: float) -> str:
-        values = steps[variant, lr]
-        never = int(np.isnan(values).sum())
-        shown = (interval_cell(interval(values)) if never < len(values) else "—")
-        shown += f" ({never} never)" if never else ""
-        return f"**{shown}**" if lr == best[variant] else shown
-
-    return pd.DataFrame([{"variant": v, **{f"lr {lr:g}": cell(v, lr) for lr in LEARNING_RATES}}
-                         for v in VARIANTS])
 
 
 def _claims_table(ratios: dict[str, Interval]) -> pd.DataFrame:

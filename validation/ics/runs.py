@@ -19,10 +19,16 @@ from matplotlib.figure import Figure
 from scalewise import models
 from scalewise.models.store import Run
 from scalewise.validation.comparison import wide
+from scalewise.validation.estimators import interval
+from scalewise.validation.markdown import interval_cell
 
 EXACT = 1e-6  # float64 identities that hold up to rounding (invariances, step norms)
 PIXELS, CLASSES = 64, 10  # a digits MLP's inputs (the 8x8 pixels) and outputs
 SMOOTHING = 25  # steps of the trailing mean that smooths minibatch losses
+LOSS_THRESHOLD = 0.15  # the smoothed loss whose first step times a run's training speed
+AS_FAST = 1.25
+""""As fast" in a claim about training speed: at most this many times the reference's steps to
+:data:`LOSS_THRESHOLD` (declared before the reference runs)."""
 BASE: dict[str, Any] = {
     "data.name": "digits", "data.batch_size": 64, "precision": "float64", "probe_every": 0,
     "costly_probe_every": 0, "eval_every": 0, "checkpoint_every": 0}
@@ -69,6 +75,53 @@ def steps_to(curve: np.ndarray, threshold: float) -> float:
     """The first step at which ``curve`` is at most ``threshold``; NaN when it never is."""
     below = np.flatnonzero(curve <= threshold)
     return float(below[0]) if len(below) else math.nan
+
+
+Grid = dict[tuple[str, float], list[Run]]
+"""(label, learning rate) -> the runs over the seeds: an experiment's learning-rate grid."""
+
+
+def steps_to_threshold(grid: Grid, threshold: float) -> dict[tuple[str, float], np.ndarray]:
+    """Per key of ``grid``, each run's first step whose smoothed loss is at most ``threshold``
+    (NaN for a run that never reaches it)."""
+    return {key: np.array([steps_to(smoothed(losses(run)), threshold) for run in group])
+            for key, group in grid.items()}
+
+
+def best_rates(steps: dict[tuple[str, float], np.ndarray]) -> dict[str, float]:
+    """Per label, the learning rate whose runs reach the threshold in the fewest steps (mean
+    over seeds; a rate where some seed never reaches it is not a candidate, and a label without
+    a candidate keeps the middle rate of its grid)."""
+    grids: dict[str, list[float]] = {}
+    for label, lr in steps:
+        grids.setdefault(label, []).append(lr)
+    out = {}
+    for label, rates in grids.items():
+        reached = {lr: float(np.mean(steps[label, lr])) for lr in rates
+                   if np.isfinite(steps[label, lr]).all()}
+        out[label] = (min(reached, key=reached.get) if reached
+                      else sorted(rates)[len(rates) // 2])
+    return out
+
+
+def steps_table(steps: dict[tuple[str, float], np.ndarray],
+                best: dict[str, float]) -> pd.DataFrame:
+    """One row per label, one column per learning rate of any grid: the mean steps to the
+    threshold with its 95% interval (how many seeds never reach it), the best rate's in bold,
+    "—" where the label was not run at that rate."""
+    rates = sorted({lr for _, lr in steps})
+
+    def cell(label: str, lr: float) -> str:
+        if (label, lr) not in steps:
+            return "—"
+        values = steps[label, lr]
+        never = int(np.isnan(values).sum())
+        shown = interval_cell(interval(values)) if never < len(values) else "never"
+        shown += f" ({never} never)" if 0 < never < len(values) else ""
+        return f"**{shown}**" if lr == best[label] else shown
+
+    return pd.DataFrame([{"": label, **{f"lr {lr:g}": cell(label, lr) for lr in rates}}
+                         for label in best])
 
 
 def curves_figure(curves: dict[str, np.ndarray], threshold: float | None = None,
