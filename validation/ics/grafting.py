@@ -60,9 +60,10 @@ GRAFT_RUNS: dict[str, dict[str, Any]] = {
 """Label -> optimizer; ``graft:M>D`` is M's magnitude on D's direction (000 Algorithm 2)."""
 REFERENCES = {"graft:adam>sgd": "adam", "graft:sgd>adam": "sgd"}
 """Grafted run -> the run whose magnitude it takes."""
-LEARNING_RATES = {"sgd": (0.03, 0.1, 0.3), "adam": (3e-4, 1e-3, 3e-3)}
-"""Magnitude optimizer -> its learning-rate grid, the default in the middle; a grafted run takes
-its magnitude's grid."""
+LEARNING_RATES = {"sgd": (0.03, 0.1, 0.3, 1.0), "adam": (3e-4, 1e-3, 3e-3, 1e-2)}
+"""Magnitude optimizer -> its learning-rate grid; a grafted run takes its magnitude's grid."""
+DEFAULT_LR = {"sgd": 0.1, "adam": 1e-3}
+"""Magnitude optimizer -> its usual learning rate, the runs of the exact check."""
 CHECKS = 6  # grafted steps checked from each of a run's initial state and last checkpoint
 BOUND = Bound(EXPERIMENT, "steps_ratio", 1 - 1 / AS_FAST, optimizer="graft:adam>sgd",
               side="at most", description=(
@@ -107,9 +108,8 @@ def grafting(report: Report, settings: Settings) -> None:
 
 
 def default_rate(label: str) -> float:
-    """The middle of the learning-rate grid of ``label``'s magnitude optimizer."""
-    rates = LEARNING_RATES[GRAFT_RUNS[label]["optimizer.name"]]
-    return rates[len(rates) // 2]
+    """The usual learning rate of ``label``'s magnitude optimizer (:data:`DEFAULT_LR`)."""
+    return DEFAULT_LR[GRAFT_RUNS[label]["optimizer.name"]]
 
 
 def graft_runs(settings: Settings) -> Grid:
