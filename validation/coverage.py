@@ -255,7 +255,8 @@ ITEMS: tuple[Item, ...] = (
     _slide("000", "Algorithm 2 AdaGraft meta-optimizer",
            "the grafted step takes its norm from one optimizer and its direction from another",
            measured=(Measured(ICS, "grafting", "step_norm"),
-                     Measured(ICS, "grafting", "step_cosine"))),
+                     Measured(ICS, "grafting", "step_cosine"),
+                     Measured(ICS, "grafting", "steps_ratio", "graft:adam>sgd"))),
     _slide("000", "Batch Norm",
            "batch norm prevents dead units: each pre-activation is 0 in expectation, so it is "
            "positive on some examples",
