@@ -6,11 +6,12 @@ batch norm, and batch norm before the activation works at least as well as after
 
 Config: :data:`VARIANTS` (options of :class:`models.config.ModelConfig`), each at every
 learning rate of :data:`LEARNING_RATES`, several seeds. Runs (:func:`models.train`) -> per run
-its smoothed training loss and the first step it reaches :data:`LOSS_THRESHOLD` -> each variant
-at its best learning rate (fewest steps, mean over seeds) -> the claims as one-sided bounds on
-the seed-paired ratio of steps, declared before the reference run (:data:`BOUNDS`; the margins
-:data:`~scalewise.validation.ics.runs.AS_FAST` and :data:`AT_LEAST_AS_WELL`), and records of the losses against batch norm's
--> text, table and figure.
+its smoothed training loss and the first step it reaches the loss threshold of
+:mod:`~scalewise.validation.ics.runs` -> each variant at its best learning rate (fewest steps,
+mean over seeds) -> the claims as one-sided bounds on the seed-paired ratio of steps, declared
+before the reference run (:data:`BOUNDS`; the margins ``AS_FAST`` of
+:mod:`~scalewise.validation.ics.runs` and :data:`AT_LEAST_AS_WELL`), and records of the losses
+against batch norm's -> text, table and figure.
 """
 
 from __future__ import annotations
@@ -170,7 +171,8 @@ def text(settings: Settings, steps: dict[tuple[str, float], np.ndarray],
     return (
         f"A {network} ReLU MLP on digits, SGD at each learning rate of "
         f"{list(LEARNING_RATES)}, batch 64, {scale.steps} steps, "
-        f"{counted(scale.seeds, 'seed')}, trained by `models.train`; the minibatch loss smoothed over {SMOOTHING} steps. Variants "
+        f"{counted(scale.seeds, 'seed')}, trained by `models.train`; the minibatch loss "
+        f"smoothed over {SMOOTHING} steps. Variants "
         "(`model.norm`, `model.norm_position`, `model.knockout_*`): BN before "
         "each ReLU; the same with the knock-out transform after each BN (per batch and unit "
         rf"$a \leftarrow \gamma a + m$, $\gamma \sim U({1 - SPREAD:g}, {1 + SPREAD:g})$, "

@@ -51,7 +51,8 @@ from scalewise.validation.suite import Settings
 
 SUITE = "kfac"
 EXPERIMENTS = (gauss_newton_norm.gauss_newton_norm, jacobian_norm_table.jacobian_norm_table,
-               tuned_decay.tuned_decay, classification.classification, effective_damping.effective_damping, normalized_update.normalized_update,
+               tuned_decay.tuned_decay, classification.classification,
+               effective_damping.effective_damping, normalized_update.normalized_update,
                curvature_traces.curvature_traces, rescaling_immunity.rescaling_immunity,
                affine_invariance.affine_invariance)
 """The experiments of the report, in its order."""
