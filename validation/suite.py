@@ -160,6 +160,15 @@ def suite_workers(settings: Settings) -> Iterator[Workers]:
             _ACTIVE.reset(token)
 
 
+def train_groups(groups: Mapping[T, Sequence[models.TrainConfig]], settings: Settings, *,
+                 desc: str) -> dict[T, list[Run]]:
+    """:func:`train_runs` over every config of every group at once (one progress bar), the
+    runs returned grouped as given: an experiment's grid of settings, each over its seeds."""
+    runs = iter(train_runs([c for group in groups.values() for c in group], settings,
+                           desc=desc))
+    return {key: [next(runs) for _ in group] for key, group in groups.items()}
+
+
 def train_runs(configs: Sequence[models.TrainConfig], settings: Settings, *,
                desc: str) -> list[Run]:
     """Train ``configs`` (each on ``settings.device``) into the store of ``settings`` through

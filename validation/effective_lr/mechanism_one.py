@@ -27,7 +27,7 @@ from scalewise.models.store import Run
 from scalewise.validation.comparison import normalized_layers, wide
 from scalewise.validation.markdown import markdown_table
 from scalewise.validation.report import Bound, Record, Report, curve_frame, record, spread_steps
-from scalewise.validation.suite import Settings, Size, StepsAndSeeds, train_runs
+from scalewise.validation.suite import Settings, Size, StepsAndSeeds, train_groups, train_runs
 
 LR, WEIGHT_DECAY = 0.1, 1e-2  # alpha lambda = 1e-3: norms settle in ~1 / (4 alpha lambda) steps
 CHECKPOINTS = 15  # steps of a run at which curves are compared
@@ -77,12 +77,10 @@ def seeds(settings: Settings) -> list[int]:
 
 def placement_runs(settings: Settings) -> dict[str, list[Run]]:
     """Record label -> its runs over :func:`seeds` (finished runs come from the store)."""
-    configs = {label: [placement_config(settings, s, placement) for s in seeds(settings)]
-               for label, placement in PLACEMENTS.items()}
-    runs = train_runs([c for group in configs.values() for c in group], settings,
-                      desc="weight decay placement")
-    per_seed = len(seeds(settings))
-    return {label: runs[i * per_seed:(i + 1) * per_seed] for i, label in enumerate(configs)}
+    return train_groups({label: [placement_config(settings, s, placement)
+                                 for s in seeds(settings)]
+                         for label, placement in PLACEMENTS.items()},
+                        settings, desc="weight decay placement")
 
 
 def _modified_runs(settings: Settings, changes: list[dict[str, object]], *,

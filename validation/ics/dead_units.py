@@ -33,7 +33,7 @@ from scalewise.validation.estimators import interval
 from scalewise.validation.ics.runs import config, sizes
 from scalewise.validation.markdown import interval_cell, markdown_table
 from scalewise.validation.report import Bound, Record, Report, record
-from scalewise.validation.suite import Settings, Size, StepsAndSeeds, open_store, train_runs
+from scalewise.validation.suite import Settings, Size, StepsAndSeeds, open_store, train_groups
 
 EXPERIMENT = "dead_units"
 LEARNING_RATES = (0.03, 0.1, 0.3, 1.0, 3.0)
@@ -72,12 +72,9 @@ def trained_runs(settings: Settings) -> dict[tuple[str, float], list[Run]]:
     """Per (norm label, learning rate), its runs over the seeds of the size."""
     scale = settings.scale(SCALES)
     seeds = range(settings.seed, settings.seed + scale.seeds)
-    keys = [(norm, lr) for norm in NORMS for lr in LEARNING_RATES]
-    configs = [config(seed, scale.steps, {**NETWORK, "model.norm": NORMS[norm],
-                                          "optimizer.lr": lr})
-               for norm, lr in keys for seed in seeds]
-    runs = train_runs(configs, settings, desc="ics: dead units")
-    return {key: runs[i * scale.seeds:(i + 1) * scale.seeds] for i, key in enumerate(keys)}
+    return train_groups({(norm, lr): [config(seed, scale.steps, {
+        **NETWORK, "model.norm": NORMS[norm], "optimizer.lr": lr}) for seed in seeds]
+        for norm in NORMS for lr in LEARNING_RATES}, settings, desc="ics: dead units")
 
 
 @dataclass(frozen=True)

@@ -48,7 +48,7 @@ from scalewise.validation.markdown import (
     markdown_table,
 )
 from scalewise.validation.report import Bound, Record, Report, curve_frame, record
-from scalewise.validation.suite import Settings, Size, StepsAndSeeds, open_store, train_runs
+from scalewise.validation.suite import Settings, Size, StepsAndSeeds, open_store, train_groups
 
 EXPERIMENT = "grafting"
 GRAFT_RUNS: dict[str, dict[str, Any]] = {
@@ -116,12 +116,12 @@ def graft_runs(settings: Settings) -> Grid:
     """Per label and learning rate of its magnitude's grid, its runs over the seeds."""
     scale = settings.scale(SCALES)
     seeds = range(settings.seed, settings.seed + scale.seeds)
-    keys = [(label, lr) for label, changes in GRAFT_RUNS.items()
-            for lr in LEARNING_RATES[changes["optimizer.name"]]]
-    configs = [config(seed, scale.steps, {**GRAFT_RUNS[label], "optimizer.lr": lr})
-               for label, lr in keys for seed in seeds]
-    runs = train_runs(configs, settings, desc="ics: grafting")
-    return {key: runs[i * scale.seeds:(i + 1) * scale.seeds] for i, key in enumerate(keys)}
+    return train_groups({(label, lr): [config(seed, scale.steps,
+                                              {**changes, "optimizer.lr": lr})
+                                       for seed in seeds]
+                         for label, changes in GRAFT_RUNS.items()
+                         for lr in LEARNING_RATES[changes["optimizer.name"]]},
+                        settings, desc="ics: grafting")
 
 
 # ------------------------------------------------------------------------------ the exact check

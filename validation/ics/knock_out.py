@@ -53,7 +53,7 @@ from scalewise.validation.report import (
     record,
     spread_steps,
 )
-from scalewise.validation.suite import Settings, Size, StepsAndSeeds, train_runs
+from scalewise.validation.suite import Settings, Size, StepsAndSeeds, train_groups
 
 EXPERIMENT = "knock-out"
 LEARNING_RATES = (0.03, 0.1, 0.3, 1.0)
@@ -118,11 +118,11 @@ def variant_runs(settings: Settings) -> Grid:
     """Per variant and learning rate, its runs over the seeds of the size."""
     scale = settings.scale(SCALES)
     seeds = range(settings.seed, settings.seed + scale.seeds)
-    keys = [(v, lr) for v in VARIANTS for lr in LEARNING_RATES]
-    configs = [config(seed, scale.steps, {**NETWORK, **VARIANTS[v], "optimizer.lr": lr})
-               for v, lr in keys for seed in seeds]
-    runs = train_runs(configs, settings, desc="ics: knock-out")
-    return {key: runs[i * scale.seeds:(i + 1) * scale.seeds] for i, key in enumerate(keys)}
+    return train_groups({(v, lr): [config(seed, scale.steps,
+                                          {**NETWORK, **changes, "optimizer.lr": lr})
+                                   for seed in seeds]
+                         for v, changes in VARIANTS.items() for lr in LEARNING_RATES},
+                        settings, desc="ics: knock-out")
 
 
 def paired_ratios(steps: dict[str, np.ndarray]) -> dict[str, Interval]:

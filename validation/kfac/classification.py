@@ -37,7 +37,7 @@ from scalewise.validation.estimators import Interval, interval
 from scalewise.validation.kfac.runs import DAMPING, KFAC_LR, SGD_LR, WEIGHT_DECAY, label
 from scalewise.validation.markdown import interval_cell, markdown_table
 from scalewise.validation.report import Bound, Record, Report, curve_frame, record
-from scalewise.validation.suite import Settings, Size, train_runs
+from scalewise.validation.suite import Settings, Size, train_groups
 
 EXPERIMENT = "classification"
 ADAM_LR = 1e-3
@@ -159,10 +159,8 @@ def run_config(settings: Settings, key: Key, seed: int) -> models.TrainConfig:
 def trained_runs(settings: Settings) -> dict[Key, list[Run]]:
     """Per key of :func:`keys`, its runs over the seeds of the size."""
     seeds = range(settings.seed, settings.seed + settings.scale(SCALES).seeds)
-    configs = {key: [run_config(settings, key, seed) for seed in seeds] for key in keys()}
-    runs = iter(train_runs([c for group in configs.values() for c in group], settings,
-                           desc="kfac: classification"))
-    return {key: [next(runs) for _ in group] for key, group in configs.items()}
+    return train_groups({key: [run_config(settings, key, seed) for seed in seeds]
+                         for key in keys()}, settings, desc="kfac: classification")
 
 
 def final_accuracy(run: Run) -> float:

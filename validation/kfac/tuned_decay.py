@@ -25,7 +25,7 @@ from scalewise.validation.estimators import interval
 from scalewise.validation.kfac.runs import base_config, final_norms, optimizer_changes
 from scalewise.validation.markdown import grid_ends, interval_cell, markdown_table
 from scalewise.validation.report import Bound, Record, Report, record
-from scalewise.validation.suite import Settings, Size, train_runs
+from scalewise.validation.suite import Settings, Size, train_groups
 
 EXPERIMENT = "tuned_decay"
 OPTIMIZERS = ("sgd", "kfac-g")
@@ -78,10 +78,9 @@ def trained_runs(settings: Settings) -> dict[tuple[str, float], list[Run]]:
     """Per (optimizer, weight decay), its runs over the seeds of the size."""
     scale = settings.scale(SCALES)
     seeds = range(settings.seed, settings.seed + scale.seeds)
-    keys = [(o, decay) for o in OPTIMIZERS for decay in scale.grid]
-    configs = [run_config(settings, o, decay, seed) for o, decay in keys for seed in seeds]
-    runs = train_runs(configs, settings, desc="kfac: tuned decay")
-    return {key: runs[i * scale.seeds:(i + 1) * scale.seeds] for i, key in enumerate(keys)}
+    return train_groups({(o, decay): [run_config(settings, o, decay, seed) for seed in seeds]
+                         for o in OPTIMIZERS for decay in scale.grid},
+                        settings, desc="kfac: tuned decay")
 
 
 def final_table(runs: dict[tuple[str, float], list[Run]]) -> pd.DataFrame:
