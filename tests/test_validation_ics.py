@@ -18,6 +18,7 @@ from scalewise.models.grafting import AdaGraft
 from scalewise.models.store import RunStatus, RunStore
 from scalewise.theory import kronecker
 from scalewise.validation import Size, ics
+from scalewise.validation.estimators import interval
 from scalewise.validation.ics import (
     curvature,
     dead_units,
@@ -25,6 +26,7 @@ from scalewise.validation.ics import (
     knock_out,
     outlier_eigenvalues,
     runs,
+    stochastic_regularization,
 )
 from scalewise.validation.ics import quasi_diagonal as qd
 from scalewise.validation.report import RECORD_FIELDS
@@ -187,6 +189,23 @@ def test_knock_out_takes_each_variants_best_rate_and_pairs_the_seeds() -> None:
     assert not results["before_after_ratio"].holds
 
 
+def test_stochastic_regularization_takes_the_difference_in_differences_per_seed() -> None:
+    """Synthetic gaps of 3 seeds: batch norm's grows by 0.1 from the small batch to the large
+    one, layer norm's by 0.02 to 0.04: the claim holds; with the networks swapped it does not."""
+    small, large = stochastic_regularization.BATCH_SIZES
+    gaps = {("bn", small): np.array([0.2, 0.3, 0.25]), ("bn", large): np.array([0.3, 0.4, 0.35]),
+            ("ln", small): np.array([0.2, 0.2, 0.2]), ("ln", large): np.array([0.22, 0.23, 0.24])}
+    difference = stochastic_regularization.gap_difference(gaps)
+    np.testing.assert_allclose(difference, [0.08, 0.07, 0.06])
+    bound = stochastic_regularization.BOUND
+    holds = stochastic_regularization.records(gaps, interval(difference))
+    assert bound.check(holds).holds
+    swapped = {(("ln" if n == "bn" else "bn"), b): g for (n, b), g in gaps.items()}
+    fails = stochastic_regularization.records(
+        swapped, interval(stochastic_regularization.gap_difference(swapped)))
+    assert not bound.check(fails).holds
+
+
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[object, object, Settings]]:
     """The smoke build and its written folder. Module scope sets up before the per-test
@@ -208,10 +227,11 @@ def test_smoke_build_writes_records_with_the_schema(smoke) -> None:
     records = json.loads((folder / "report.json").read_text())
     assert records and all(tuple(r) == RECORD_FIELDS for r in records)
     experiments = {r["experiment"] for r in records}
-    assert experiments == {"outlier", "dead_units", "knock-out", "quasi-diagonal", "grafting"}
+    assert experiments == {"outlier", "dead_units", "stochastic_regularization", "knock-out",
+                           "quasi-diagonal", "grafting"}
     assert all(r["optimizer"] and isinstance(r["predicted"], float) for r in records)
     index = json.loads((folder / "index.json").read_text())
-    assert len(index["sections"]) == 5 and index["settings"]["size"] == "smoke"
+    assert len(index["sections"]) == 6 and index["settings"]["size"] == "smoke"
     for section in index["sections"]:
         for figure in section["figures"]:
             assert (folder / figure["file"]).stat().st_size > 0
@@ -220,10 +240,11 @@ def test_smoke_build_writes_records_with_the_schema(smoke) -> None:
 def test_smoke_build_meets_every_bound(smoke) -> None:
     report, _, _ = smoke
     results = report.agreement()
-    assert {r.bound.experiment for r in results} == {"outlier", "dead_units", "knock-out",
-                                                      "quasi-diagonal", "grafting"}
-    # the claims about training speed (ratios of steps) hold or miss at the reference size
-    speed = ("steps_ratio", "before_after_ratio")
+    assert {r.bound.experiment for r in results} == {
+        "outlier", "dead_units", "stochastic_regularization", "knock-out", "quasi-diagonal",
+        "grafting"}
+    # the claims about trained networks (speed, generalization) hold or miss at the reference size
+    speed = ("steps_ratio", "before_after_ratio", "gap_difference")
     failing = [(r.bound.experiment, r.bound.optimizer, r.bound.quantity, r.value)
                for r in results if not r.holds and r.bound.quantity not in speed]
     assert not failing
@@ -240,6 +261,8 @@ def test_smoke_runs_are_stored_trained_by_models_and_reused(smoke) -> None:
     expected = (1 + len(knock_out.VARIANTS) * len(knock_out.LEARNING_RATES) * scale.seeds
                 + len(dead_units.NORMS) * len(dead_units.LEARNING_RATES)
                 * settings.scale(dead_units.SCALES).seeds
+                + len(stochastic_regularization.NORMS) * len(stochastic_regularization.BATCH_SIZES)
+                * settings.scale(stochastic_regularization.SCALES).seeds
                 + len(qd.PRECONDITIONERS) * (settings.scale(qd.SCALES).lr_grid + 1)
                 + sum(len(grafting.LEARNING_RATES[changes["optimizer.name"]])
                       for changes in grafting.GRAFT_RUNS.values())

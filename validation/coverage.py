@@ -263,6 +263,11 @@ ITEMS: tuple[Item, ...] = (
            measured=(Measured(ICS, "dead_units", "dead_fraction", "sgd+bn"),),
            note="Measured with SGD over learning rates from 0.03 to 3 against the same MLP "
                 "without normalization (001 Sec. 4.1 states the argument)."),
+    _slide("000", "Batch Norm",
+           "stochastic regularization by the noisy estimates of the batch statistics",
+           measured=(Measured(ICS, "stochastic_regularization", "gap_difference", "sgd+bn"),),
+           note="Measured as batch norm's generalization gap against layer norm's at a small "
+                "and a large batch (001 Sec. 4.4 and 6 state the claim)."),
     _slide("000", "Internal Covariate Shift",
            "uncentered activations cause an outlier eigenvalue in the K-FAC factor $A$",
            proved_by=("ics_second_moment_spectrum", "ics_outlier_eigenvector",

@@ -8,6 +8,8 @@ quasi-diagonal preconditioning and AdaGraft (001 Sec. 3-4; 000 slides 'Normaliza
   Sec. 3, 3.1, 4.2); the factor ``A`` of a real layer;
 - :mod:`.dead_units`: dead ReLU units after training with batch norm and without, over
   learning rates (001 Sec. 4.1);
+- :mod:`.stochastic_regularization`: batch norm's and layer norm's generalization gaps at a
+  small and a large batch (001 Sec. 4.4, 6);
 - :mod:`.knock_out`: a random per-batch affine transform after BN vs plain BN vs none, and BN
   before vs after the ReLU (001 Sec. 4.2);
 - :mod:`.quasi_diagonal`: :class:`models.quasi_diagonal.QuasiDiagonal` vs SGD vs a diagonal
@@ -26,11 +28,13 @@ from scalewise.validation.ics import (
     knock_out,
     outlier_eigenvalues,
     quasi_diagonal,
+    stochastic_regularization,
 )
 from scalewise.validation.report import Report
 from scalewise.validation.suite import Settings
 
-EXPERIMENTS = (outlier_eigenvalues.outlier_eigenvalues, dead_units.dead_units, knock_out.knock_out,
+EXPERIMENTS = (outlier_eigenvalues.outlier_eigenvalues, dead_units.dead_units,
+               stochastic_regularization.stochastic_regularization, knock_out.knock_out,
                quasi_diagonal.quasi_diagonal, grafting.grafting)
 """The experiments of the report, in its order."""
 
