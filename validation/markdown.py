@@ -78,8 +78,10 @@ def grid_ends(chosen: Mapping[str, float], grid: Sequence[float], what: str) -> 
     """A sentence naming the keys of ``chosen`` whose value lies at an end of ``grid`` (where a
     value outside the grid might do better), or ``""``.
 
-    >>> grid_ends({"sgd": 0.01, "adam": 0.1, "kfac": 0.03}, (0.01, 0.03, 0.1), "decay")
-    ' At an end of the grid of decay, where a value outside it might do better: sgd (the smallest), adam (the largest).'
+    >>> print(grid_ends({"sgd": 0.01, "adam": 0.1, "kfac": 0.03}, (0.01, 0.03, 0.1), "decay"))
+    ... # doctest: +NORMALIZE_WHITESPACE
+     At an end of the grid of decay, where a value outside it might do better:
+     sgd (the smallest), adam (the largest).
     """
     ends = {key: "smallest" if value == min(grid) else "largest"
             for key, value in chosen.items() if value in (min(grid), max(grid))}
