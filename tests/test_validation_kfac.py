@@ -15,6 +15,7 @@ from scalewise.validation import kfac
 from scalewise.validation.kfac import (
     affine_invariance,
     classification,
+    curvature_traces,
     effective_damping,
     gauss_newton_norm,
     normalized_update,
@@ -55,6 +56,32 @@ def test_each_experiment_declares_its_sizes(smoke_settings: Settings) -> None:
         assert smoke_settings.scale(module.SCALES) is module.SCALES[Size.SMOKE]
     reference = Settings(size=Size.REFERENCE)
     assert len(runs.family_configs(reference)) > len(runs.family_configs(smoke_settings))
+
+
+def _bn_mlp() -> torch.nn.Module:
+    config = models.override(models.TrainConfig(), {"model.width": 8, "model.depth": 2})
+    return models.build_model(config.model, (8, 8), 10, seed=0).double()
+
+
+def test_first_hidden_trace_is_at_the_normalized_weights_and_scales_with_the_output() -> None:
+    """Float64: rescaling a unit of the first (batch-normalized) hidden layer leaves the trace
+    as it is; doubling the output weights multiplies it by 4, and the downstream scales are
+    every batch norm's scale and the output weights."""
+    model = _bn_mlp()
+    inputs = torch.randn(16, 8, 8, generator=torch.Generator().manual_seed(0),
+                         dtype=torch.float64)
+    base = curvature_traces.first_hidden_gn_trace(model, inputs)
+    with torch.no_grad():
+        model.hidden1.layer.weight[0].mul_(3.0)
+    assert curvature_traces.first_hidden_gn_trace(model, inputs) == pytest.approx(base,
+                                                                               rel=1e-6)
+    scales = curvature_traces.downstream_scales(model)
+    assert [s.shape for s in scales] == [(8,), (8,), (10, 8)]
+    assert scales[-1] is model.output.weight
+    with torch.no_grad():
+        model.output.weight.mul_(2.0)
+    assert curvature_traces.first_hidden_gn_trace(model, inputs) == pytest.approx(4 * base,
+                                                                               rel=1e-9)
 
 
 def test_log_correlation() -> None:
@@ -235,8 +262,8 @@ def test_smoke_build(smoke_settings: Settings, tmp_path) -> None:
     assert records and all(set(r) == set(RECORD_FIELDS) for r in records)
     experiments = {r["experiment"] for r in records}
     assert experiments == {"gauss_newton_norm", "tuned_decay", "classification",
-                           "effective_damping", "normalized_update", "rescaling_immunity",
-                           "affine_invariance"}
+                           "effective_damping", "normalized_update", "curvature_traces",
+                           "rescaling_immunity", "affine_invariance"}
     # the one-sided claims are about trained networks: not at the smoke size
     results = [r for r in report.agreement()
                if r.bound.experiment not in ("classification", "tuned_decay")]
