@@ -220,8 +220,10 @@ ITEMS: tuple[Item, ...] = (
     _fig("004", 6, "weight decay schemes under K-FAC: the non-BN layers matter most (CIFAR)"),
     _fig("004", 7, "the trace norms of the Fisher and the Gauss-Newton matrix of a normalized "
          "layer over training (K-FAC-F)",
-         note="The kfac report draws it (section 'Mechanism III: Fisher against Gauss-Newton "
-              "trace (Fig. 7)') with no record or bound."),
+         measured=(Measured(KFAC, "curvature_traces", "gn_growth_restored"),),
+         note="The kfac report draws the traces (section 'Mechanism III: Fisher against "
+              "Gauss-Newton trace (Fig. 7)') with no bound, and tests the stated cause of the "
+              "Gauss-Newton trace's growth (the downstream scales) with records."),
     _fig("004", 8, "test accuracy of baseline, L2 and weight decay over training (CIFAR)",
          measured=(Measured(KFAC, "classification", "accuracy"),),
          note="On the digits CNN: the report's curves hold test accuracy over training per "
