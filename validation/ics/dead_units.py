@@ -55,14 +55,12 @@ def dead_units(report: Report, settings: Settings) -> None:
     runs = trained_runs(settings)
     activities = {key: [activity(run, settings) for run in group]
                   for key, group in runs.items()}
-    found = {key: [a.fraction if a else math.nan for a in group]
-             for key, group in activities.items()}
     report.add_runs(run for group in runs.values() for run in group)
     report.add(*records(activities))
     report.bounds.append(BOUND)
     section = report.section("Batch norm against dead units (001 Sec. 4.1)",
-                             text(settings, found, activities))
-    section.figure("ics_dead_units", figure(found),
+                             text(settings, activities))
+    section.figure("ics_dead_units", figure(fractions(activities)),
                    "Fraction of dead hidden units after training (mean over seeds, bars: 95% "
                    "interval) against the learning rate; crosses mark learning rates where "
                    "runs diverged. Theory: none with batch norm.")
@@ -168,8 +166,17 @@ def _cell(values: list[float]) -> str:
     return cell + (f" ({diverged} of {len(values)} diverged)" if diverged else "")
 
 
-def text(settings: Settings, found: dict[tuple[str, float], list[float]],
-         activities: dict[tuple[str, float], list[Activity | None]]) -> str:
+def fractions(activities: dict[tuple[str, float], list[Activity | None]]
+              ) -> dict[tuple[str, float], list[float]]:
+    """Each run's dead fraction (NaN for a run that diverged), as :func:`dead_units` groups
+    them."""
+    return {key: [a.fraction if a else math.nan for a in group]
+            for key, group in activities.items()}
+
+
+def text(settings: Settings, activities: dict[tuple[str, float], list[Activity | None]]
+         ) -> str:
+    found = fractions(activities)
     scale = settings.scale(SCALES)
     network = sizes(config(settings.seed, scale.steps, NETWORK))
     rows = [{"learning rate": f"{lr:g}", **{norm: _cell(found[norm, lr]) for norm in NORMS}}

@@ -123,8 +123,9 @@ def text(settings: Settings, gaps: dict[Key, np.ndarray], difference: Interval) 
         "The notes' claim (001 Sec. 6: 'With BN, the batch size affects the amount of "
         "stochastic regularization'; Sec. 4.4: layer norm has no such effect): batch norm's "
         "gap grows "
-        "from the small to the large batch by more than layer norm's, which takes out what the "
-        "batch size does through SGD's own gradient noise. Seed-paired difference in "
+        "from the small to the large batch by more than layer norm's: the difference of the two "
+        "growths takes out what the batch size does through SGD's own gradient noise, as far as "
+        "that acts alike on both networks (assumed, not tested). Seed-paired difference in "
         f"differences: {interval_cell(difference)}; {verdict}.")
 
 

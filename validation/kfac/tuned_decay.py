@@ -103,13 +103,16 @@ def tuned_decays(finals: pd.DataFrame) -> dict[str, float]:
     return {o: float(means[o].idxmin()) for o in OPTIMIZERS}
 
 
+def jacobian_norms(finals: pd.DataFrame, optimizer: str, decay: float) -> np.ndarray:
+    """The final ``||J||_F^2`` of ``optimizer``'s runs at ``decay``, in the order of the seeds."""
+    rows = finals[(finals["optimizer"] == optimizer) & (finals["decay"] == decay)]
+    return rows.sort_values("seed")["jacobian_sq_norm"].to_numpy()
+
+
 def jacobian_ratios(finals: pd.DataFrame, tuned: dict[str, float]) -> dict[str, np.ndarray]:
     """Per optimizer and seed, the final ``||J||_F^2`` at its tuned decay over the baseline's."""
-    def norms(optimizer: str, decay: float) -> np.ndarray:
-        rows = finals[(finals["optimizer"] == optimizer) & (finals["decay"] == decay)]
-        return rows.sort_values("seed")["jacobian_sq_norm"].to_numpy()
-
-    return {o: norms(o, tuned[o]) / norms(o, 0.0) for o in OPTIMIZERS}
+    return {o: jacobian_norms(finals, o, tuned[o]) / jacobian_norms(finals, o, 0.0)
+            for o in OPTIMIZERS}
 
 
 def records(ratios: dict[str, np.ndarray]) -> list[Record]:
@@ -127,11 +130,8 @@ def text(settings: Settings, finals: pd.DataFrame, tuned: dict[str, float],
     scale = settings.scale(SCALES)
     table = pd.DataFrame([{
         "optimizer": o, "tuned lambda": f"{tuned[o]:g}",
-        "Jacobian norm, no decay": interval_cell(interval(
-            finals[(finals["optimizer"] == o) & (finals["decay"] == 0)]["jacobian_sq_norm"])),
-        "Jacobian norm, tuned": interval_cell(interval(
-            finals[(finals["optimizer"] == o) & (finals["decay"] == tuned[o])]
-            ["jacobian_sq_norm"])),
+        "Jacobian norm, no decay": interval_cell(interval(jacobian_norms(finals, o, 0.0))),
+        "Jacobian norm, tuned": interval_cell(interval(jacobian_norms(finals, o, tuned[o]))),
         "tuned / no decay": interval_cell(interval(ratios[o]))} for o in OPTIMIZERS])
     gap = interval(np.log(ratios["sgd"]) - np.log(ratios["kfac-g"]))
     stronger = "K-FAC-G" if gap.mean > 0 else "SGD"
